@@ -1,0 +1,77 @@
+// Scoring kernels of IndexProtectedSlerp: the closed form of DESIGN section 2, evaluated for
+// many entries and queries without materialising the transformed probe and without libm
+// calls in the loop. A scalar reference and an AVX2 version share this interface; the choice
+// is made once, at first use, into a read-only table.
+//
+// Storage is group-interleaved: groups are taken eight at a time ("blocks") and coordinate i
+// of the eight groups of a block is stored contiguously, so eight groups are scored in one
+// SIMD register with no horizontal sums. Padded lanes hold zeros and weight 0.
+//
+// Precision: float sums, agreeing with the double reference to about 1e-7 per group. A group
+// that keeps almost none of its rotated energy (|M r| -> 0, only with tiny d and heavy drop)
+// is ill-conditioned in the closed form: its cosine is a ratio of two small numbers.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pslerp::kernels {
+
+inline constexpr int kLanes = 8;
+
+/// Shapes of the interleaved layout for G groups of d.
+struct Layout {
+    int groups = 0;
+    int group_dim = 0;
+    bool shared_key = false;
+
+    int blocks() const { return (groups + kLanes - 1) / kLanes; }
+    /// floats per entry of the template (and of keys when per-group)
+    size_t vec_floats() const { return static_cast<size_t>(blocks()) * group_dim * kLanes; }
+    size_t key_floats() const { return shared_key ? static_cast<size_t>(group_dim) : vec_floats(); }
+    /// mask bytes per entry: one byte per (block, coordinate), bit l = group 8*block + l
+    size_t mask_bytes() const { return static_cast<size_t>(blocks()) * group_dim; }
+    /// per-group constants per entry (padded to whole blocks)
+    size_t group_floats() const { return static_cast<size_t>(blocks()) * kLanes; }
+    /// floats of one prepared query: q and q*q interleaved, then t per group
+    size_t query_floats() const { return 2 * vec_floats() + group_floats(); }
+};
+
+/// Read-only view of the stored entries (arrays of `ntotal` rows, strides from Layout).
+struct Entries {
+    Layout layout;
+    const float* templates = nullptr;  ///< vec_floats per entry
+    const float* keys = nullptr;       ///< key_floats per entry
+    const uint8_t* masks = nullptr;    ///< mask_bytes per entry
+    const float* ke = nullptr;         ///< <k_g, e_g>, group_floats per entry
+    const float* kmk = nullptr;        ///< <k_g, M_g k_g>, group_floats per entry
+    const float* weights = nullptr;    ///< combination weights, group_floats per entry
+};
+
+/// Scores entries [j0, j1) against nq prepared queries.
+/// @param queries  nq * layout.query_floats() floats
+/// @param out      out[qi * ld + (j - j0)]
+/// @return number of (query, group) pairs whose key cosine was clamped as antipodal
+using ScoreRangeFn = int64_t (*)(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1,
+                                 float* out, int64_t ld);
+/// Scores one prepared query against the entries at positions pos[0..n).
+using ScoreListFn = int64_t (*)(const Entries& e, const float* query, const int64_t* pos, int64_t n, float* out);
+
+struct KernelTable {
+    const char* name;
+    ScoreRangeFn score_range;
+    ScoreListFn score_list;
+};
+
+/// The table chosen for this CPU (AVX2+FMA when present; PSLERP_SIMD=scalar forces scalar).
+const KernelTable& kernels();
+const KernelTable& scalar_kernels();
+/// nullptr when the CPU lacks AVX2/FMA.
+const KernelTable* avx2_kernels();
+/// Name of the instruction set in use ("avx2" or "scalar"), for benchmarks and `info`.
+const char* simd_level();
+
+/// Writes one prepared query from a probe's normalised groups xn (G*d) and slerp weights t (G).
+void prepare_query(const Layout& layout, const float* xn, const float* t, float* out);
+
+}  // namespace pslerp::kernels

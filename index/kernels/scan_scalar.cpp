@@ -1,0 +1,71 @@
+// Scalar reference kernel: the same layout and arithmetic as the SIMD kernels, lane by lane.
+#include <vector>
+
+#include "index/kernels/coeffs.h"
+#include "index/kernels/scan.h"
+
+namespace pslerp::kernels {
+
+namespace {
+
+int64_t score_entry(const Entries& E, int64_t j, const float* query, float* out) {
+    const Layout& L = E.layout;
+    const int d = L.group_dim;
+    const float* tm = E.templates + j * L.vec_floats();
+    const float* ky = E.keys + j * L.key_floats();
+    const uint8_t* mk = E.masks + j * L.mask_bytes();
+    const size_t gj = j * L.group_floats();
+    const float* q = query;
+    const float* q2 = query + L.vec_floats();
+    const float* t = query + 2 * L.vec_floats();
+    int64_t clamped = 0;
+    float score = 0.0f;
+    for (int b = 0; b < L.blocks(); ++b) {
+        float c[kLanes] = {}, qe[kLanes] = {}, qmk[kLanes] = {}, qqm[kLanes] = {};
+        for (int i = 0; i < d; ++i) {
+            const size_t o = (static_cast<size_t>(b) * d + i) * kLanes;
+            const uint8_t bits = mk[b * d + i];
+            for (int l = 0; l < kLanes; ++l) {
+                const float k = L.shared_key ? ky[i] : ky[o + l];
+                const float m = (bits >> l) & 1 ? 1.0f : 0.0f;
+                c[l] += q[o + l] * k;
+                qe[l] += q[o + l] * tm[o + l] * m;
+                qmk[l] += q[o + l] * k * m;
+                qqm[l] += q2[o + l] * m;
+            }
+        }
+        for (int l = 0; l < kLanes; ++l) {
+            const size_t g = gj + b * kLanes + l;
+            if (E.weights[g] == 0.0f) continue;  // padded lane or weightless group
+            clamped += c[l] < kAntipodalCosF;
+            score += E.weights[g] * group_cosine(c[l], t[b * kLanes + l], qe[l], qmk[l], qqm[l], E.ke[g], E.kmk[g]);
+        }
+    }
+    *out = score;
+    return clamped;
+}
+
+int64_t score_range(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
+                    int64_t ld) {
+    int64_t clamped = 0;
+    const size_t qs = E.layout.query_floats();
+    for (int64_t j = j0; j < j1; ++j) {
+        for (int64_t qi = 0; qi < nq; ++qi) clamped += score_entry(E, j, queries + qi * qs, out + qi * ld + (j - j0));
+    }
+    return clamped;
+}
+
+int64_t score_list(const Entries& E, const float* query, const int64_t* pos, int64_t n, float* out) {
+    int64_t clamped = 0;
+    for (int64_t i = 0; i < n; ++i) clamped += score_entry(E, pos[i], query, out + i);
+    return clamped;
+}
+
+}  // namespace
+
+const KernelTable& scalar_kernels() {
+    static const KernelTable table{"scalar", &score_range, &score_list};
+    return table;
+}
+
+}  // namespace pslerp::kernels

@@ -1,0 +1,152 @@
+#include "index/storage.h"
+
+#include <algorithm>
+
+namespace pslerp {
+
+namespace {
+
+size_t interleaved(const kernels::Layout& L, int g, int i) {
+    return (static_cast<size_t>(g / kernels::kLanes) * L.group_dim + i) * kernels::kLanes + g % kernels::kLanes;
+}
+
+}  // namespace
+
+EntryStorage::EntryStorage(const Params& p) {
+    layout.groups = p.groups;
+    layout.group_dim = p.group_dim;
+    layout.shared_key = p.key_mode == KeyMode::kShared;
+}
+
+void EntryStorage::append(const Params& p, const Protected& pr, const int64_t* new_ids) {
+    const kernels::Layout& L = layout;
+    const int G = p.groups, d = p.group_dim, D = p.dim(), KD = p.key_dim();
+    const int64_t r0 = rows(), n = pr.n;
+    templates.resize((r0 + n) * L.vec_floats(), 0.0f);
+    keys.resize((r0 + n) * L.key_floats(), 0.0f);
+    masks.resize((r0 + n) * L.mask_bytes(), 0);
+    ke.resize((r0 + n) * L.group_floats(), 0.0f);
+    kmk.resize((r0 + n) * L.group_floats(), 1.0f);
+    weights.resize((r0 + n) * L.group_floats(), 0.0f);
+    ids.insert(ids.end(), new_ids, new_ids + n);
+    removed.resize(r0 + n, 0);
+#pragma omp parallel for if (n > 1024)
+    for (int64_t i = 0; i < n; ++i) {
+        const int64_t r = r0 + i;
+        const float* e = pr.templates.data() + i * D;
+        const float* k = pr.keys.data() + i * KD;
+        const uint8_t* m = pr.masks.data() + i * D;
+        float* te = templates.data() + r * L.vec_floats();
+        float* tk = keys.data() + r * L.key_floats();
+        uint8_t* tm = masks.data() + r * L.mask_bytes();
+        const size_t go = r * L.group_floats();
+        if (L.shared_key) std::copy(k, k + d, tk);
+        for (int g = 0; g < G; ++g) {
+            const float* kg = L.shared_key ? k : k + g * d;
+            double sum_ke = 0, sum_kmk = 0;
+            for (int j = 0; j < d; ++j) {
+                const size_t o = interleaved(L, g, j);
+                te[o] = e[g * d + j];
+                if (!L.shared_key) tk[o] = kg[j];
+                if (m[g * d + j]) {
+                    tm[(g / kernels::kLanes) * d + j] |= static_cast<uint8_t>(1u << (g % kernels::kLanes));
+                    sum_ke += static_cast<double>(kg[j]) * e[g * d + j];
+                    sum_kmk += static_cast<double>(kg[j]) * kg[j];
+                }
+            }
+            ke[go + g] = static_cast<float>(sum_ke);
+            kmk[go + g] = static_cast<float>(sum_kmk);
+            weights[go + g] = pr.weights[i * G + g];
+        }
+    }
+}
+
+void EntryStorage::template_row(const Params& p, int64_t r, float* out) const {
+    const float* te = templates.data() + r * layout.vec_floats();
+    for (int g = 0; g < p.groups; ++g) {
+        for (int j = 0; j < p.group_dim; ++j) out[g * p.group_dim + j] = te[interleaved(layout, g, j)];
+    }
+}
+
+void EntryStorage::key_row(const Params& p, int64_t r, float* out) const {
+    const float* tk = keys.data() + r * layout.key_floats();
+    if (layout.shared_key) {
+        std::copy(tk, tk + p.group_dim, out);
+        return;
+    }
+    for (int g = 0; g < p.groups; ++g) {
+        for (int j = 0; j < p.group_dim; ++j) out[g * p.group_dim + j] = tk[interleaved(layout, g, j)];
+    }
+}
+
+void EntryStorage::mask_row(const Params& p, int64_t r, uint8_t* out) const {
+    const uint8_t* tm = masks.data() + r * layout.mask_bytes();
+    for (int g = 0; g < p.groups; ++g) {
+        for (int j = 0; j < p.group_dim; ++j) {
+            out[g * p.group_dim + j] = (tm[(g / kernels::kLanes) * p.group_dim + j] >> (g % kernels::kLanes)) & 1;
+        }
+    }
+}
+
+void EntryStorage::weight_row(const Params& p, int64_t r, float* out) const {
+    std::copy_n(weights.data() + r * layout.group_floats(), p.groups, out);
+}
+
+std::vector<int64_t> EntryStorage::compact() {
+    std::vector<int64_t> kept;
+    const kernels::Layout& L = layout;
+    auto move_row = [](auto& v, size_t width, int64_t from, int64_t to) {
+        std::copy_n(v.begin() + from * width, width, v.begin() + to * width);
+    };
+    for (int64_t r = 0; r < rows(); ++r) {
+        if (removed[r]) continue;
+        const int64_t to = static_cast<int64_t>(kept.size());
+        if (to != r) {
+            move_row(templates, L.vec_floats(), r, to);
+            move_row(keys, L.key_floats(), r, to);
+            move_row(masks, L.mask_bytes(), r, to);
+            move_row(ke, L.group_floats(), r, to);
+            move_row(kmk, L.group_floats(), r, to);
+            move_row(weights, L.group_floats(), r, to);
+            ids[to] = ids[r];
+        }
+        kept.push_back(r);
+    }
+    const int64_t n = static_cast<int64_t>(kept.size());
+    templates.resize(n * L.vec_floats());
+    keys.resize(n * L.key_floats());
+    masks.resize(n * L.mask_bytes());
+    ke.resize(n * L.group_floats());
+    kmk.resize(n * L.group_floats());
+    weights.resize(n * L.group_floats());
+    ids.resize(n);
+    removed.assign(n, 0);
+    return kept;
+}
+
+void EntryStorage::clear() {
+    templates.clear();
+    keys.clear();
+    masks.clear();
+    ke.clear();
+    kmk.clear();
+    weights.clear();
+    ids.clear();
+    removed.clear();
+}
+
+size_t EntryStorage::bytes_per_row() const {
+    const kernels::Layout& L = layout;
+    return sizeof(float) * (L.vec_floats() + L.key_floats() + 3 * L.group_floats()) + L.mask_bytes() +
+           sizeof(int64_t) + 1;
+}
+
+bool EntryStorage::consistent() const {
+    const size_t n = ids.size();
+    const kernels::Layout& L = layout;
+    return templates.size() == n * L.vec_floats() && keys.size() == n * L.key_floats() &&
+           masks.size() == n * L.mask_bytes() && ke.size() == n * L.group_floats() &&
+           kmk.size() == n * L.group_floats() && weights.size() == n * L.group_floats() && removed.size() == n;
+}
+
+}  // namespace pslerp

@@ -1,0 +1,50 @@
+// Structure-of-arrays storage of protected entries in the kernels' interleaved layout: one
+// row per entry, rows never move except in compact().
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "index/kernels/scan.h"
+#include "plugin/params.h"
+#include "plugin/protect.h"
+
+namespace pslerp {
+
+struct EntryStorage {
+    kernels::Layout layout;
+    std::vector<float> templates;  ///< rows * vec_floats, interleaved
+    std::vector<float> keys;       ///< rows * key_floats
+    std::vector<uint8_t> masks;    ///< rows * mask_bytes (bit per coordinate)
+    std::vector<float> ke;         ///< rows * group_floats: <k_g, M e_g>
+    std::vector<float> kmk;        ///< rows * group_floats: <k_g, M k_g> (1 in padded lanes)
+    std::vector<float> weights;    ///< rows * group_floats: combination weights (0 in padded lanes)
+    std::vector<int64_t> ids;      ///< external id per row
+    std::vector<uint8_t> removed;  ///< tombstone per row
+
+    explicit EntryStorage(const Params& p = Params());
+
+    int64_t rows() const { return static_cast<int64_t>(ids.size()); }
+    /// Appends protected entries (natural layout) with their ids.
+    void append(const Params& p, const Protected& pr, const int64_t* new_ids);
+    /// Natural-layout template of row r (D floats), as the coarse index sees it.
+    void template_row(const Params& p, int64_t r, float* out) const;
+    /// Natural-layout key (key_dim floats) and keep mask (D bytes) of row r.
+    void key_row(const Params& p, int64_t r, float* out) const;
+    void mask_row(const Params& p, int64_t r, uint8_t* out) const;
+    /// Combination weights of row r (G floats).
+    void weight_row(const Params& p, int64_t r, float* out) const;
+    /// Keeps only rows that are not removed, in order; returns the old row of each new row.
+    std::vector<int64_t> compact();
+    void clear();
+    /// Bytes of all per-row arrays for one row (id and tombstone included).
+    size_t bytes_per_row() const;
+    /// Consistency of array sizes (after loading a file).
+    bool consistent() const;
+
+    kernels::Entries view() const {
+        return {layout, templates.data(), keys.data(), masks.data(), ke.data(), kmk.data(), weights.data()};
+    }
+};
+
+}  // namespace pslerp

@@ -1,0 +1,216 @@
+#include "plugin/params.h"
+
+#include <cmath>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+
+namespace pslerp {
+
+namespace {
+
+template <typename E>
+struct Names {
+    E value;
+    const char* name;
+};
+
+constexpr Names<KeyMode> kKeyModes[] = {{KeyMode::kPerGroup, "group"}, {KeyMode::kShared, "shared"}};
+constexpr Names<DropPolicy> kDrops[] = {
+        {DropPolicy::kNone, "none"}, {DropPolicy::kRandom, "random"}, {DropPolicy::kImportance, "importance"}};
+constexpr Names<DropMapping> kMappings[] = {
+        {DropMapping::kFunction, "function"}, {DropMapping::kIntervals, "intervals"}, {DropMapping::kBudget, "budget"}};
+constexpr Names<Fill> kFills[] = {{Fill::kZero, "zero"}, {Fill::kRandom, "random"}};
+constexpr Names<ImportanceKind> kImportances[] = {{ImportanceKind::kUniform, "uniform"},
+                                                  {ImportanceKind::kFixed, "fixed"},
+                                                  {ImportanceKind::kSelfAttention, "attention"}};
+constexpr Names<Weighting> kWeightings[] = {{Weighting::kUniform, "uniform"}, {Weighting::kImportance, "importance"}};
+
+template <typename E, size_t N>
+absl::Status parse_enum(const Names<E> (&names)[N], const std::string& option, const std::string& value, E* out) {
+    std::vector<std::string> allowed;
+    for (const auto& n : names) {
+        if (value == n.name) {
+            *out = n.value;
+            return absl::OkStatus();
+        }
+        allowed.push_back(n.name);
+    }
+    return absl::InvalidArgumentError(
+            absl::StrCat("option ", option, ": expected one of ", absl::StrJoin(allowed, "|"), ", got '", value, "'"));
+}
+
+template <typename E, size_t N>
+const char* enum_name(const Names<E> (&names)[N], E value) {
+    for (const auto& n : names) {
+        if (n.value == value) return n.name;
+    }
+    return "?";
+}
+
+absl::Status parse_int(const std::string& option, const std::string& value, int* out) {
+    if (!absl::SimpleAtoi(value, out)) {
+        return absl::InvalidArgumentError(absl::StrCat("option ", option, ": expected an integer, got '", value, "'"));
+    }
+    return absl::OkStatus();
+}
+
+absl::Status parse_float(const std::string& option, const std::string& value, float* out) {
+    if (!absl::SimpleAtof(value, out) || !std::isfinite(*out)) {
+        return absl::InvalidArgumentError(absl::StrCat("option ", option, ": expected a number, got '", value, "'"));
+    }
+    return absl::OkStatus();
+}
+
+absl::Status parse_bool(const std::string& option, const std::string& value, bool* out) {
+    if (!absl::SimpleAtob(value, out)) {
+        return absl::InvalidArgumentError(absl::StrCat("option ", option, ": expected true|false, got '", value, "'"));
+    }
+    return absl::OkStatus();
+}
+
+}  // namespace
+
+Params Params::defaults(int groups, int group_dim) {
+    Params p;
+    p.groups = groups;
+    p.group_dim = group_dim;
+    return p;
+}
+
+Params Params::slerpface(int groups, int group_dim) {
+    Params p;
+    p.groups = groups;
+    p.group_dim = group_dim;
+    p.t = 0.9f;
+    p.t_minus_importance = true;
+    p.key_mode = KeyMode::kPerGroup;
+    p.drop = DropPolicy::kImportance;
+    p.mapping = DropMapping::kIntervals;
+    p.intervals_by_median = true;
+    p.interval_bounds = {1.0f};
+    p.interval_counts = {12, 4};
+    p.drop_with_replacement = true;
+    p.fill = Fill::kZero;
+    p.importance = ImportanceKind::kSelfAttention;
+    p.weighting = Weighting::kImportance;
+    return p;
+}
+
+absl::Status Params::validate() const {
+    if (groups < 1 || group_dim < 2) {
+        return absl::InvalidArgumentError(
+                absl::StrFormat("need groups >= 1 and group_dim >= 2, got %dx%d", groups, group_dim));
+    }
+    if (static_cast<int64_t>(groups) * group_dim > (1 << 20)) {
+        return absl::InvalidArgumentError("dimension groups*group_dim exceeds 2^20");
+    }
+    if (!(t >= 0.0f && t <= 1.0f)) return absl::InvalidArgumentError(absl::StrCat("t must be in [0, 1], got ", t));
+    auto check_count = [&](const char* what, int c) -> absl::Status {
+        if (c < 0 || (!drop_with_replacement && c > group_dim - 1)) {
+            return absl::InvalidArgumentError(absl::StrFormat(
+                    "%s = %d: a group of %d keeps at least one coordinate (0..%d distinct draws)", what, c, group_dim,
+                    group_dim - 1));
+        }
+        return absl::OkStatus();
+    };
+    if (drop == DropPolicy::kRandom || (drop == DropPolicy::kImportance && mapping == DropMapping::kBudget)) {
+        if (auto s = check_count("drop_count", drop_count); !s.ok()) return s;
+    }
+    if (drop == DropPolicy::kImportance && mapping == DropMapping::kFunction) {
+        if (auto s = check_count("drop_min", drop_min); !s.ok()) return s;
+        if (auto s = check_count("drop_max", drop_max); !s.ok()) return s;
+        if (drop_min > drop_max) return absl::InvalidArgumentError("drop_min must not exceed drop_max");
+    }
+    if (drop == DropPolicy::kImportance && mapping == DropMapping::kIntervals) {
+        if (interval_counts.size() != interval_bounds.size() + 1) {
+            return absl::InvalidArgumentError("interval_counts needs exactly one more entry than interval_bounds");
+        }
+        for (size_t i = 1; i < interval_bounds.size(); ++i) {
+            if (!(interval_bounds[i] > interval_bounds[i - 1])) {
+                return absl::InvalidArgumentError("interval_bounds must increase");
+            }
+        }
+        for (int c : interval_counts) {
+            if (auto s = check_count("interval count", c); !s.ok()) return s;
+        }
+    }
+    if (importance == ImportanceKind::kFixed) {
+        if (static_cast<int>(importance_weights.size()) != groups) {
+            return absl::InvalidArgumentError(absl::StrFormat("fixed importance needs %d weights, got %d", groups,
+                                                              importance_weights.size()));
+        }
+        double sum = 0;
+        for (float w : importance_weights) {
+            if (!(w >= 0.0f) || !std::isfinite(w)) return absl::InvalidArgumentError("importance weights must be >= 0");
+            sum += w;
+        }
+        if (!(sum > 0)) return absl::InvalidArgumentError("importance weights sum to zero");
+    }
+    const size_t dd = static_cast<size_t>(group_dim) * group_dim;
+    if ((!attention_wq.empty() && attention_wq.size() != dd) || (!attention_wk.empty() && attention_wk.size() != dd)) {
+        return absl::InvalidArgumentError(absl::StrFormat("attention projections must be %dx%d", group_dim, group_dim));
+    }
+    if (!(attention_temperature > 0.0f)) return absl::InvalidArgumentError("attention temperature must be > 0");
+    return absl::OkStatus();
+}
+
+absl::Status Params::set(const std::string& name, const std::string& value) {
+    if (name == "preset") {
+        if (value == "slerpface") {
+            *this = slerpface(groups, group_dim);
+        } else if (value == "default") {
+            *this = defaults(groups, group_dim);
+        } else {
+            return absl::InvalidArgumentError(
+                    absl::StrCat("option preset: expected slerpface|default, got '", value, "'"));
+        }
+        return absl::OkStatus();
+    }
+    if (name == "t") return parse_float(name, value, &t);
+    if (name == "t_minus_importance") return parse_bool(name, value, &t_minus_importance);
+    if (name == "key") return parse_enum(kKeyModes, name, value, &key_mode);
+    if (name == "drop") return parse_enum(kDrops, name, value, &drop);
+    if (name == "mapping") return parse_enum(kMappings, name, value, &mapping);
+    if (name == "fill") return parse_enum(kFills, name, value, &fill);
+    if (name == "importance") return parse_enum(kImportances, name, value, &importance);
+    if (name == "weighting") return parse_enum(kWeightings, name, value, &weighting);
+    if (name == "drop_count") return parse_int(name, value, &drop_count);
+    if (name == "drop_min") return parse_int(name, value, &drop_min);
+    if (name == "drop_max") return parse_int(name, value, &drop_max);
+    if (name == "replacement") return parse_bool(name, value, &drop_with_replacement);
+    if (name == "temperature") return parse_float(name, value, &attention_temperature);
+    return absl::InvalidArgumentError(absl::StrCat(
+            "unknown option '", name,
+            "': expected one of preset, t, t_minus_importance, key, drop, drop_count, mapping, drop_min, "
+            "drop_max, replacement, fill, importance, weighting, temperature"));
+}
+
+std::string Params::describe() const {
+    std::vector<std::string> parts;
+    parts.push_back(absl::StrCat("t=", t));
+    if (t_minus_importance) parts.push_back("t_minus_importance=true");
+    parts.push_back(absl::StrCat("key=", enum_name(kKeyModes, key_mode)));
+    parts.push_back(absl::StrCat("drop=", enum_name(kDrops, drop)));
+    if (drop == DropPolicy::kRandom) parts.push_back(absl::StrCat("drop_count=", drop_count));
+    if (drop == DropPolicy::kImportance) {
+        parts.push_back(absl::StrCat("mapping=", enum_name(kMappings, mapping)));
+        if (mapping == DropMapping::kFunction) {
+            parts.push_back(absl::StrCat("drop_min=", drop_min, ",drop_max=", drop_max));
+        } else if (mapping == DropMapping::kBudget) {
+            parts.push_back(absl::StrCat("drop_count=", drop_count));
+        } else {
+            parts.push_back(absl::StrCat("intervals=", absl::StrJoin(interval_bounds, "/"), ":",
+                                         absl::StrJoin(interval_counts, "/"), intervals_by_median ? "(median)" : ""));
+        }
+    }
+    if (drop_with_replacement) parts.push_back("replacement=true");
+    parts.push_back(absl::StrCat("fill=", enum_name(kFills, fill)));
+    parts.push_back(absl::StrCat("importance=", enum_name(kImportances, importance)));
+    parts.push_back(absl::StrCat("weighting=", enum_name(kWeightings, weighting)));
+    return absl::StrJoin(parts, ",");
+}
+
+}  // namespace pslerp

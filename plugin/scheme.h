@@ -1,0 +1,63 @@
+// The scheme's math in one place (DESIGN section 1): group normalisation, slerp rotation,
+// importance, drop counts and masks, feature centring. protect.h builds on these.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "plugin/params.h"
+#include "plugin/random.h"
+
+namespace pslerp {
+
+/// Cosines below this are treated as antipodal: the slerp arc is undefined there. Enrolment
+/// draws a new key; matching clamps the cosine to this value.
+inline constexpr double kAntipodalCos = -0.99;  // within 8 degrees of antipodal
+/// Below this angle slerp takes its limit a = 1 - t, b = t (the arc has collapsed onto x).
+inline constexpr double kTinyAngle = 1e-7;
+
+struct SlerpCoefficients {
+    double a;      ///< weight of x: sin((1-t) theta) / sin(theta)
+    double b;      ///< weight of the key: sin(t theta) / sin(theta)
+    bool clamped;  ///< the cosine was below kAntipodalCos and was clamped
+};
+
+/// slerp(x, k, t) = a x + b k for unit x, k with cosine c; exact (libm), with both guards.
+SlerpCoefficients slerp_coefficients(double c, double t);
+
+/// L2-normalises each group of n vectors of dimension G*d. Fails, naming the vector and
+/// group, on NaN/Inf or a group of zero norm. `out` may alias `x`.
+absl::Status normalize_groups(const Params& p, const float* x, int64_t n, float* out);
+
+/// Importance of the groups of one normalised sample (G weights, >= 0, sum 1).
+void compute_importance(const Params& p, const float* xn, float* w);
+
+/// Per-group slerp weights of a sample with importance w: t, or t - w_g (clamped to [0,1]).
+void group_t(const Params& p, const float* w, float* t_g);
+
+/// Draw counts per group for a sample with importance w (G counts).
+void drop_counts(const Params& p, const float* w, int* counts);
+
+/// Draws `count` coordinates to drop from a group of d (distinct, or with replacement) and
+/// writes the keep mask (1 = kept). At least one coordinate is always kept.
+void draw_mask(int d, int count, bool with_replacement, Rng& rng, uint8_t* mask);
+
+/// Combination weights of the G cosines for an entry of importance w.
+void combination_weights(const Params& p, const float* w, float* out);
+
+/// Feature centring learned by train(): y = R (x - mean), R optional (PCA rotation whose
+/// components are dealt round-robin to the groups, so each group gets a share of the energy).
+struct Centering {
+    std::vector<float> mean;      ///< D, empty when untrained
+    std::vector<float> rotation;  ///< D*D row-major, empty for none
+
+    bool trained() const { return !mean.empty(); }
+    /// @param x  n * D inputs; @param out  n * D outputs (may alias x)
+    void apply(const float* x, int64_t n, int dim, float* out) const;
+    /// Learns the mean (and, with pca, the rotation) from n representative raw features.
+    static absl::StatusOr<Centering> fit(const float* x, int64_t n, int dim, int groups, bool pca);
+};
+
+}  // namespace pslerp

@@ -1,0 +1,289 @@
+// IndexProtectedSlerp with exhaustive search: kernels against the double-precision
+// reference, FAISS conventions, ids, removal, range search and bad inputs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/IDSelector.h>
+
+#include "index/IndexProtectedSlerp.h"
+#include "index/kernels/scan.h"
+#include "plugin/reference.h"
+#include "plugin/synth.h"
+
+namespace pslerp {
+namespace {
+
+std::vector<float> random_features(int64_t n, int dim, uint64_t seed) {
+    std::mt19937_64 g(seed);
+    std::normal_distribution<float> N;
+    std::vector<float> x(n * dim);
+    for (auto& v : x) v = N(g);
+    return x;
+}
+
+// Reference scores of every probe against every live entry of the index.
+std::vector<double> reference_scores(const IndexProtectedSlerp& index, const std::vector<float>& q, int64_t nq) {
+    const Params& p = index.params;
+    const int64_t rows = index.store.rows();
+    std::vector<double> s(nq * rows);
+    std::vector<float> e(p.dim()), k(p.key_dim()), w(p.groups);
+    std::vector<uint8_t> m(p.dim());
+    for (int64_t r = 0; r < rows; ++r) {
+        index.store.template_row(p, r, e.data());
+        index.store.key_row(p, r, k.data());
+        index.store.mask_row(p, r, m.data());
+        index.store.weight_row(p, r, w.data());
+        for (int64_t i = 0; i < nq; ++i) {
+            s[i * rows + r] = reference::match_one(p, q.data() + i * p.dim(), e.data(), k.data(), m.data(), w.data());
+        }
+    }
+    return s;
+}
+
+struct Case {
+    const char* name;
+    Params params;
+};
+
+std::vector<Case> cases() {
+    Params shared = Params::defaults(9, 16);
+    shared.key_mode = KeyMode::kShared;
+    Params fill = Params::defaults(8, 16);
+    fill.fill = Fill::kRandom;
+    Params attention = Params::defaults(10, 12);
+    attention.importance = ImportanceKind::kSelfAttention;
+    attention.weighting = Weighting::kImportance;
+    attention.drop = DropPolicy::kImportance;
+    return {{"8x16", Params::defaults(8, 16)},      {"5x7", Params::defaults(5, 7)},
+            {"17x5", [] { Params p = Params::defaults(17, 5); p.drop_count = 1; return p; }()},      {"shared9x16", shared},
+            {"fill8x16", fill},                     {"attention10x12", attention},
+            {"slerpface11x16", Params::slerpface(11, 16)}};
+}
+
+class KernelTest : public ::testing::TestWithParam<const kernels::KernelTable*> {};
+
+TEST_P(KernelTest, MatchesReferenceScoresAndRanking) {
+    const kernels::KernelTable* K = GetParam();
+    if (!K) GTEST_SKIP() << "this CPU lacks AVX2/FMA: SIMD kernel not testable here";
+    for (const auto& c : cases()) {
+        SCOPED_TRACE(c.name);
+        IndexProtectedSlerp index(c.params);
+        index.set_seed(3);
+        const int64_t n = 301, nq = 37;
+        auto x = random_features(n, index.d, 1);
+        auto q = random_features(nq, index.d, 2);
+        index.add(n, x.data());
+        std::vector<float> scores(nq * n);
+        // Probes prepared as the index does (no centring: untrained).
+        auto probe = prepare_probes(index.params, q.data(), nq);
+        ASSERT_TRUE(probe.ok());
+        std::vector<float> kq(nq * index.store.layout.query_floats());
+        for (int64_t i = 0; i < nq; ++i) {
+            kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
+                                   probe->t.data() + i * index.params.groups,
+                                   kq.data() + i * index.store.layout.query_floats());
+        }
+        K->score_range(index.store.view(), kq.data(), nq, 0, n, scores.data(), n);
+        const auto ref = reference_scores(index, q, nq);
+        double worst = 0;
+        for (int64_t i = 0; i < nq * n; ++i) worst = std::max(worst, std::abs(scores[i] - ref[i]));
+        EXPECT_LT(worst, 1e-5);
+        // score_list agrees with score_range.
+        std::vector<int64_t> pos = {0, 5, 300, 17};
+        std::vector<float> ls(4);
+        K->score_list(index.store.view(), kq.data(), pos.data(), 4, ls.data());
+        for (int j = 0; j < 4; ++j) EXPECT_FLOAT_EQ(ls[j], scores[pos[j]]);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Kernels, KernelTest,
+                         ::testing::Values(&kernels::scalar_kernels(), kernels::avx2_kernels()),
+                         [](const auto& info) { return std::string(info.index == 0 ? "scalar" : "avx2"); });
+
+TEST(Index, SearchEqualsReferenceRanking) {
+    for (const auto& c : cases()) {
+        SCOPED_TRACE(c.name);
+        IndexProtectedSlerp index(c.params);
+        index.set_seed(4);
+        const int64_t n = 1001, nq = 13, k = 7;
+        auto x = random_features(n, index.d, 5);
+        auto q = random_features(nq, index.d, 6);
+        index.add(n, x.data());
+        std::vector<float> D(nq * k);
+        std::vector<idx_t> I(nq * k);
+        index.search(nq, q.data(), k, D.data(), I.data());
+        const auto ref = reference_scores(index, q, nq);
+        for (int64_t i = 0; i < nq; ++i) {
+            std::vector<int64_t> order(n);
+            std::iota(order.begin(), order.end(), 0);
+            std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                              [&](int64_t a, int64_t b) { return ref[i * n + a] > ref[i * n + b]; });
+            for (int64_t j = 0; j < k; ++j) {
+                EXPECT_NEAR(D[i * k + j], ref[i * n + I[i * k + j]], 1e-5);
+                // Same ranking unless two reference scores are closer than the tolerance.
+                if (I[i * k + j] != order[j]) {
+                    EXPECT_NEAR(ref[i * n + order[j]], ref[i * n + I[i * k + j]], 2e-5);
+                }
+            }
+        }
+    }
+}
+
+TEST(Index, MatedAboveNonMatedOnSynthetic) {
+    SynthConfig cfg;
+    cfg.groups = 8;
+    cfg.group_dim = 16;
+    cfg.seed = 11;
+    auto split = synth_gallery(cfg, 2000, 200, 200);
+    ASSERT_TRUE(split.ok()) << split.status();
+    IndexProtectedSlerp index(Params::defaults(8, 16));
+    index.set_seed(9);
+    index.add_with_ids(split->gallery.n, split->gallery.x.data(), split->gallery.labels.data());
+    std::vector<float> D(400);
+    std::vector<idx_t> I(400);
+    index.search(400, split->probes.x.data(), 1, D.data(), I.data());
+    int rank1 = 0;
+    double mated = 0, nonmated = 0;
+    for (int i = 0; i < 200; ++i) {
+        rank1 += I[i] == split->probes.labels[i];
+        mated += index.verify(split->probes.x.data() + i * 128, split->probes.labels[i]);
+        nonmated += index.verify(split->probes.x.data() + (200 + i) * 128, i);
+    }
+    EXPECT_GT(rank1, 180) << "rank-1 identification on 2000 synthetic identities";
+    // Slerp toward per-entry keys compresses scores (both sides move toward the same key):
+    // at t = 0.7 mated is about 0.93 and non-mated about 0.78 on this data.
+    EXPECT_GT(mated / 200, nonmated / 200 + 0.1);
+    // 1:1 decisions at a threshold between the two means.
+    const float thr = float((mated + nonmated) / 400);
+    int accepted_mated = 0, accepted_non = 0;
+    for (int i = 0; i < 200; ++i) {
+        accepted_mated += index.verify(split->probes.x.data() + i * 128, split->probes.labels[i]) >= thr;
+        accepted_non += index.verify(split->probes.x.data() + (200 + i) * 128, i) >= thr;
+    }
+    EXPECT_GT(accepted_mated, 170);
+    EXPECT_LT(accepted_non, 30);
+}
+
+TEST(Index, PaddingEmptyAndZeroQueries) {
+    IndexProtectedSlerp index(Params::defaults(2, 8));
+    auto x = random_features(3, 16, 7);
+    std::vector<float> D(5);
+    std::vector<idx_t> I(5);
+    index.search(1, x.data(), 5, D.data(), I.data());  // empty index
+    for (int j = 0; j < 5; ++j) {
+        EXPECT_EQ(I[j], -1);
+        EXPECT_EQ(D[j], -std::numeric_limits<float>::infinity());
+    }
+    index.add(3, x.data());
+    index.search(1, x.data(), 5, D.data(), I.data());  // k > ntotal
+    EXPECT_EQ(I[0], 0);
+    EXPECT_NE(I[2], -1);
+    EXPECT_EQ(I[3], -1);
+    EXPECT_EQ(I[4], -1);
+    EXPECT_GE(D[0], D[1]);
+    index.search(0, nullptr, 5, D.data(), I.data());  // n = 0 is a no-op
+    index.add(0, nullptr);
+    EXPECT_EQ(index.ntotal, 3);
+}
+
+TEST(Index, IdsRemoveAndVerify) {
+    IndexProtectedSlerp index(Params::defaults(4, 8));
+    index.set_seed(1);
+    auto x = random_features(10, 32, 8);
+    std::vector<idx_t> ids = {100, 101, 102, 103, 104, 105, 106, 107, 108, 109};
+    index.add_with_ids(10, x.data(), ids.data());
+    EXPECT_THROW(index.add_with_ids(1, x.data(), ids.data()), faiss::FaissException);  // duplicate
+    std::vector<idx_t> twice = {200, 200};
+    EXPECT_THROW(index.add_with_ids(2, x.data(), twice.data()), faiss::FaissException);
+    EXPECT_EQ(index.ntotal, 10);
+    float D[1];
+    idx_t I[1];
+    index.search(1, x.data() + 3 * 32, 1, D, I);
+    EXPECT_EQ(I[0], 103);
+    EXPECT_FLOAT_EQ(index.verify(x.data() + 3 * 32, 103), D[0]);
+    faiss::IDSelectorBatch sel(1, &ids[3]);
+    EXPECT_EQ(index.remove_ids(sel), 1u);
+    EXPECT_EQ(index.ntotal, 9);
+    index.search(1, x.data() + 3 * 32, 1, D, I);
+    EXPECT_NE(I[0], 103);
+    EXPECT_THROW(index.verify(x.data(), 103), faiss::FaissException);
+    EXPECT_THROW(index.verify(x.data(), 999), faiss::FaissException);
+    index.compact();
+    EXPECT_EQ(index.store.rows(), 9);
+    EXPECT_EQ(index.ntotal, 9);
+    index.search(1, x.data() + 4 * 32, 1, D, I);
+    EXPECT_EQ(I[0], 104);
+    index.add(1, x.data() + 3 * 32);  // id after the largest so far
+    index.search(1, x.data() + 3 * 32, 1, D, I);
+    EXPECT_EQ(I[0], 110);
+    index.reset();
+    EXPECT_EQ(index.ntotal, 0);
+}
+
+TEST(Index, RangeSearchEqualsBruteForce) {
+    IndexProtectedSlerp index(Params::defaults(8, 16));
+    index.set_seed(2);
+    const int64_t n = 700, nq = 5;
+    auto x = random_features(n, 128, 9);
+    index.add(n, x.data());
+    auto q = x;  // probes are the enrolled features: each has one clear match
+    q.resize(nq * 128);
+    faiss::RangeSearchResult res(nq);
+    const float thr = 0.9f;  // self-matches score 1, others about 0.8 at t = 0.7
+    index.range_search(nq, q.data(), thr, &res);
+    const auto ref = reference_scores(index, q, nq);
+    for (int64_t i = 0; i < nq; ++i) {
+        std::set<idx_t> got(res.labels + res.lims[i], res.labels + res.lims[i + 1]), want;
+        for (int64_t r = 0; r < n; ++r) {
+            if (ref[i * n + r] >= thr + 1e-5) want.insert(r);
+            if (std::abs(ref[i * n + r] - thr) < 1e-5) got.erase(r);
+        }
+        EXPECT_EQ(got, want);
+        EXPECT_TRUE(got.count(i));
+    }
+}
+
+TEST(Index, BadInputsGiveClearErrors) {
+    IndexProtectedSlerp index(Params::defaults(2, 8));
+    auto x = random_features(2, 16, 10);
+    float D[2];
+    idx_t I[2];
+    index.add(2, x.data());
+    auto expect_message = [](auto&& f, const std::string& needle) {
+        try {
+            f();
+            ADD_FAILURE() << "no exception, expected: " << needle;
+        } catch (const faiss::FaissException& e) {
+            EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+        }
+    };
+    expect_message([&] { index.search(1, x.data(), 0, D, I); }, "k must be > 0");
+    expect_message([&] { index.search(1, x.data(), -3, D, I); }, "k must be > 0");
+    std::vector<float> nan = x;
+    nan[5] = std::nanf("");
+    expect_message([&] { index.search(1, nan.data(), 1, D, I); }, "NaN");
+    expect_message([&] { index.add(1, nan.data()); }, "NaN");
+    std::vector<float> zero(16, 0.0f);
+    expect_message([&] { index.search(1, zero.data(), 1, D, I); }, "zero norm");
+    expect_message([&] { index.add(1, zero.data()); }, "zero norm");
+    expect_message([&] { index.verify(x.data(), 77); }, "unknown id 77");
+    EXPECT_EQ(index.ntotal, 2) << "failed adds must not change the index";
+    EXPECT_THROW(IndexProtectedSlerp(Params::defaults(0, 8)), faiss::FaissException);
+}
+
+TEST(Index, BytesPerEntryStated) {
+    IndexProtectedSlerp index(Params::defaults(8, 16));
+    // 128 template + 128 key floats, 16 mask bytes, 3 x 8 group constants, id and tombstone.
+    EXPECT_EQ(index.storage_bytes_per_entry(), 4u * (128 + 128 + 24) + 16 + 8 + 1);
+    Params shared = Params::defaults(8, 16);
+    shared.key_mode = KeyMode::kShared;
+    EXPECT_EQ(IndexProtectedSlerp(shared).storage_bytes_per_entry(), 4u * (128 + 16 + 24) + 16 + 8 + 1);
+}
+
+}  // namespace
+}  // namespace pslerp

@@ -1,0 +1,161 @@
+// pslerp extract: face images to grouped features (extractor/extractor.h) written as .npy.
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "extractor/extractor.h"
+#include "index/array_io.h"
+#include "tools/cli.h"
+
+namespace pslerp::cli {
+namespace {
+
+constexpr char kUsage[] =
+    "usage: pslerp extract <folder|images...> -o features.npy [--labels labels.txt] [--aligned]\n"
+    "                      [--model-dir DIR] [--threads N] [--batch 32] [--groups 8 --group-dim 16]\n"
+    "                      [--raw] [--strict] [--torchscript model.pt --input-size 150\n"
+    "                       --mean 122.782,117.001,104.298 --std 255,255,255]\n"
+    "Detects, aligns and embeds the largest face of each image (JPEG/PNG). A folder is read\n"
+    "recursively; its sub-folder names are the identities. Writes one float32 row per image with\n"
+    "a face (n, G*d), each group L2-normalised unless --raw, and with --labels one line per row:\n"
+    "identity<TAB>path. --aligned takes images as already-cropped faces (no detection). Images\n"
+    "without a usable face are listed on stderr and skipped (--strict: fail instead).\n"
+    "The face-api weights come from --model-dir, else $PSLERP_MODEL_DIR, else ./models\n"
+    "(scripts/fetch_model.sh fetches them).\n";
+
+absl::Status ParseTriple(const std::string& flag, const std::string& text, std::array<float, 3>* out) {
+    float v[3];
+    char tail;
+    if (std::sscanf(text.c_str(), "%f,%f,%f%c", &v[0], &v[1], &v[2], &tail) != 3)
+        return absl::InvalidArgumentError(absl::StrCat("--", flag, " expects three comma-separated numbers, got '", text, "'"));
+    *out = {v[0], v[1], v[2]};
+    return absl::OkStatus();
+}
+
+absl::Status run(Args& args, std::string& summary) {
+    absl::StatusOr<std::string> out = args.required("out");
+    const std::string labels_path = args.str("labels");
+    ExtractorOptions opt;
+    opt.aligned = args.flag("aligned");
+    const bool raw = args.flag("raw");
+    const bool strict = args.flag("strict");
+    opt.model_dir = DefaultModelDir(args.str("model-dir"));
+    opt.torchscript_path = args.str("torchscript");
+    absl::StatusOr<int64_t> threads = args.integer("threads", 0);
+    absl::StatusOr<int64_t> batch = args.integer("batch", 32);
+    absl::StatusOr<int64_t> groups = args.integer("groups", 0);
+    absl::StatusOr<int64_t> group_dim = args.integer("group-dim", 0);
+    absl::StatusOr<int64_t> input_size = args.integer("input-size", opt.input_size);
+    const std::string mean = args.str("mean"), std_dev = args.str("std");
+    for (const absl::Status& st : {out.status(), threads.status(), batch.status(), groups.status(),
+                                   group_dim.status(), input_size.status()}) {
+        if (!st.ok()) return st;
+    }
+    if (absl::Status st = args.finish(); !st.ok()) return st;
+    if (args.positional().empty()) return absl::InvalidArgumentError("give a folder or image files to extract");
+    if (*threads < 0 || *threads > 1024) return absl::InvalidArgumentError("--threads must be in [0, 1024]");
+    if (*batch < 1 || *batch > 4096) return absl::InvalidArgumentError("--batch must be in [1, 4096]");
+    if (*groups < 0 || *group_dim < 0 || *groups > 4096 || *group_dim > 4096)
+        return absl::InvalidArgumentError("--groups and --group-dim must be in [1, 4096]");
+    if (*input_size < 8 || *input_size > 4096) return absl::InvalidArgumentError("--input-size must be in [8, 4096]");
+    if (!mean.empty())
+        if (absl::Status st = ParseTriple("mean", mean, &opt.normalization.mean); !st.ok()) return st;
+    if (!std_dev.empty())
+        if (absl::Status st = ParseTriple("std", std_dev, &opt.normalization.std); !st.ok()) return st;
+    opt.num_threads = static_cast<int>(*threads);
+    opt.batch_size = static_cast<int>(*batch);
+    // Neither given: the extractor's default split (groups of 16).
+    opt.groups = static_cast<int>(*groups);
+    opt.group_dim = static_cast<int>(*group_dim);
+    if (opt.groups == 0 && opt.group_dim == 0) opt.group_dim = 16;
+    opt.input_size = static_cast<int>(*input_size);
+    opt.normalize_groups = !raw;
+
+    // Inputs: folders are listed (identity = sub-folder), files taken as they are (identity =
+    // their folder's name).
+    std::vector<LabeledImage> images;
+    for (const std::string& p : args.positional()) {
+        std::error_code ec;
+        if (std::filesystem::is_directory(p, ec)) {
+            absl::StatusOr<std::vector<LabeledImage>> listed = ListImageFolder(p);
+            if (!listed.ok()) return listed.status();
+            if (listed->empty()) return absl::NotFoundError(absl::StrCat("no .jpg/.jpeg/.png images under ", p));
+            images.insert(images.end(), listed->begin(), listed->end());
+        } else if (std::filesystem::is_regular_file(p, ec)) {
+            std::string id = std::filesystem::absolute(p, ec).parent_path().filename().string();
+            images.push_back({id, p});
+        } else {
+            return absl::NotFoundError(absl::StrCat("no such file or folder: ", p));
+        }
+    }
+
+    absl::StatusOr<std::unique_ptr<Extractor>> ex = Extractor::Create(opt);
+    if (!ex.ok()) return ex.status();
+    std::vector<std::string> paths;
+    for (const auto& im : images) paths.push_back(im.path);
+
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<ExtractResult> results;
+    {
+        Progress progress("extract", static_cast<int64_t>(paths.size()));
+        results = (*ex)->ExtractFiles(paths, [&](int64_t done, int64_t) { progress.update(done); });
+    }
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+    const int dim = (*ex)->dim();
+    std::vector<float> rows;
+    std::string labels;
+    std::map<std::string, int> outcomes;
+    int several = 0;
+    for (size_t i = 0; i < results.size(); ++i) {
+        const ExtractResult& r = results[i];
+        ++outcomes[FaceOutcomeName(r.outcome)];
+        if (!r.ok()) {
+            std::fprintf(stderr, "pslerp extract: skipped %s: %s: %s\n", r.path.c_str(), FaceOutcomeName(r.outcome),
+                         r.message.c_str());
+            continue;
+        }
+        several += r.outcome == FaceOutcome::kSeveralFaces;
+        rows.insert(rows.end(), r.features.begin(), r.features.end());
+        absl::StrAppend(&labels, images[i].identity, "\t", r.path, "\n");
+    }
+    const int64_t n = static_cast<int64_t>(rows.size() / dim);
+    const int64_t skipped = static_cast<int64_t>(results.size()) - n;
+    if (strict && skipped > 0)
+        return absl::FailedPreconditionError(absl::StrCat(skipped, " of ", results.size(),
+                                                          " images have no usable face (listed above); nothing written"));
+    if (n == 0) return absl::NotFoundError(absl::StrCat("no face found in any of the ", results.size(), " images"));
+    if (absl::Status st = write_npy_f32(*out, rows.data(), n, dim); !st.ok()) return st;
+    if (!labels_path.empty())
+        if (absl::Status st = atomic_write_file(labels_path, labels); !st.ok()) return st;
+
+    std::string detail;
+    for (const auto& [name, count] : outcomes)
+        if (name != "ok") absl::StrAppend(&detail, ", ", count, " ", name);
+    summary = absl::StrFormat("extract: %d images -> %d rows of D=%d (%dx%d%s) in %s%s%s; %.1f images/s; %s%s", results.size(),
+                              n, dim, (*ex)->groups(), (*ex)->group_dim(), raw ? ", raw" : ", groups normalised",
+                              *out, labels_path.empty() ? "" : " + ", labels_path, results.size() / seconds,
+                              (*ex)->model_description(), detail);
+    if (several > 0) absl::StrAppend(&summary, " (several faces: the largest was used)");
+    return absl::OkStatus();
+}
+
+}  // namespace
+
+int cmd_extract(const std::vector<std::string>& argv) {
+    Args args(argv, {"help", "aligned", "raw", "strict"});
+    if (args.flag("help")) {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    std::string summary;
+    if (absl::Status st = run(args, summary); !st.ok()) return fail("extract", st);
+    std::printf("%s\n", summary.c_str());
+    return 0;
+}
+
+}  // namespace pslerp::cli
