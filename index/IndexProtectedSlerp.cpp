@@ -61,19 +61,44 @@ struct TopK {
 }  // namespace
 
 struct IndexProtectedSlerp::Prepared {
-    std::vector<float> xn;  // n * d centred, group-normalised probes (the coarse index's query)
+    std::vector<float> xn;  // n * d centred, group-normalised probes
     std::vector<float> kq;  // n * query_floats kernel queries
+    std::vector<float> cq;  // n * coarse_d coarse queries (only with a coarse index)
 };
+
+namespace {
+
+// Coarse embeddings of protected entries in natural layout.
+std::vector<float> embeddings(const Params& p, CoarseEmbedding mode, const Protected& pr) {
+    const int cd = coarse_dim(p, mode), D = p.dim(), G = p.groups, KD = p.key_dim();
+    std::vector<float> out(pr.n * cd);
+#pragma omp parallel for if (pr.n > 1024)
+    for (int64_t i = 0; i < pr.n; ++i) {
+        coarse_embedding(p, mode, pr.templates.data() + i * D, pr.keys.data() + i * KD, pr.masks.data() + i * D,
+                         pr.weights.data() + i * G, out.data() + i * cd);
+    }
+    return out;
+}
+
+}  // namespace
 
 IndexProtectedSlerp::IndexProtectedSlerp() : IndexProtectedSlerp(Params()) {}
 
-IndexProtectedSlerp::IndexProtectedSlerp(const Params& p, std::unique_ptr<faiss::Index> coarse_index)
-        : faiss::Index(p.dim(), faiss::METRIC_INNER_PRODUCT), params(p), coarse(std::move(coarse_index)), store(p) {
+IndexProtectedSlerp::IndexProtectedSlerp(const Params& p, std::unique_ptr<faiss::Index> coarse_index,
+                                         CoarseEmbedding embedding)
+        : faiss::Index(p.dim(), faiss::METRIC_INNER_PRODUCT),
+          params(p),
+          coarse_embedding(embedding),
+          coarse(std::move(coarse_index)),
+          store(p) {
     throw_if_error(p.validate());
     if (coarse) {
-        FAISS_THROW_IF_NOT_FMT(coarse->d == d, "pslerp: coarse index has dimension %d, expected %d",
-                               int(coarse->d), int(d));
+        FAISS_THROW_IF_NOT_FMT(coarse->d == coarse_d(), "pslerp: coarse index has dimension %d, expected %d",
+                               int(coarse->d), coarse_d());
         FAISS_THROW_IF_NOT_MSG(coarse->ntotal == 0, "pslerp: the coarse index must be empty");
+        FAISS_THROW_IF_NOT_FMT(coarse->metric_type == coarse_metric(embedding),
+                               "pslerp: the coarse index must use the %s metric for this embedding",
+                               embedding == CoarseEmbedding::kLinear ? "L2" : "inner-product");
     }
     is_trained = !coarse || coarse->is_trained;
 }
@@ -94,10 +119,13 @@ IndexProtectedSlerp::Prepared IndexProtectedSlerp::prepare(idx_t n, const float*
     q.xn = std::move(probe->xn);
     const size_t qf = store.layout.query_floats();
     q.kq.resize(n * qf);
+    const int cd = coarse_d();
+    if (coarse) q.cq.resize(n * cd);
 #pragma omp parallel for if (n > 256)
     for (idx_t i = 0; i < n; ++i) {
         kernels::prepare_query(store.layout, q.xn.data() + i * d, probe->t.data() + i * params.groups,
                                q.kq.data() + i * qf);
+        if (coarse) coarse_query(params, coarse_embedding, q.xn.data() + i * d, q.cq.data() + i * cd);
     }
     return q;
 }
@@ -115,7 +143,7 @@ void IndexProtectedSlerp::train(idx_t n, const float* x) {
         in.stream_offset = streams_used_;
         auto pr = protect(params, xc.data(), n, rng_, in);
         throw_if_error(pr.status());
-        coarse->train(n, pr->templates.data());
+        coarse->train(n, coarse_vectors(*pr).data());
         streams_used_ += static_cast<uint64_t>(n);
     }
     centering = std::move(fitted);
@@ -149,7 +177,7 @@ void IndexProtectedSlerp::add_with_ids(idx_t n, const float* x, const idx_t* xid
     throw_if_error(pr.status());
     if (coarse) {
         FAISS_THROW_IF_NOT_MSG(coarse->ntotal == store.rows(), "pslerp: coarse index out of step with storage");
-        coarse->add(n, pr->templates.data());
+        coarse->add(n, coarse_vectors(*pr).data());
     }
     const int64_t r0 = store.rows();
     store.append(params, *pr, xids);
@@ -249,15 +277,24 @@ void IndexProtectedSlerp::coarse_shortlist(idx_t n, const Prepared& q, idx_t kk,
         cp = &ivf;
     }
     auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(inner);
-    if (sp && sp->efSearch > 0) {
-        FAISS_THROW_IF_NOT_MSG(hnsw, "pslerp: search: efSearch given but the coarse index is not HNSW");
-        // FAISS 1.7.3 ignores SearchParametersHNSW::efSearch for the candidate queue: set it on
-        // the object for this call, serialised against other calls that do the same.
-        std::lock_guard<std::mutex> lock(coarse_mutex_);
+    FAISS_THROW_IF_NOT_MSG(!(sp && sp->efSearch > 0) || hnsw,
+                           "pslerp: search: efSearch given but the coarse index is not HNSW");
+    if (hnsw) {
+        // FAISS 1.7.3 ignores SearchParametersHNSW::efSearch for the candidate queue and does
+        // not widen it to k: set it on the object for this call (never below the shortlist),
+        // exclusive against other searches; calls that keep it share the lock.
+        std::shared_lock<std::shared_mutex> shared(coarse_mutex_);
         const int saved = hnsw->hnsw.efSearch;
-        hnsw->hnsw.efSearch = std::max<int>(sp->efSearch, int(kk));
+        const int want = std::max<int>(sp && sp->efSearch > 0 ? sp->efSearch : saved, int(kk));
+        if (want == saved) {
+            coarse->search(n, q.cq.data(), kk, cd.data(), rows.data(), cp);
+            return;
+        }
+        shared.unlock();
+        std::unique_lock<std::shared_mutex> exclusive(coarse_mutex_);
+        hnsw->hnsw.efSearch = want;
         try {
-            coarse->search(n, q.xn.data(), kk, cd.data(), rows.data(), cp);
+            coarse->search(n, q.cq.data(), kk, cd.data(), rows.data(), cp);
         } catch (...) {
             hnsw->hnsw.efSearch = saved;
             throw;
@@ -265,7 +302,7 @@ void IndexProtectedSlerp::coarse_shortlist(idx_t n, const Prepared& q, idx_t kk,
         hnsw->hnsw.efSearch = saved;
         return;
     }
-    coarse->search(n, q.xn.data(), kk, cd.data(), rows.data(), cp);
+    coarse->search(n, q.cq.data(), kk, cd.data(), rows.data(), cp);
 }
 
 void IndexProtectedSlerp::search_coarse(idx_t n, const Prepared& q, idx_t k, float* distances, idx_t* labels,
@@ -426,11 +463,68 @@ void IndexProtectedSlerp::rebuild_coarse() {
     if (!coarse) return;
     coarse->reset();
     constexpr int64_t kChunk = 4096;
-    std::vector<float> buf(kChunk * d);
-    for (int64_t r0 = 0; r0 < store.rows(); r0 += kChunk) {
-        const int64_t r1 = std::min(store.rows(), r0 + kChunk);
-        for (int64_t r = r0; r < r1; ++r) store.template_row(params, r, buf.data() + (r - r0) * d);
-        coarse->add(r1 - r0, buf.data());
+    const int cd = coarse_d();
+    std::vector<float> buf(kChunk * cd);
+#pragma omp parallel
+    {
+        std::vector<float> e(d), k(params.key_dim()), w(params.groups);
+        std::vector<uint8_t> m(d);
+        for (int64_t r0 = 0; r0 < store.rows(); r0 += kChunk) {
+            const int64_t r1 = std::min(store.rows(), r0 + kChunk);
+#pragma omp for
+            for (int64_t r = r0; r < r1; ++r) {
+                store.template_row(params, r, e.data());
+                store.key_row(params, r, k.data());
+                store.mask_row(params, r, m.data());
+                store.weight_row(params, r, w.data());
+                pslerp::coarse_embedding(params, coarse_embedding, e.data(), k.data(), m.data(), w.data(),
+                                 buf.data() + (r - r0) * cd);
+            }
+#pragma omp single
+            {
+                to_coarse_space(r1 - r0, buf.data());
+                coarse->add(r1 - r0, buf.data());
+            }
+        }
+    }
+}
+
+std::vector<float> IndexProtectedSlerp::coarse_vectors(const Protected& pr) {
+    std::vector<float> v = embeddings(params, coarse_embedding, pr);
+    if (coarse_embedding == CoarseEmbedding::kLinear && coarse_radius == 0.0f && pr.n > 0) {
+        const int cd = coarse_d();
+        std::vector<double> mean(cd, 0.0);
+        for (int64_t i = 0; i < pr.n; ++i) {
+            for (int j = 0; j < cd; ++j) mean[j] += v[i * cd + j];
+        }
+        coarse_shift.assign(cd, 0.0f);
+        for (int j = 0; j < cd; ++j) coarse_shift[j] = static_cast<float>(mean[j] / double(pr.n));
+        double r2 = 0;
+        for (int64_t i = 0; i < pr.n; ++i) {
+            double s = 0;
+            for (int j = 0; j < cd; ++j) s += std::pow(double(v[i * cd + j]) - coarse_shift[j], 2);
+            r2 = std::max(r2, s);
+        }
+        // Head room for later entries; one beyond it keeps its norm (a slight distortion).
+        coarse_radius = static_cast<float>(1.25 * std::sqrt(r2) + 1e-6);
+    }
+    to_coarse_space(pr.n, v.data());
+    return v;
+}
+
+void IndexProtectedSlerp::to_coarse_space(int64_t n, float* v) const {
+    if (coarse_embedding != CoarseEmbedding::kLinear) return;
+    const int cd = coarse_d(), free_coord = params.dim() + 1;
+    const double r2 = double(coarse_radius) * coarse_radius;
+#pragma omp parallel for if (n > 4096)
+    for (int64_t i = 0; i < n; ++i) {
+        float* x = v + i * cd;
+        double s = 0;
+        for (int j = 0; j < cd; ++j) {
+            x[j] -= coarse_shift[j];
+            s += double(x[j]) * x[j];
+        }
+        x[free_coord] = static_cast<float>(std::sqrt(std::max(r2 - s, 0.0)));
     }
 }
 
@@ -466,7 +560,7 @@ void IndexProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::optiona
         ++ntotal;
     }
     if (coarse) {
-        FAISS_THROW_IF_NOT_MSG(coarse->d == d && coarse->ntotal == store.rows(),
+        FAISS_THROW_IF_NOT_MSG(coarse->d == coarse_d() && coarse->ntotal == store.rows(),
                                "pslerp: coarse index does not match the stored entries");
     }
     streams_used_ = streams_used;

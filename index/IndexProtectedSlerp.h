@@ -21,7 +21,7 @@
 
 #include <atomic>
 #include <memory>
-#include <mutex>
+#include <shared_mutex>
 #include <optional>
 #include <vector>
 
@@ -54,9 +54,19 @@ struct IndexProtectedSlerp : faiss::Index {
     Centering centering;
     /// Learn a PCA rotation with the centring (train()).
     bool train_pca = false;
-    /// Optional coarse index over the protected templates (dimension d); nullptr = exhaustive.
-    /// Its labels are storage rows.
+    /// What the coarse index holds of each entry (plugin/scheme.h): the linearised score
+    /// (default) or the protected template.
+    CoarseEmbedding coarse_embedding = CoarseEmbedding::kLinear;
+    /// Optional coarse index over the protected entries' embeddings (dimension coarse_d());
+    /// nullptr = exhaustive. Its labels are storage rows.
     std::unique_ptr<faiss::Index> coarse;
+    /// Linearised embedding only: mean embedding subtracted before the coarse index (changes
+    /// every query's scores by the same amount, so not the ranking) ...
+    std::vector<float> coarse_shift;
+    /// ... and the radius R: the free coordinate gets sqrt(R^2 - |v|^2) so that every entry has
+    /// norm R and inner-product search becomes nearest-neighbour search, which HNSW and IVF
+    /// are built for. 0 until fitted (train(), or the first add()).
+    float coarse_radius = 0.0f;
     /// Default shortlist factor of coarse search.
     int k_factor = 10;
     /// Default candidates per query of range_search with a coarse index.
@@ -66,8 +76,17 @@ struct IndexProtectedSlerp : faiss::Index {
 
     IndexProtectedSlerp();
     /// @param p       scheme parameters; d = p.groups * p.group_dim
-    /// @param coarse  optional coarse index of dimension d (ownership taken)
-    explicit IndexProtectedSlerp(const Params& p, std::unique_ptr<faiss::Index> coarse = nullptr);
+    /// @param coarse  optional coarse index of dimension coarse_dim(p, embedding), empty,
+    ///                inner-product metric (ownership taken)
+    explicit IndexProtectedSlerp(const Params& p, std::unique_ptr<faiss::Index> coarse = nullptr,
+                                 CoarseEmbedding embedding = CoarseEmbedding::kLinear);
+    /// Dimension of the coarse index's vectors.
+    int coarse_d() const { return coarse_dim(params, coarse_embedding); }
+    /// Metric the coarse index must use: L2 for the linearised embedding (its entries all have
+    /// norm coarse_radius, so L2 order is inner-product order), inner product for templates.
+    static faiss::MetricType coarse_metric(CoarseEmbedding embedding) {
+        return embedding == CoarseEmbedding::kLinear ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
+    }
     ~IndexProtectedSlerp() override;
 
     /// Learns the centring from representative raw features x (n * d), then trains the coarse
@@ -124,6 +143,10 @@ struct IndexProtectedSlerp : faiss::Index {
     void coarse_shortlist(idx_t n, const Prepared& q, idx_t kk, std::vector<idx_t>& rows,
                           const SearchParametersProtectedSlerp* sp) const;
     void rebuild_coarse();
+    /// Embeddings of protected entries moved into the coarse index's space (fits the shift and
+    /// radius on the first call).
+    std::vector<float> coarse_vectors(const Protected& pr);
+    void to_coarse_space(int64_t n, float* v) const;
 
     RandomSource rng_;
     std::optional<uint64_t> seed_;
@@ -131,7 +154,7 @@ struct IndexProtectedSlerp : faiss::Index {
     idx_t next_id_ = 0;
     absl::flat_hash_map<idx_t, int64_t> id_to_row_;
     mutable std::atomic<int64_t> clamped_{0};
-    mutable std::mutex coarse_mutex_;  // serialises searches that change HNSW efSearch
+    mutable std::shared_mutex coarse_mutex_;  // searches that change HNSW efSearch are exclusive
 };
 
 }  // namespace pslerp

@@ -189,6 +189,63 @@ void combination_weights(const Params& p, const float* w, float* out) {
     }
 }
 
+int coarse_dim(const Params& p, CoarseEmbedding mode) {
+    return mode == CoarseEmbedding::kLinear ? (p.groups + 1) * p.group_dim : p.dim();
+}
+
+void coarse_embedding(const Params& p, CoarseEmbedding mode, const float* e, const float* key,
+                      const uint8_t* mask, const float* w, float* out) {
+    const int G = p.groups, d = p.group_dim;
+    if (mode == CoarseEmbedding::kTemplate) {
+        std::copy(e, e + p.dim(), out);
+        return;
+    }
+    // Expansion point: c = <q,k> = 0 (theta = pi/2), <q, M e> = <q, M k> = 0 and <q*q, M> = m,
+    // the kept fraction, as for a probe unrelated to the entry.
+    double t = p.t;
+    if (p.t_minus_importance) t -= 1.0 / G;
+    t = std::clamp(t, 0.0, 1.0);
+    const double a0 = std::sin((1 - t) * M_PI / 2), b0 = std::sin(t * M_PI / 2);
+    const double da = -(1 - t) * std::cos((1 - t) * M_PI / 2), db = -t * std::cos(t * M_PI / 2);
+    double bias = 0;
+    for (int g = 0; g < G; ++g) {
+        const float* kg = p.key_mode == KeyMode::kShared ? key : key + g * d;
+        const float* eg = e + g * d;
+        const uint8_t* mg = mask + g * d;
+        double ke = 0, kmk = 0, m = 0;
+        for (int j = 0; j < d; ++j) {
+            if (!mg[j]) continue;
+            ke += double(kg[j]) * eg[j];
+            kmk += double(kg[j]) * kg[j];
+            m += 1.0;
+        }
+        m /= d;
+        const double q20 = a0 * a0 * m + b0 * b0 * kmk;
+        const double rs = q20 > 0 ? 1.0 / std::sqrt(q20) : 0.0;
+        const double n0 = b0 * ke;
+        const double f_e = a0 * rs;
+        const double f_c = db * ke * rs - n0 * rs * rs * rs * (a0 * da * m + b0 * db * kmk);
+        const double f_mk = -n0 * rs * rs * rs * a0 * b0;
+        for (int j = 0; j < d; ++j) {
+            const double kept = mg[j] ? 1.0 : 0.0;
+            out[g * d + j] = static_cast<float>(w[g] * (f_e * kept * eg[j] + f_c * kg[j] + f_mk * kept * kg[j]));
+        }
+        bias += w[g] * n0 * rs;
+    }
+    // The extra group: the constant term in its first coordinate (the index uses the second to
+    // equalise norms), zeros after.
+    std::fill(out + G * d, out + (G + 1) * d, 0.0f);
+    out[G * d] = static_cast<float>(bias);
+}
+
+void coarse_query(const Params& p, CoarseEmbedding mode, const float* xn, float* out) {
+    std::copy(xn, xn + p.dim(), out);
+    if (mode == CoarseEmbedding::kLinear) {
+        std::fill(out + p.dim(), out + p.dim() + p.group_dim, 0.0f);
+        out[p.dim()] = 1.0f;
+    }
+}
+
 void Centering::apply(const float* x, int64_t n, int dim, float* out) const {
     if (!trained()) {
         if (out != x) std::copy(x, x + n * dim, out);

@@ -1,0 +1,233 @@
+#include "extractor/extractor.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "extractor/grouping.h"
+
+namespace pslerp {
+
+const char* FaceOutcomeName(FaceOutcome outcome) {
+    switch (outcome) {
+        case FaceOutcome::kOk: return "ok";
+        case FaceOutcome::kSeveralFaces: return "several_faces";
+        case FaceOutcome::kNoFace: return "no_face";
+        case FaceOutcome::kTooSmall: return "too_small";
+        case FaceOutcome::kUnreadable: return "unreadable";
+        case FaceOutcome::kFailed: return "failed";
+    }
+    return "failed";
+}
+
+std::string DefaultModelDir(const std::string& flag) {
+    if (!flag.empty()) return flag;
+    if (const char* env = std::getenv("PSLERP_MODEL_DIR"); env != nullptr && *env != '\0') return env;
+    return "models";
+}
+
+struct Extractor::Impl {
+    ExtractorOptions options;
+    std::unique_ptr<FaceModel> model;
+    std::unique_ptr<FaceAligner> aligner;  // null in aligned mode
+    int threads = 1;
+
+    // A chip ready for the model (input_size^2 * 3 floats), or the reason there is none.
+    struct Prepared {
+        FaceOutcome outcome = FaceOutcome::kFailed;
+        std::string message;
+        int num_faces = 0;
+        std::vector<float> chip;
+    };
+
+    Prepared prepare(const RgbImage& image) const {
+        Prepared p;
+        if (std::min(image.width, image.height) < options.min_image_side) {
+            p.outcome = FaceOutcome::kTooSmall;
+            p.message = absl::StrCat("image is ", image.width, "x", image.height, ", below the minimum side of ",
+                                     options.min_image_side, " pixels");
+            return p;
+        }
+        const int size = model->input_size();
+        if (aligner == nullptr) {
+            p.chip = PadToSquareAndResize(image, size);
+            p.num_faces = 1;
+            p.outcome = FaceOutcome::kOk;
+            return p;
+        }
+        auto face = aligner->Align(image);
+        if (!face.ok()) {
+            p.outcome = absl::IsNotFound(face.status()) ? FaceOutcome::kNoFace : FaceOutcome::kFailed;
+            p.message = std::string(face.status().message());
+            return p;
+        }
+        p.num_faces = face->num_faces;
+        p.chip = face->chip.width == size && face->chip.height == size ? ToFloat(face->chip)
+                                                                       : PadToSquareAndResize(face->chip, size);
+        p.outcome = face->num_faces > 1 ? FaceOutcome::kSeveralFaces : FaceOutcome::kOk;
+        if (face->num_faces > 1) p.message = absl::StrCat(face->num_faces, " faces found, the largest was used");
+        return p;
+    }
+
+    Prepared prepare_file(const std::string& path) const {
+        auto image = DecodeImageFile(path);
+        if (!image.ok()) {
+            Prepared p;
+            p.outcome = FaceOutcome::kUnreadable;
+            p.message = std::string(image.status().message());
+            return p;
+        }
+        return prepare(*image);
+    }
+
+    // Embeds the prepared chips of `items` in one forward pass and fills the results.
+    void embed(std::vector<Prepared>& items, std::vector<ExtractResult>& results, size_t first, const Extractor& ex) const {
+        const int size = model->input_size();
+        const size_t chip_floats = static_cast<size_t>(size) * size * 3;
+        std::vector<float> batch;
+        std::vector<size_t> where;
+        for (size_t i = 0; i < items.size(); ++i) {
+            ExtractResult& r = results[first + i];
+            r.outcome = items[i].outcome;
+            r.message = items[i].message;
+            r.num_faces = items[i].num_faces;
+            if (r.ok()) {
+                batch.insert(batch.end(), items[i].chip.begin(), items[i].chip.end());
+                where.push_back(first + i);
+            }
+        }
+        if (where.empty()) return;
+        std::vector<float> raw(where.size() * model->output_dim());
+        absl::Status st = model->Embed(batch.data(), static_cast<int64_t>(batch.size() / chip_floats), raw.data());
+        const int d = model->output_dim();
+        for (size_t k = 0; k < where.size(); ++k) {
+            ExtractResult& r = results[where[k]];
+            if (!st.ok()) {
+                r.outcome = FaceOutcome::kFailed;
+                r.message = std::string(st.message());
+                continue;
+            }
+            r.raw.assign(raw.begin() + k * d, raw.begin() + (k + 1) * d);
+            r.features = ex.Group(r.raw);
+        }
+    }
+};
+
+Extractor::Extractor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Extractor::~Extractor() = default;
+
+absl::StatusOr<std::unique_ptr<Extractor>> Extractor::Create(const ExtractorOptions& options) {
+    if (options.batch_size <= 0) return absl::InvalidArgumentError("batch size must be positive");
+    if (options.groups < 0 || options.group_dim < 0) return absl::InvalidArgumentError("groups and group_dim must not be negative");
+    auto impl = std::make_unique<Impl>();
+    impl->options = options;
+    impl->threads = options.num_threads > 0 ? options.num_threads
+                                             : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
+    SetTorchThreads(impl->threads);
+
+    absl::StatusOr<std::unique_ptr<FaceModel>> model =
+        options.torchscript_path.empty()
+            ? LoadFaceApiModel(DefaultModelDir(options.model_dir), options.verify_checksum)
+            : LoadTorchScriptModel(options.torchscript_path, options.input_size, options.normalization);
+    if (!model.ok()) return model.status();
+    impl->model = std::move(*model);
+
+    const int out = impl->model->output_dim();
+    ExtractorOptions& o = impl->options;
+    if (o.groups == 0 && o.group_dim == 0) o.group_dim = 16;
+    if (o.groups == 0 && o.group_dim > 0 && out % o.group_dim == 0) o.groups = out / o.group_dim;
+    if (o.group_dim == 0 && o.groups > 0 && out % o.groups == 0) o.group_dim = out / o.groups;
+    if (static_cast<int64_t>(o.groups) * o.group_dim != out)
+        return absl::InvalidArgumentError(absl::StrCat("groups x group_dim = ", o.groups, " x ", o.group_dim,
+                                                       " does not match the model's output dimension ", out));
+    if (!options.aligned) {
+        auto aligner = FaceAligner::Create(options.align);
+        if (!aligner.ok()) return aligner.status();
+        impl->aligner = std::move(*aligner);
+    }
+    return std::unique_ptr<Extractor>(new Extractor(std::move(impl)));
+}
+
+int Extractor::dim() const { return impl_->options.groups * impl_->options.group_dim; }
+int Extractor::groups() const { return impl_->options.groups; }
+int Extractor::group_dim() const { return impl_->options.group_dim; }
+int Extractor::raw_dim() const { return impl_->model->output_dim(); }
+const ExtractorOptions& Extractor::options() const { return impl_->options; }
+std::string Extractor::model_description() const { return impl_->model->description(); }
+
+std::vector<float> Extractor::Group(const std::vector<float>& raw) const {
+    std::vector<float> out = raw;
+    if (impl_->options.normalize_groups)
+        NormalizeGroups(out.data(), static_cast<int64_t>(out.size() / dim()), groups(), group_dim());
+    return out;
+}
+
+absl::StatusOr<AlignedFace> Extractor::Align(const RgbImage& image) const {
+    if (impl_->aligner == nullptr) return absl::FailedPreconditionError("this extractor was created in aligned mode");
+    return impl_->aligner->Align(image);
+}
+
+ExtractResult Extractor::ExtractImage(const RgbImage& image) const {
+    std::vector<Impl::Prepared> items(1, impl_->prepare(image));
+    std::vector<ExtractResult> results(1);
+    impl_->embed(items, results, 0, *this);
+    return std::move(results[0]);
+}
+
+absl::StatusOr<std::vector<float>> Extractor::ExtractFile(const std::string& path) const {
+    std::vector<ExtractResult> r = ExtractFiles({path});
+    if (r[0].ok()) return std::move(r[0].features);
+    const std::string msg = absl::StrCat(path, ": ", FaceOutcomeName(r[0].outcome), ": ", r[0].message);
+    switch (r[0].outcome) {
+        case FaceOutcome::kNoFace: return absl::NotFoundError(msg);
+        case FaceOutcome::kTooSmall: return absl::OutOfRangeError(msg);
+        case FaceOutcome::kUnreadable: return absl::InvalidArgumentError(msg);
+        default: return absl::InternalError(msg);
+    }
+}
+
+std::vector<ExtractResult> Extractor::ExtractFiles(const std::vector<std::string>& paths,
+                                                   const ProgressCallback& progress) const {
+    std::vector<ExtractResult> results(paths.size());
+    for (size_t i = 0; i < paths.size(); ++i) results[i].path = paths[i];
+    const size_t batch = static_cast<size_t>(impl_->options.batch_size);
+    for (size_t first = 0; first < paths.size(); first += batch) {
+        const size_t count = std::min(batch, paths.size() - first);
+        std::vector<Impl::Prepared> items(count);
+        std::atomic<size_t> next{0};
+        auto work = [&] {
+            for (size_t i = next++; i < count; i = next++) items[i] = impl_->prepare_file(paths[first + i]);
+        };
+        const int workers = std::min<int>(impl_->threads, static_cast<int>(count));
+        std::vector<std::thread> pool;
+        for (int t = 1; t < workers; ++t) pool.emplace_back(work);
+        work();
+        for (auto& t : pool) t.join();
+        impl_->embed(items, results, first, *this);
+        if (progress) progress(static_cast<int64_t>(first + count), static_cast<int64_t>(paths.size()));
+    }
+    return results;
+}
+
+absl::StatusOr<std::vector<float>> Extractor::EmbedChips(const std::vector<RgbImage>& chips) const {
+    const int size = impl_->model->input_size();
+    std::vector<float> raw(chips.size() * raw_dim());
+    const size_t batch = static_cast<size_t>(impl_->options.batch_size);
+    for (size_t first = 0; first < chips.size(); first += batch) {
+        const size_t count = std::min(batch, chips.size() - first);
+        std::vector<float> input;
+        input.reserve(count * size * size * 3);
+        for (size_t i = first; i < first + count; ++i) {
+            if (chips[i].width <= 0 || chips[i].height <= 0) return absl::InvalidArgumentError("empty chip");
+            std::vector<float> c = PadToSquareAndResize(chips[i], size);
+            input.insert(input.end(), c.begin(), c.end());
+        }
+        absl::Status st = impl_->model->Embed(input.data(), static_cast<int64_t>(count), raw.data() + first * raw_dim());
+        if (!st.ok()) return st;
+    }
+    return raw;
+}
+
+}  // namespace pslerp

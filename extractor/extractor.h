@@ -1,0 +1,123 @@
+// From face photos to grouped features: decode, detect, align, embed, group.
+//
+//   auto ex = pslerp::Extractor::Create({});            // face-api's net from ./models
+//   auto results = (*ex)->ExtractFiles(paths, progress); // one ExtractResult per path
+//
+// Thread safety: an Extractor is immutable after Create(); every method is const and may be
+// called from several threads at once. Create() sets LibTorch's process-wide intra-op thread
+// count to `num_threads`. Errors are returned (absl::Status or a per-image outcome), never
+// thrown; a bad image never stops a batch.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "extractor/face_align.h"
+#include "extractor/face_model.h"
+#include "extractor/image.h"
+#include "extractor/image_folder.h"
+
+namespace pslerp {
+
+struct ExtractorOptions {
+    /// Folder holding face-api's weights (scripts/fetch_model.sh); empty: $PSLERP_MODEL_DIR,
+    /// else ./models.
+    std::string model_dir;
+    /// Check the weights against the SHA-256 of face-api 1.7.15.
+    bool verify_checksum = true;
+    /// A TorchScript model to use instead of face-api's net; then input_size and
+    /// normalization describe its input.
+    std::string torchscript_path;
+    int input_size = 150;
+    InputNormalization normalization;
+
+    /// Take images as already-cropped faces (no detection): zero-pad to a centred square and
+    /// resize to the model's input, as face-api does.
+    bool aligned = false;
+    /// Detection and alignment (unused when aligned).
+    AlignOptions align;
+    /// Images whose shorter side is below this are rejected as too small.
+    int min_image_side = 40;
+
+    int batch_size = 32;   ///< chips per forward pass
+    int num_threads = 0;   ///< decode/detect workers and LibTorch threads; 0: all cores
+
+    /// Features are the raw output split into groups x group_dim (groups * group_dim must be
+    /// the model's output dimension); 0 for both: groups of 16.
+    int groups = 8;
+    int group_dim = 16;
+    /// L2-normalise each group of the features (the raw output is kept in ExtractResult::raw).
+    bool normalize_groups = true;
+};
+
+/// What happened to one image.
+enum class FaceOutcome {
+    kOk,            ///< exactly one face (or an aligned chip)
+    kSeveralFaces,  ///< several faces: the largest was used, features are valid
+    kNoFace,        ///< nothing detected
+    kTooSmall,      ///< shorter side below min_image_side
+    kUnreadable,    ///< missing, empty, truncated or not JPEG/PNG
+    kFailed,        ///< model error
+};
+
+/// "ok", "several_faces", "no_face", "too_small", "unreadable", "failed".
+const char* FaceOutcomeName(FaceOutcome outcome);
+
+struct ExtractResult {
+    std::string path;
+    FaceOutcome outcome = FaceOutcome::kFailed;
+    std::string message;         ///< why, when not ok
+    int num_faces = 0;           ///< faces detected (1 in aligned mode)
+    std::vector<float> raw;      ///< raw model output, raw_dim() floats; empty when not ok
+    std::vector<float> features; ///< grouped, dim() floats; empty when not ok
+
+    bool ok() const { return outcome == FaceOutcome::kOk || outcome == FaceOutcome::kSeveralFaces; }
+};
+
+/// Called after each batch with (images done, images total).
+using ProgressCallback = std::function<void(int64_t done, int64_t total)>;
+
+class Extractor {
+  public:
+    static absl::StatusOr<std::unique_ptr<Extractor>> Create(const ExtractorOptions& options);
+    ~Extractor();
+
+    int dim() const;        ///< groups * group_dim
+    int groups() const;
+    int group_dim() const;
+    int raw_dim() const;    ///< the model's output dimension (== dim())
+    const ExtractorOptions& options() const;
+    std::string model_description() const;
+
+    /// Features of the (largest) face in one file; an error status when there is none.
+    absl::StatusOr<std::vector<float>> ExtractFile(const std::string& path) const;
+    /// Features of the (largest) face of a decoded image.
+    ExtractResult ExtractImage(const RgbImage& image) const;
+    /// One result per path, in order; decoding and detection run on num_threads workers,
+    /// inference in batches of batch_size.
+    std::vector<ExtractResult> ExtractFiles(const std::vector<std::string>& paths,
+                                            const ProgressCallback& progress = nullptr) const;
+
+    /// Raw descriptors (n * raw_dim) of already-cropped face chips (padded and resized as in
+    /// aligned mode, no detection).
+    absl::StatusOr<std::vector<float>> EmbedChips(const std::vector<RgbImage>& chips) const;
+    /// Detects and aligns without embedding (for inspection and tests).
+    absl::StatusOr<AlignedFace> Align(const RgbImage& image) const;
+    /// Raw descriptors -> features (n * dim), per the grouping options.
+    std::vector<float> Group(const std::vector<float>& raw) const;
+
+  private:
+    struct Impl;
+    explicit Extractor(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+};
+
+/// The face-api model folder the tools use: `flag` if not empty, else $PSLERP_MODEL_DIR, else
+/// "models".
+std::string DefaultModelDir(const std::string& flag = "");
+
+}  // namespace pslerp

@@ -1,0 +1,105 @@
+#include "index/dedup.h"
+
+#include <numeric>
+
+#include <faiss/clone_index.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissAssert.h>
+
+namespace pslerp {
+
+namespace {
+
+int64_t find_root(std::vector<int64_t>& parent, int64_t i) {
+    while (parent[i] != i) i = parent[i] = parent[parent[i]];
+    return i;
+}
+
+void unite(std::vector<int64_t>& parent, int64_t a, int64_t b) {
+    a = find_root(parent, a);
+    b = find_root(parent, b);
+    if (a != b) parent[std::max(a, b)] = std::min(a, b);  // the smallest index is the root
+}
+
+}  // namespace
+
+int64_t DedupResult::duplicates_of_existing() const {
+    int64_t c = 0;
+    for (const auto& e : existing) c += !e.empty();
+    return c;
+}
+
+int64_t DedupResult::clusters_with_several() const {
+    std::vector<int64_t> size(cluster.size(), 0);
+    for (int64_t c : cluster) ++size[c];
+    return std::count_if(size.begin(), size.end(), [](int64_t s) { return s > 1; });
+}
+
+DedupResult deduplicate(IndexProtectedSlerp& index, idx_t n, const float* x, const DedupOptions& opt) {
+    FAISS_THROW_IF_NOT_FMT(n >= 0 && (n == 0 || x), "pslerp: dedup: bad batch (n = %ld)", long(n));
+    FAISS_THROW_IF_NOT_MSG(std::isfinite(opt.threshold), "pslerp: dedup: threshold must be finite");
+    DedupResult res;
+    res.existing.resize(n);
+    res.cluster.resize(n);
+    if (n == 0) return res;
+
+    // 1. Against the gallery.
+    faiss::RangeSearchResult gal(n);
+    index.range_search(n, x, opt.threshold, &gal, opt.search);
+    for (idx_t i = 0; i < n; ++i) {
+        for (size_t j = gal.lims[i]; j < gal.lims[i + 1]; ++j) res.existing[i].emplace_back(gal.labels[j], gal.distances[j]);
+    }
+
+    // 2. Within the batch: protect it into a scratch index of the same kind (same parameters,
+    // centring and coarse type) and link every pair that matches in either direction.
+    std::unique_ptr<faiss::Index> coarse_copy;
+    if (index.coarse) {
+        coarse_copy.reset(faiss::clone_index(index.coarse.get()));
+        coarse_copy->reset();  // keeps the training (IVF centroids, PQ codebooks)
+    }
+    IndexProtectedSlerp scratch(index.params, std::move(coarse_copy), index.coarse_embedding);
+    scratch.centering = index.centering;
+    scratch.coarse_shift = index.coarse_shift;
+    scratch.coarse_radius = index.coarse_radius;
+    scratch.k_factor = index.k_factor;
+    scratch.range_shortlist = index.range_shortlist;
+    if (!scratch.is_trained) scratch.train(n, x);  // an untrained coarse stage learns from the batch
+    scratch.add(n, x);  // ids 0..n-1 = batch positions
+    faiss::RangeSearchResult within(n);
+    scratch.range_search(n, x, opt.threshold, &within, opt.search);
+    std::vector<int64_t> parent(n);
+    std::iota(parent.begin(), parent.end(), 0);
+    for (idx_t i = 0; i < n; ++i) {
+        for (size_t j = within.lims[i]; j < within.lims[i + 1]; ++j) unite(parent, i, within.labels[j]);
+    }
+    std::vector<uint8_t> cluster_has_existing(n, 0);
+    for (idx_t i = 0; i < n; ++i) {
+        res.cluster[i] = find_root(parent, i);
+        if (!res.existing[i].empty()) cluster_has_existing[res.cluster[i]] = 1;
+    }
+    for (idx_t i = 0; i < n; ++i) {
+        if (res.cluster[i] == i && !cluster_has_existing[i]) res.unique.push_back(i);
+    }
+
+    // 3. Enrol the representatives.
+    if (opt.enroll_unique && !res.unique.empty()) {
+        std::vector<float> xs(res.unique.size() * index.d);
+        for (size_t u = 0; u < res.unique.size(); ++u) {
+            std::copy_n(x + res.unique[u] * index.d, index.d, xs.data() + u * index.d);
+        }
+        if (opt.ids) {
+            for (int64_t u : res.unique) res.enrolled_ids.push_back(opt.ids[u]);
+            index.add_with_ids(idx_t(res.unique.size()), xs.data(), res.enrolled_ids.data());
+        } else {
+            index.add(idx_t(res.unique.size()), xs.data());
+            // add() numbers after the largest id: recover them from the storage tail.
+            const int64_t rows = index.store.rows();
+            for (size_t u = 0; u < res.unique.size(); ++u) {
+                res.enrolled_ids.push_back(index.store.ids[rows - res.unique.size() + u]);
+            }
+        }
+    }
+    return res;
+}
+
+}  // namespace pslerp

@@ -1,0 +1,39 @@
+// De-duplication of enrolments: which features of a new batch match an entry already in the
+// index (score >= threshold), and which match each other within the batch (clusters), using
+// the index's own search (coarse-then-refine when it has a coarse index, so it scales to
+// millions of entries). Optionally enrols one representative of each new identity.
+#pragma once
+
+#include <vector>
+
+#include "index/IndexProtectedSlerp.h"
+
+namespace pslerp {
+
+struct DedupResult {
+    /// Per batch item: gallery entries scoring >= threshold, best first (id, score).
+    std::vector<std::vector<std::pair<idx_t, float>>> existing;
+    /// Per batch item: its cluster within the batch (the smallest batch index in it).
+    std::vector<int64_t> cluster;
+    /// Batch items that are new: no gallery match, and first of their cluster, whose other
+    /// members match no gallery entry either.
+    std::vector<int64_t> unique;
+    /// Ids given to the unique items when they were enrolled (empty if not enrolled).
+    std::vector<idx_t> enrolled_ids;
+    int64_t duplicates_of_existing() const;
+    int64_t clusters_with_several() const;
+};
+
+struct DedupOptions {
+    float threshold = 0.9f;
+    /// Enrol the unique items (with `ids` when given, else the index's next ids).
+    bool enroll_unique = false;
+    const idx_t* ids = nullptr;
+    /// Search options for both the gallery and the within-batch search.
+    const SearchParametersProtectedSlerp* search = nullptr;
+};
+
+/// @param x  n raw features, size n * index.d
+DedupResult deduplicate(IndexProtectedSlerp& index, idx_t n, const float* x, const DedupOptions& opt);
+
+}  // namespace pslerp

@@ -1,0 +1,93 @@
+// pslerp dedup: which new enrolments duplicate the gallery or each other.
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "index/dedup.h"
+#include "index/index_io.h"
+#include "tools/common.h"
+
+namespace pslerp::cli {
+namespace {
+
+constexpr char kUsage[] =
+        "usage: pslerp dedup --index INDEX <batch.npy|.fvecs|image folder> --threshold T\n"
+        "                    [--enroll [--ids ids.npy] [--save NEW_INDEX]] [--report report.csv]\n"
+        "                    [--k-factor N] [--nprobe N] [--ef-search N] [--aligned] [--model-dir DIR]\n"
+        "Reports batch items matching a gallery entry (score >= T) and clusters of items matching\n"
+        "each other. --enroll adds one representative of each new identity and saves the index\n"
+        "(to --save, else back to INDEX, atomically).\n";
+
+absl::Status run(Args& args) {
+    auto path = args.required("index");
+    auto thr = args.number("threshold", std::nan(""));
+    for (const auto& s : {path.status(), thr.status()}) {
+        if (!s.ok()) return s;
+    }
+    if (std::isnan(*thr)) return absl::InvalidArgumentError("missing required option --threshold");
+    const bool enroll = args.flag("enroll");
+    const std::string ids_path = args.str("ids", "");
+    const std::string save = args.str("save", *path);
+    const std::string report = args.str("report", "");
+    auto sp = search_options(args);
+    if (!sp.ok()) return sp.status();
+    if (args.positional().size() != 1) return absl::InvalidArgumentError("expected one batch input");
+    auto b = load_features(args.positional()[0], args);
+    if (!b.ok()) return b.status();
+    if (auto s = args.finish(); !s.ok()) return s;
+    auto index = load_index(*path);
+    if (!index.ok()) return index.status();
+    if (b->dim != (*index)->d) {
+        return absl::InvalidArgumentError(absl::StrFormat("batch has dimension %d, the index %d", b->dim, (*index)->d));
+    }
+    std::vector<int64_t> ids;
+    if (!ids_path.empty()) {
+        auto l = load_ids(ids_path, b->n);
+        if (!l.ok()) return l.status();
+        ids = *l;
+    }
+    DedupOptions opt;
+    opt.threshold = float(*thr);
+    opt.enroll_unique = enroll;
+    opt.ids = ids.empty() ? nullptr : ids.data();
+    opt.search = &*sp;
+    const double t0 = now_seconds();
+    const DedupResult r = deduplicate(**index, b->n, b->x.data(), opt);
+    const double t1 = now_seconds();
+    std::printf("batch of %ld against %ld entries in %.2f s: %ld match the gallery, %ld clusters within the batch, "
+                "%zu new\n",
+                long(b->n), long((*index)->ntotal - int64_t(r.enrolled_ids.size())), t1 - t0,
+                long(r.duplicates_of_existing()), long(r.clusters_with_several()), r.unique.size());
+    if (!report.empty()) {
+        std::ofstream f(report);
+        f << "item,cluster,gallery_id,score\n";
+        for (int64_t i = 0; i < b->n; ++i) {
+            if (r.existing[i].empty()) {
+                f << i << "," << r.cluster[i] << ",,\n";
+            } else {
+                for (const auto& [id, s] : r.existing[i]) f << i << "," << r.cluster[i] << "," << id << "," << s << "\n";
+            }
+        }
+        if (!f) return absl::InternalError("cannot write " + report);
+    }
+    if (enroll) {
+        write_index(**index, save);
+        std::printf("enrolled %zu new entries; wrote %s\n", r.enrolled_ids.size(), save.c_str());
+    }
+    return absl::OkStatus();
+}
+
+}  // namespace
+
+int cmd_dedup(const std::vector<std::string>& argv) {
+    Args args(argv, {"help", "enroll", "aligned"});
+    if (args.flag("help")) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (auto s = run(args); !s.ok()) return fail("dedup", s);
+    return 0;
+}
+
+}  // namespace pslerp::cli

@@ -1,0 +1,88 @@
+// pslerp search: 1:N identification of probes against an index file.
+#include <cstdio>
+#include <iostream>
+
+#include "absl/strings/str_format.h"
+#include "index/array_io.h"
+#include "tools/common.h"
+
+namespace pslerp::cli {
+namespace {
+
+constexpr char kUsage[] =
+        "usage: pslerp search --index INDEX <probes.npy|.fvecs|image folder> [-k 10]\n"
+        "                     [--k-factor N] [--nprobe N] [--ef-search N] [--labels truth.npy]\n"
+        "                     [--out PREFIX] [--aligned] [--model-dir DIR]\n"
+        "Writes PREFIX_scores.npy (n x k float32) and PREFIX_ids.npy (n x k int64) with --out;\n"
+        "with --labels (gallery id per probe, -1 for none) prints rank-1 identification.\n";
+
+absl::Status run(Args& args) {
+    auto path = args.required("index");
+    if (!path.ok()) return path.status();
+    auto k = args.integer("k", 10);
+    if (!k.ok()) return k.status();
+    auto sp = search_options(args);
+    if (!sp.ok()) return sp.status();
+    const std::string labels_path = args.str("labels", "");
+    const std::string out = args.str("out", "");
+    if (args.positional().size() != 1) return absl::InvalidArgumentError("expected one probe input");
+    auto q = load_features(args.positional()[0], args);
+    if (!q.ok()) return q.status();
+    if (auto s = args.finish(); !s.ok()) return s;
+    if (*k <= 0) return absl::InvalidArgumentError("-k must be > 0");
+    auto index = load_index(*path);
+    if (!index.ok()) return index.status();
+    if (q->dim != (*index)->d) {
+        return absl::InvalidArgumentError(absl::StrFormat("probes have dimension %d, the index %d", q->dim, (*index)->d));
+    }
+    std::vector<float> D(q->n * *k);
+    std::vector<idx_t> I(q->n * *k);
+    const double t0 = now_seconds();
+    (*index)->search(q->n, q->x.data(), *k, D.data(), I.data(), &*sp);
+    const double t1 = now_seconds();
+    std::printf("searched %ld probes against %ld entries: %.3f s (%.1f queries/s)\n", long(q->n),
+                long((*index)->ntotal), t1 - t0, q->n / std::max(t1 - t0, 1e-9));
+    std::vector<int64_t> truth = q->labels;
+    if (!labels_path.empty()) {
+        auto l = load_ids(labels_path, q->n);
+        if (!l.ok()) return l.status();
+        truth = *l;
+    }
+    if (!truth.empty()) {
+        int64_t mated = 0, hit = 0;
+        for (int64_t i = 0; i < q->n; ++i) {
+            if (truth[i] < 0) continue;
+            ++mated;
+            hit += I[i * *k] == truth[i];
+        }
+        if (mated) std::printf("rank-1 identification: %.4f (%ld of %ld mated probes)\n", double(hit) / mated, long(hit), long(mated));
+    }
+    if (!out.empty()) {
+        if (auto s = write_npy_f32(out + "_scores.npy", D.data(), q->n, *k); !s.ok()) return s;
+        if (auto s = write_npy_i64(out + "_ids.npy", I.data(), q->n, *k); !s.ok()) return s;
+        std::printf("wrote %s_scores.npy and %s_ids.npy\n", out.c_str(), out.c_str());
+    } else {
+        for (int64_t i = 0; i < std::min<int64_t>(q->n, 5); ++i) {
+            std::printf("probe %ld:", long(i));
+            for (int64_t j = 0; j < std::min<int64_t>(*k, 5); ++j) {
+                if (I[i * *k + j] >= 0) std::printf("  %ld (%.4f)", long(I[i * *k + j]), D[i * *k + j]);
+            }
+            std::printf("\n");
+        }
+    }
+    return absl::OkStatus();
+}
+
+}  // namespace
+
+int cmd_search(const std::vector<std::string>& argv) {
+    Args args(argv, {"help", "aligned"});
+    if (args.flag("help")) {
+        std::cout << kUsage;
+        return 0;
+    }
+    if (auto s = run(args); !s.ok()) return fail("search", s);
+    return 0;
+}
+
+}  // namespace pslerp::cli

@@ -1,0 +1,110 @@
+#include "tools/common.h"
+
+#include <chrono>
+#include <filesystem>
+
+#include <faiss/impl/FaissException.h>
+
+#include "absl/strings/str_cat.h"
+#include "index/array_io.h"
+#include "index/index_io.h"
+#ifdef PSLERP_HAVE_EXTRACTOR
+#include "extractor/extractor.h"
+#include "extractor/image_folder.h"
+#endif
+
+namespace pslerp::cli {
+
+double now_seconds() {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+absl::StatusOr<Features> load_features(const std::string& path, Args& args) {
+    const bool aligned = args.flag("aligned");
+    const std::string model_dir = args.str("model-dir", "");
+    Features f;
+    if (std::filesystem::is_directory(path)) {
+#ifdef PSLERP_HAVE_EXTRACTOR
+        auto images = ListImageFolder(path);
+        if (!images.ok()) return images.status();
+        if (images->empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no images found"));
+        ExtractorOptions opt;
+        opt.model_dir = model_dir;
+        opt.aligned = aligned;
+        auto ex = Extractor::Create(opt);
+        if (!ex.ok()) return ex.status();
+        std::vector<std::string> paths;
+        for (const auto& im : *images) paths.push_back(im.path);
+        Progress bar("extracting", int64_t(paths.size()));
+        auto results = (*ex)->ExtractFiles(paths, [&](int64_t done, int64_t) { bar.update(done); });
+        bar.finish();
+        const auto labels = IdentityLabels(*images);
+        f.dim = (*ex)->dim();
+        std::map<int64_t, std::string> names;
+        int64_t skipped = 0;
+        for (size_t i = 0; i < results.size(); ++i) {
+            if (!results[i].ok()) {
+                ++skipped;
+                std::fprintf(stderr, "pslerp: skipped %s: %s\n", results[i].path.c_str(), results[i].message.c_str());
+                continue;
+            }
+            f.x.insert(f.x.end(), results[i].features.begin(), results[i].features.end());
+            f.labels.push_back(labels[i]);
+            names[labels[i]] = (*images)[i].identity;
+            ++f.n;
+        }
+        for (const auto& [l, name] : names) {
+            if (f.names.size() <= size_t(l)) f.names.resize(l + 1);
+            f.names[l] = name;
+        }
+        if (f.n == 0) return absl::InvalidArgumentError(absl::StrCat(path, ": no usable face in any image"));
+        return f;
+#else
+        (void)aligned;
+        (void)model_dir;
+        return absl::InvalidArgumentError(
+                absl::StrCat(path, " is a folder: image input needs the extractor (build with LibTorch and dlib)"));
+#endif
+    }
+    auto m = read_matrix(path);
+    if (!m.ok()) return m.status();
+    f.x = std::move(m->data);
+    f.n = m->rows;
+    f.dim = m->cols;
+    return f;
+}
+
+absl::StatusOr<std::unique_ptr<IndexProtectedSlerp>> load_index(const std::string& path) {
+    try {
+        return read_index(path);
+    } catch (const std::exception& e) {
+        return absl::InvalidArgumentError(e.what());
+    }
+}
+
+absl::StatusOr<SearchParametersProtectedSlerp> search_options(Args& args) {
+    SearchParametersProtectedSlerp sp;
+    auto kf = args.integer("k-factor", 0);
+    auto np = args.integer("nprobe", 0);
+    auto ef = args.integer("ef-search", 0);
+    for (const auto& s : {kf.status(), np.status(), ef.status()}) {
+        if (!s.ok()) return s;
+    }
+    if (*kf < 0 || *np < 0 || *ef < 0) return absl::InvalidArgumentError("--k-factor, --nprobe, --ef-search must be >= 0");
+    sp.k_factor = int(*kf);
+    sp.nprobe = int(*np);
+    sp.efSearch = int(*ef);
+    return sp;
+}
+
+absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t expected) {
+    auto ids = read_labels(path);
+    if (!ids.ok()) return ids.status();
+    if (int64_t(ids->size()) != expected) {
+        return absl::InvalidArgumentError(
+                absl::StrCat(path, ": ", ids->size(), " ids for ", expected, " features"));
+    }
+    return ids;
+}
+
+}  // namespace pslerp::cli

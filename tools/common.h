@@ -1,0 +1,39 @@
+// Helpers shared by the index subcommands: reading features (arrays, or image folders when
+// the extractor is built), index files and search options.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "index/IndexProtectedSlerp.h"
+#include "tools/cli.h"
+
+namespace pslerp::cli {
+
+struct Features {
+    std::vector<float> x;
+    int64_t n = 0;
+    int64_t dim = 0;
+    std::vector<int64_t> labels;      ///< from an image folder's sub-folder names; else empty
+    std::vector<std::string> names;   ///< identity names for those labels
+};
+
+/// Reads .npy / .fvecs, or (with the extractor) a folder of images whose sub-folders are
+/// identities. Reads the options --aligned and --model-dir.
+absl::StatusOr<Features> load_features(const std::string& path, Args& args);
+
+/// Reads an index file, turning FAISS exceptions into a status.
+absl::StatusOr<std::unique_ptr<IndexProtectedSlerp>> load_index(const std::string& path);
+
+/// Reads --k-factor, --nprobe, --ef-search into search parameters.
+absl::StatusOr<SearchParametersProtectedSlerp> search_options(Args& args);
+
+/// Reads an id array (.npy int64 or .ivecs) and checks its length.
+absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t expected);
+
+/// Seconds since an arbitrary origin (steady clock).
+double now_seconds();
+
+}  // namespace pslerp::cli
