@@ -1,2 +1,1109 @@
+// pybind11 module `pslerp._pslerp`: thin bindings of the scheme (plugin/), the index (index/)
+// and the evaluation metrics (bench/eval.h). Each function checks its arrays (numpy float32 /
+// int64, C-contiguous, shape), releases the GIL, makes one C++ call and hands results back
+// without copying where it can. Defaults and conveniences live in pslerp/__init__.py.
+//
+// Errors: a bad argument raises ValueError naming it ("x: expected float32, got float64");
+// absl::Status errors of kind InvalidArgument raise ValueError, others RuntimeError;
+// faiss::FaissException (the index's checks) raises RuntimeError.
+#include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
-PYBIND11_MODULE(_pslerp, m) {}
+#include <pybind11/stl.h>
+
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <faiss/Index.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_factory.h>
+#include <faiss/index_io.h>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "bench/eval.h"
+#include "index/IndexProtectedSlerp.h"
+#include "index/dedup.h"
+#include "index/factory.h"
+#include "index/index_io.h"
+#include "plugin/params.h"
+#include "plugin/protect.h"
+#include "plugin/random.h"
+#include "plugin/synth.h"
+
+#ifndef PSLERP_VERSION
+#define PSLERP_VERSION "unknown"  // bindings/CMakeLists.txt passes the project version
+#endif
+
+namespace py = pybind11;
+
+namespace pslerp {
+
+#ifdef PSLERP_WITH_EXTRACTOR
+void bind_extractor(py::module_& m);  // extractor_bindings.cpp
+#endif
+
+namespace {
+
+// ---------------------------------------------------------------- errors
+
+[[noreturn]] void throw_status(const absl::Status& s) {
+    const std::string msg(s.message());
+    if (s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kOutOfRange) {
+        throw py::value_error(msg);
+    }
+    throw std::runtime_error(msg);
+}
+
+void check(const absl::Status& s) {
+    if (!s.ok()) throw_status(s);
+}
+
+template <typename T>
+T unwrap(absl::StatusOr<T>&& s) {
+    if (!s.ok()) throw_status(s.status());
+    return std::move(*s);
+}
+
+// ---------------------------------------------------------------- array checks
+
+std::string shape_str(const py::array& a) {
+    std::vector<std::string> dims;
+    for (py::ssize_t i = 0; i < a.ndim(); ++i) dims.push_back(std::to_string(a.shape(i)));
+    return "(" + absl::StrJoin(dims, ", ") + (a.ndim() == 1 ? ",)" : ")");
+}
+
+template <typename T>
+const char* dtype_name() {
+    if constexpr (std::is_same_v<T, float>) return "float32";
+    if constexpr (std::is_same_v<T, int64_t>) return "int64";
+    if constexpr (std::is_same_v<T, uint8_t>) return "uint8";
+    return "?";
+}
+
+template <typename T>
+bool has_dtype(const py::array& a) {
+    return py::detail::npy_api::get().PyArray_EquivTypes_(a.dtype().ptr(), py::dtype::of<T>().ptr());
+}
+
+/// A numpy array checked for dtype T, C order, ndim and the dimensions given (-1 = any).
+template <typename T>
+py::array checked(py::handle h, const char* name, std::vector<py::ssize_t> shape) {
+    if (!py::isinstance<py::array>(h)) {
+        throw py::value_error(absl::StrCat(name, ": expected a numpy array of ", dtype_name<T>(), ", got ",
+                                           std::string(py::str(h.get_type().attr("__name__")))));
+    }
+    auto a = py::reinterpret_borrow<py::array>(h);
+    if (!has_dtype<T>(a)) {
+        throw py::value_error(absl::StrCat(name, ": expected ", dtype_name<T>(), ", got ",
+                                           std::string(py::str(a.dtype()))));
+    }
+    bool ok = a.ndim() == py::ssize_t(shape.size());
+    for (size_t i = 0; ok && i < shape.size(); ++i) ok = shape[i] < 0 || a.shape(i) == shape[i];
+    if (!ok) {
+        std::vector<std::string> want;
+        const char* letters = "nmkl";
+        for (size_t i = 0; i < shape.size(); ++i) {
+            want.push_back(shape[i] >= 0 ? std::to_string(shape[i]) : std::string(1, letters[i % 4]));
+        }
+        throw py::value_error(absl::StrCat(name, ": expected shape (", absl::StrJoin(want, ", "),
+                                           shape.size() == 1 ? ",)" : ")", ", got ", shape_str(a)));
+    }
+    if (!(a.flags() & py::array::c_style)) {
+        throw py::value_error(absl::StrCat(name, ": expected a C-contiguous array (use numpy.ascontiguousarray)"));
+    }
+    return a;
+}
+
+template <typename T>
+const T* data_of(const py::array& a) {
+    return static_cast<const T*>(a.data());
+}
+
+/// Masks are numpy bool (True = kept) or uint8 (nonzero = kept), both one byte per value.
+py::array checked_mask(py::handle h, const char* name, std::vector<py::ssize_t> shape) {
+    if (py::isinstance<py::array>(h) && has_dtype<bool>(py::reinterpret_borrow<py::array>(h))) {
+        auto a = py::reinterpret_borrow<py::array>(h);
+        auto as_u8 = a.attr("view")(py::dtype::of<uint8_t>());
+        return checked<uint8_t>(as_u8, name, std::move(shape));
+    }
+    try {
+        return checked<uint8_t>(h, name, std::move(shape));
+    } catch (const py::value_error& e) {
+        throw py::value_error(std::string(e.what()) + " (masks may also be bool)");
+    }
+}
+
+/// A numpy array that owns `v` (no copy).
+template <typename T>
+py::array_t<T> to_array(std::vector<T>&& v, const std::vector<py::ssize_t>& shape) {
+    if (v.empty()) return py::array_t<T>(shape);
+    auto* heap = new std::vector<T>(std::move(v));
+    py::capsule owner(heap, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(shape, heap->data(), owner);
+}
+
+/// 0/1 bytes as a numpy bool array (no copy).
+py::array to_bool_array(std::vector<uint8_t>&& v, const std::vector<py::ssize_t>& shape) {
+    return to_array(std::move(v), shape).attr("view")(py::dtype::of<bool>());
+}
+
+py::bytes to_bytes(const std::vector<uint8_t>& v) {
+    return py::bytes(reinterpret_cast<const char*>(v.data()), v.size());
+}
+
+/// Bytes-like input (bytes, bytearray, memoryview, numpy uint8/int8) as one contiguous span.
+std::pair<const uint8_t*, size_t> byte_span(const py::buffer_info& info, const char* name) {
+    if (info.itemsize != 1 || info.ndim > 1 || (info.ndim == 1 && info.strides[0] != 1)) {
+        throw py::value_error(absl::StrCat(name, ": expected bytes or a contiguous 1-D uint8 array"));
+    }
+    return {static_cast<const uint8_t*>(info.ptr), size_t(info.size)};
+}
+
+std::string fspath(const py::object& path) {
+    return py::str(py::module_::import("os").attr("fspath")(path));
+}
+
+// ---------------------------------------------------------------- enum names
+// Names as Params::set parses them (plugin/params.cpp); setters go through Params::set.
+
+template <typename E>
+using NameTable = std::vector<std::pair<E, const char*>>;
+
+const NameTable<KeyMode> kKeyModeNames = {{KeyMode::kPerGroup, "group"}, {KeyMode::kShared, "shared"}};
+const NameTable<DropPolicy> kDropNames = {
+        {DropPolicy::kNone, "none"}, {DropPolicy::kRandom, "random"}, {DropPolicy::kImportance, "importance"}};
+const NameTable<DropMapping> kMappingNames = {
+        {DropMapping::kFunction, "function"}, {DropMapping::kIntervals, "intervals"}, {DropMapping::kBudget, "budget"}};
+const NameTable<Fill> kFillNames = {{Fill::kZero, "zero"}, {Fill::kRandom, "random"}};
+const NameTable<ImportanceKind> kImportanceNames = {{ImportanceKind::kUniform, "uniform"},
+                                                    {ImportanceKind::kFixed, "fixed"},
+                                                    {ImportanceKind::kSelfAttention, "attention"}};
+const NameTable<Weighting> kWeightingNames = {{Weighting::kUniform, "uniform"},
+                                              {Weighting::kImportance, "importance"}};
+const NameTable<CoarseEmbedding> kEmbeddingNames = {{CoarseEmbedding::kLinear, "linear"},
+                                                    {CoarseEmbedding::kTemplate, "template"}};
+
+template <typename E>
+std::string name_of(const NameTable<E>& table, E value) {
+    for (const auto& [v, n] : table) {
+        if (v == value) return n;
+    }
+    return "?";
+}
+
+CoarseEmbedding parse_embedding(const std::string& s) {
+    for (const auto& [v, n] : kEmbeddingNames) {
+        if (s == n) return v;
+    }
+    throw py::value_error("embedding: expected 'linear' or 'template', got '" + s + "'");
+}
+
+/// A string option of Params, read from its field and written through Params::set.
+template <typename E>
+void string_option(py::class_<Params>& c, const char* attr, const char* option, E Params::*field,
+                   const NameTable<E>& table, const char* doc) {
+    c.def_property(
+            attr, [field, &table](const Params& p) { return name_of(table, p.*field); },
+            [option](Params& p, const std::string& v) { check(p.set(option, v)); }, doc);
+}
+
+/// Applies keyword arguments to a bound object through its attributes.
+void set_attributes(py::object& obj, const py::kwargs& kw, const char* what) {
+    for (auto [key, value] : kw) {
+        const std::string k = py::str(key);
+        if (k.rfind("_", 0) == 0 || !py::hasattr(obj, key)) {
+            throw py::type_error(absl::StrCat(what, ": unexpected keyword argument '", k, "'"));
+        }
+        py::setattr(obj, key, value);
+    }
+}
+
+py::dict params_to_dict(const Params& p) {
+    py::object o = py::cast(p);
+    py::dict d;
+    for (const char* f : {"groups", "group_dim", "t", "t_minus_importance", "key_mode", "drop", "drop_count",
+                          "drop_with_replacement", "mapping", "drop_min", "drop_max", "interval_bounds",
+                          "interval_counts", "intervals_by_median", "fill", "importance", "importance_weights",
+                          "attention_wq", "attention_wk", "attention_temperature", "weighting"}) {
+        d[f] = o.attr(f);
+    }
+    return d;
+}
+
+Params params_from_kwargs(Params base, const py::kwargs& kw) {
+    py::object o = py::cast(std::move(base));
+    // Shape first: presets and per-group options depend on it.
+    py::kwargs rest;
+    for (auto [key, value] : kw) {
+        const std::string k = py::str(key);
+        if (k == "groups" || k == "group_dim") py::setattr(o, key, value);
+        else rest[key] = value;
+    }
+    set_attributes(o, rest, "Params");
+    Params p = o.cast<Params>();
+    check(p.validate());
+    return p;
+}
+
+// ---------------------------------------------------------------- keys
+
+/// (n, G, d) keys in the C++ layout: n*G*d as they are (per-group), n*d from group 0 (shared,
+/// after checking that every group repeats it).
+struct KeyInput {
+    py::array array;
+    std::vector<float> shared;
+    const float* data = nullptr;
+};
+
+KeyInput key_input(py::handle h, const Params& p, py::ssize_t n) {
+    KeyInput k;
+    k.array = checked<float>(h, "keys", {n, p.groups, p.group_dim});
+    k.data = data_of<float>(k.array);
+    if (p.key_mode == KeyMode::kShared) {
+        const int G = p.groups, d = p.group_dim;
+        k.shared.resize(size_t(n) * d);
+        for (py::ssize_t i = 0; i < n; ++i) {
+            const float* row = k.data + i * G * d;
+            for (int g = 1; g < G; ++g) {
+                if (std::memcmp(row, row + g * d, d * sizeof(float)) != 0) {
+                    throw py::value_error(absl::StrCat("keys: key_mode 'shared' needs the same key in every group; entry ",
+                                                       i, " group ", g, " differs from group 0"));
+                }
+            }
+            std::copy(row, row + d, k.shared.data() + i * d);
+        }
+        k.data = k.shared.data();
+    }
+    return k;
+}
+
+/// C++ key layout (n * key_dim) back to (n, G, d).
+py::array_t<float> keys_out(const Params& p, std::vector<float>&& keys, py::ssize_t n) {
+    const int G = p.groups, d = p.group_dim;
+    if (p.key_mode == KeyMode::kPerGroup) return to_array(std::move(keys), {n, G, d});
+    std::vector<float> full(size_t(n) * G * d);
+    for (py::ssize_t i = 0; i < n; ++i) {
+        for (int g = 0; g < G; ++g) std::copy_n(keys.data() + i * d, d, full.data() + (i * G + g) * d);
+    }
+    return to_array(std::move(full), {n, G, d});
+}
+
+/// Unit-norm keys as protect() draws them: d normals per key, normalised.
+std::vector<float> draw_keys(const Params& p, int64_t n, const RandomSource& src) {
+    const int d = p.group_dim, kd = p.key_dim();
+    std::vector<float> keys(size_t(n) * kd);
+    for (int64_t i = 0; i < n; ++i) {
+        auto rng = src.stream(uint64_t(i));
+        for (int j0 = 0; j0 < kd; j0 += d) {
+            float* k = keys.data() + i * kd + j0;
+            double ss;
+            do {
+                ss = 0;
+                for (int j = 0; j < d; ++j) {
+                    const double z = rng->normal();
+                    k[j] = float(z);
+                    ss += z * z;
+                }
+            } while (ss < 1e-20);
+            const double inv = 1.0 / std::sqrt(ss);
+            for (int j = 0; j < d; ++j) k[j] = float(k[j] * inv);
+        }
+    }
+    return keys;
+}
+
+RandomSource random_source(std::optional<uint64_t> seed) {
+    return seed ? RandomSource(*seed) : RandomSource();
+}
+
+// ---------------------------------------------------------------- index helpers
+
+/// Per-call search options: a SearchParameters object and/or keywords (keywords win).
+struct CallParams {
+    SearchParametersProtectedSlerp sp;
+    bool any = false;
+};
+
+CallParams call_params(const py::object& params, std::optional<int> k_factor, std::optional<int> nprobe,
+                       std::optional<int> efSearch, std::optional<int> range_shortlist = std::nullopt) {
+    CallParams c;
+    if (!params.is_none()) {
+        if (!py::isinstance<SearchParametersProtectedSlerp>(params)) {
+            throw py::value_error("params: expected pslerp.SearchParameters, got " +
+                                  std::string(py::str(params.get_type().attr("__name__"))));
+        }
+        const auto& given = params.cast<const SearchParametersProtectedSlerp&>();
+        c.sp.k_factor = given.k_factor;
+        c.sp.nprobe = given.nprobe;
+        c.sp.efSearch = given.efSearch;
+        c.sp.range_shortlist = given.range_shortlist;
+        c.any = true;
+    }
+    auto set = [&](std::optional<int> v, int& field, const char* name) {
+        if (!v) return;
+        if (*v < 0) throw py::value_error(absl::StrCat(name, ": must be >= 0 (0 = the index's default), got ", *v));
+        field = *v;
+        c.any = true;
+    };
+    set(k_factor, c.sp.k_factor, "k_factor");
+    set(nprobe, c.sp.nprobe, "nprobe");
+    set(efSearch, c.sp.efSearch, "efSearch");
+    set(range_shortlist, c.sp.range_shortlist, "range_shortlist");
+    return c;
+}
+
+py::array queries(const IndexProtectedSlerp& index, py::handle x, const char* name) {
+    return checked<float>(x, name, {-1, index.d});
+}
+
+std::unique_ptr<faiss::Index> read_faiss(const uint8_t* data, size_t size) {
+    faiss::VectorIOReader reader;
+    reader.data.assign(data, data + size);
+    return std::unique_ptr<faiss::Index>(faiss::read_index(&reader));
+}
+
+/// A coarse index from None, a faiss factory string, serialised FAISS bytes, or a python3-faiss
+/// object (serialised by pslerp._faiss_serialize, which checks the FAISS version).
+std::unique_ptr<faiss::Index> coarse_from(const py::object& coarse, const Params& p, CoarseEmbedding e) {
+    if (coarse.is_none()) return nullptr;
+    if (py::isinstance<py::str>(coarse)) {
+        const std::string desc = coarse.cast<std::string>();
+        py::gil_scoped_release nogil;
+        return std::unique_ptr<faiss::Index>(
+                faiss::index_factory(coarse_dim(p, e), desc.c_str(), IndexProtectedSlerp::coarse_metric(e)));
+    }
+    py::object bytes = coarse;
+    if (!py::isinstance<py::bytes>(coarse) && !py::isinstance<py::bytearray>(coarse) &&
+        !py::isinstance<py::memoryview>(coarse) && !py::isinstance<py::array>(coarse)) {
+        bytes = py::module_::import("pslerp").attr("_faiss_serialize")(coarse);
+    }
+    auto info = py::reinterpret_borrow<py::buffer>(bytes).request();
+    auto [data, size] = byte_span(info, "coarse");
+    py::gil_scoped_release nogil;
+    return read_faiss(data, size);
+}
+
+std::optional<py::bytes> coarse_bytes(const IndexProtectedSlerp& index) {
+    if (!index.coarse) return std::nullopt;
+    faiss::VectorIOWriter w;
+    {
+        py::gil_scoped_release nogil;
+        faiss::write_index(index.coarse.get(), &w);
+    }
+    return to_bytes(w.data);
+}
+
+py::object range_result(faiss::RangeSearchResult& res, py::ssize_t n) {
+    std::vector<int64_t> lims(res.lims, res.lims + n + 1);
+    const py::ssize_t total = lims.back();
+    py::array_t<float> D(total);
+    py::array_t<int64_t> I(total);
+    if (total > 0) {
+        std::copy_n(res.distances, total, D.mutable_data());
+        std::copy_n(res.labels, total, I.mutable_data());
+    }
+    return py::make_tuple(to_array(std::move(lims), {n + 1}), D, I);
+}
+
+std::unique_ptr<IndexProtectedSlerp> deserialize(py::buffer data) {
+    auto info = data.request();
+    auto [ptr, size] = byte_span(info, "data");
+    py::gil_scoped_release nogil;
+    return deserialize_index(ptr, size);
+}
+
+// ---------------------------------------------------------------- eval helpers
+
+absl::Span<const float> scores(py::handle h, const char* name) {
+    auto a = checked<float>(h, name, {-1});
+    return absl::Span<const float>(data_of<float>(a), a.shape(0));  // `h` keeps the buffer alive
+}
+
+template <typename T>
+py::array_t<T> copy_array(const std::vector<T>& v) {
+    return to_array(std::vector<T>(v), {py::ssize_t(v.size())});
+}
+
+py::dict tar_dict(const TarAtFar& t) {
+    py::dict d;
+    d["target_far"] = t.target_far;
+    d["tar"] = t.tar;
+    d["far"] = t.far;
+    d["threshold"] = t.threshold;
+    d["nonmated"] = t.nonmated;
+    d["allowed_false_accepts"] = t.allowed_false_accepts;
+    d["false_accepts"] = t.false_accepts;
+    d["resolvable"] = t.resolvable;
+    return d;
+}
+
+// ---------------------------------------------------------------- bindings
+
+void bind_params(py::module_& m) {
+    py::class_<Params> c(m, "Params", R"doc(
+Parameters of the protection scheme (DESIGN section 1).
+
+``Params(groups=8, group_dim=16, t=None, key_mode=None, drop=None, fill=None, **options)``
+starts from pslerp's defaults for that shape and sets every option given by keyword (any
+attribute below). String options: key_mode "group" | "shared"; drop "none" | "random" |
+"importance"; mapping "function" | "intervals" | "budget"; fill "zero" | "random";
+importance "uniform" | "fixed" | "attention"; weighting "uniform" | "importance".
+The result is validated (ValueError). List attributes return copies: assign a new list to
+change them.)doc");
+    c.def(py::init([](int groups, int group_dim, py::object t, py::object key_mode, py::object drop, py::object fill,
+                      py::kwargs kw) {
+              if (!t.is_none()) kw["t"] = t;
+              if (!key_mode.is_none()) kw["key_mode"] = key_mode;
+              if (!drop.is_none()) kw["drop"] = drop;
+              if (!fill.is_none()) kw["fill"] = fill;
+              return params_from_kwargs(Params::defaults(groups, group_dim), kw);
+          }),
+          py::arg("groups") = 8, py::arg("group_dim") = 16, py::arg("t") = py::none(),
+          py::arg("key_mode") = py::none(), py::arg("drop") = py::none(), py::arg("fill") = py::none());
+    c.def_static(
+            "slerpface",
+            [](int groups, int group_dim, py::kwargs kw) { return params_from_kwargs(Params::slerpface(groups, group_dim), kw); },
+            py::arg("groups") = 49, py::arg("group_dim") = 16,
+            "The public reference code's operating point (t=0.9 minus importance, importance drop by intervals "
+            "12/4 with replacement, attention importance, importance weighting); keywords override options.");
+    c.def_static(
+            "defaults", [](int groups, int group_dim) { return Params::defaults(groups, group_dim); },
+            py::arg("groups") = 8, py::arg("group_dim") = 16, "pslerp's default operating point for this shape.");
+    c.def_readwrite("groups", &Params::groups, "G, the number of groups.");
+    c.def_readwrite("group_dim", &Params::group_dim, "d, the dimension of a group; the raw dimension is G * d.");
+    c.def_readwrite("t", &Params::t, "Slerp weight toward the key, in [0, 1].");
+    c.def_readwrite("t_minus_importance", &Params::t_minus_importance,
+                    "Per-group t_g = t - w_g with the sample's own importance (reference code).");
+    string_option(c, "key_mode", "key", &Params::key_mode, kKeyModeNames,
+                  "'group' (one key per group) or 'shared' (one key for all groups of an entry).");
+    string_option(c, "drop", "drop", &Params::drop, kDropNames, "Drop policy: 'none', 'random' or 'importance'.");
+    c.def_readwrite("drop_count", &Params::drop_count, "Draws per group ('random'), mean draws ('budget').");
+    c.def_readwrite("drop_with_replacement", &Params::drop_with_replacement,
+                    "Draws may repeat a coordinate (reference code).");
+    string_option(c, "mapping", "mapping", &Params::mapping, kMappingNames,
+                  "How importance becomes drop counts: 'function', 'intervals' or 'budget'.");
+    c.def_readwrite("drop_min", &Params::drop_min, "'function' mapping: draws for the most important group.");
+    c.def_readwrite("drop_max", &Params::drop_max, "'function' mapping: draws for the least important group.");
+    c.def_readwrite("interval_bounds", &Params::interval_bounds, "'intervals' mapping: importance-ratio bounds.");
+    c.def_readwrite("interval_counts", &Params::interval_counts,
+                    "'intervals' mapping: draws per interval (one more than the bounds).");
+    c.def_readwrite("intervals_by_median", &Params::intervals_by_median,
+                    "'intervals' mapping: ratio w_g / median(w) (True) or w_g * G (False).");
+    string_option(c, "fill", "fill", &Params::fill, kFillNames, "Dropped coordinates hold 'zero' or 'random'.");
+    string_option(c, "importance", "importance", &Params::importance, kImportanceNames,
+                  "Importance provider: 'uniform', 'fixed' (importance_weights) or 'attention'.");
+    c.def_readwrite("importance_weights", &Params::importance_weights, "'fixed' importance: G weights.");
+    c.def_readwrite("attention_wq", &Params::attention_wq, "'attention': d*d query projection, empty = identity.");
+    c.def_readwrite("attention_wk", &Params::attention_wk, "'attention': d*d key projection, empty = identity.");
+    c.def_readwrite("attention_temperature", &Params::attention_temperature, "'attention': softmax temperature.");
+    string_option(c, "weighting", "weighting", &Params::weighting, kWeightingNames,
+                  "How the G cosines are combined: 'uniform' (mean) or 'importance' (enrolled importance).");
+    c.def_property_readonly("dim", &Params::dim, "Raw dimension G * d.");
+    c.def_property_readonly("key_dim", &Params::key_dim, "Floats of key material per entry.");
+    c.def("validate", [](const Params& p) { check(p.validate()); }, "Raises ValueError if inconsistent.");
+    c.def("set", [](Params& p, const std::string& name, const std::string& value) { check(p.set(name, value)); },
+          py::arg("name"), py::arg("value"), "Applies one factory-string option `name=value`.");
+    c.def("describe", &Params::describe, "Options as `name=value,...` (factory-string syntax).");
+    c.def("to_dict", &params_to_dict, "Every option as a dict (Params(**d) rebuilds it).");
+    c.def("copy", [](const Params& p) { return p; }, "A copy.");
+    c.def("__copy__", [](const Params& p) { return p; });
+    c.def("__deepcopy__", [](const Params& p, py::object) { return p; }, py::arg("memo"));
+    c.def("__eq__", [](const Params& a, py::object b) {
+        return py::isinstance<Params>(b) && params_to_dict(a).equal(params_to_dict(b.cast<Params>()));
+    });
+    c.attr("__hash__") = py::none();
+    c.def("__repr__", [](const Params& p) {
+        return absl::StrCat("pslerp.Params(groups=", p.groups, ", group_dim=", p.group_dim, ", ", p.describe(), ")");
+    });
+    c.def(py::pickle([](const Params& p) { return params_to_dict(p); },
+                     [](const py::dict& d) { return params_from_kwargs(Params(), py::kwargs(d)); }));
+}
+
+void bind_scheme(py::module_& m) {
+    m.def(
+            "generate_keys",
+            [](int64_t n, const Params& p, std::optional<uint64_t> seed) {
+                if (n < 0) throw py::value_error(absl::StrCat("n: must be >= 0, got ", n));
+                check(p.validate());
+                std::vector<float> keys;
+                {
+                    py::gil_scoped_release nogil;
+                    keys = draw_keys(p, n, random_source(seed));
+                }
+                return keys_out(p, std::move(keys), n);
+            },
+            py::arg("n"), py::arg("params"), py::arg("seed") = py::none(),
+            "(n, G, d) float32 unit-norm keys (see pslerp.generate_keys).");
+
+    m.def(
+            "protect",
+            [](py::handle x, const Params& p, py::handle keys, py::handle masks, py::handle weights,
+               std::optional<uint64_t> seed) {
+                check(p.validate());
+                auto xa = checked<float>(x, "x", {-1, p.dim()});
+                const py::ssize_t n = xa.shape(0);
+                ProtectInputs in;
+                KeyInput k;
+                py::array ma, wa;
+                if (!keys.is_none()) {
+                    k = key_input(keys, p, n);
+                    in.keys = k.data;
+                }
+                if (!masks.is_none()) {
+                    ma = checked_mask(masks, "masks", {n, p.groups, p.group_dim});
+                    in.masks = data_of<uint8_t>(ma);
+                }
+                if (!weights.is_none()) {
+                    wa = checked<float>(weights, "weights", {n, p.groups});
+                    in.importance = data_of<float>(wa);
+                }
+                absl::StatusOr<Protected> pr;
+                {
+                    py::gil_scoped_release nogil;
+                    pr = protect(p, data_of<float>(xa), n, random_source(seed), in);
+                }
+                Protected out = unwrap(std::move(pr));
+                return py::make_tuple(to_array(std::move(out.templates), {n, p.dim()}),
+                                      keys_out(p, std::move(out.keys), n),
+                                      to_bool_array(std::move(out.masks), {n, p.groups, p.group_dim}),
+                                      to_array(std::move(out.weights), {n, p.groups}));
+            },
+            py::arg("x"), py::arg("params"), py::arg("keys") = py::none(), py::arg("masks") = py::none(),
+            py::arg("weights") = py::none(), py::arg("seed") = py::none(),
+            "(templates, keys, masks, weights) (see pslerp.protect).");
+
+    auto entries = [](const Params& p, py::handle templates, py::handle keys, py::handle masks, py::handle weights,
+                      py::ssize_t n) {
+        struct {
+            py::array t, m, w;
+            KeyInput k;
+        } e;
+        e.t = checked<float>(templates, "templates", {n, p.dim()});
+        n = e.t.shape(0);
+        e.k = key_input(keys, p, n);
+        e.m = checked_mask(masks, "masks", {n, p.groups, p.group_dim});
+        if (weights.is_none()) throw py::value_error("weights: required here (pslerp.match supplies defaults)");
+        e.w = checked<float>(weights, "weights", {n, p.groups});
+        return e;
+    };
+
+    m.def(
+            "match",
+            [entries](py::handle q, py::handle templates, py::handle keys, py::handle masks, const Params& p,
+                      py::handle weights) {
+                check(p.validate());
+                auto qa = checked<float>(q, "q", {-1, p.dim()});
+                const py::ssize_t n = qa.shape(0);
+                auto e = entries(p, templates, keys, masks, weights, n);
+                absl::StatusOr<std::vector<float>> s;
+                {
+                    py::gil_scoped_release nogil;
+                    s = match_pairs(p, data_of<float>(qa), n, data_of<float>(e.t), e.k.data, data_of<uint8_t>(e.m),
+                                    data_of<float>(e.w));
+                }
+                return to_array(unwrap(std::move(s)), {n});
+            },
+            py::arg("q"), py::arg("templates"), py::arg("keys"), py::arg("masks"), py::arg("params"),
+            py::arg("weights"), "(n,) scores of probe i against entry i (see pslerp.match).");
+
+    m.def(
+            "match_all",
+            [entries](py::handle q, py::handle templates, py::handle keys, py::handle masks, const Params& p,
+                      py::handle weights) {
+                check(p.validate());
+                auto qa = checked<float>(q, "q", {-1, p.dim()});
+                const py::ssize_t nq = qa.shape(0);
+                auto e = entries(p, templates, keys, masks, weights, -1);
+                const py::ssize_t n = e.t.shape(0);
+                absl::StatusOr<std::vector<float>> s;
+                {
+                    py::gil_scoped_release nogil;
+                    s = match_all(p, data_of<float>(qa), nq, data_of<float>(e.t), e.k.data, data_of<uint8_t>(e.m),
+                                  data_of<float>(e.w), n);
+                }
+                return to_array(unwrap(std::move(s)), {nq, n});
+            },
+            py::arg("q"), py::arg("templates"), py::arg("keys"), py::arg("masks"), py::arg("params"),
+            py::arg("weights"), "(nq, n) scores of every probe against every entry (see pslerp.match_all).");
+
+    m.def("coarse_dim", [](const Params& p, const std::string& e) { return coarse_dim(p, parse_embedding(e)); },
+          py::arg("params"), py::arg("embedding") = "linear",
+          "Dimension of the coarse index's vectors for these parameters and embedding ('linear' or 'template').");
+    m.def(
+            "coarse_metric",
+            [](const std::string& e) { return int(IndexProtectedSlerp::coarse_metric(parse_embedding(e))); },
+            py::arg("embedding") = "linear",
+            "FAISS metric the coarse index must use: faiss.METRIC_L2 (1) for 'linear', faiss.METRIC_INNER_PRODUCT "
+            "(0) for 'template'.");
+}
+
+void bind_synth(py::module_& m) {
+    py::class_<SynthConfig> c(m, "SynthConfig", R"doc(
+Configuration of the synthetic generator (plugin/synth.h): identities as random unit centres
+per group, samples around them with ArcFace-like calibrated noise. ``SynthConfig(**fields)``;
+``norm`` is "groups" | "whole" | "none".)doc");
+    c.def(py::init([](py::kwargs kw) {
+        py::object o = py::cast(SynthConfig());
+        set_attributes(o, kw, "SynthConfig");
+        SynthConfig cfg = o.cast<SynthConfig>();
+        check(cfg.validate());
+        return cfg;
+    }));
+    c.def_readwrite("groups", &SynthConfig::groups);
+    c.def_readwrite("group_dim", &SynthConfig::group_dim);
+    c.def_readwrite("identities", &SynthConfig::identities);
+    c.def_readwrite("samples_per_identity", &SynthConfig::samples_per_identity);
+    c.def_readwrite("noise", &SynthConfig::noise);
+    c.def_readwrite("quality_spread", &SynthConfig::quality_spread);
+    c.def_readwrite("group_noise_spread", &SynthConfig::group_noise_spread);
+    c.def_readwrite("noisy_group_fraction", &SynthConfig::noisy_group_fraction);
+    c.def_readwrite("noisy_group_scale", &SynthConfig::noisy_group_scale);
+    c.def_readwrite("centre_decay", &SynthConfig::centre_decay);
+    c.def_readwrite("nonmated_sd", &SynthConfig::nonmated_sd);
+    c.def_readwrite("offset_norm", &SynthConfig::offset_norm);
+    c.def_readwrite("seed", &SynthConfig::seed);
+    c.def_property(
+            "norm",
+            [](const SynthConfig& s) {
+                return s.norm == SynthNorm::kGroups ? "groups" : s.norm == SynthNorm::kWhole ? "whole" : "none";
+            },
+            [](SynthConfig& s, const std::string& v) {
+                if (v == "groups") s.norm = SynthNorm::kGroups;
+                else if (v == "whole") s.norm = SynthNorm::kWhole;
+                else if (v == "none") s.norm = SynthNorm::kNone;
+                else throw py::value_error("norm: expected 'groups', 'whole' or 'none', got '" + v + "'");
+            });
+    c.def_property_readonly("dim", &SynthConfig::dim);
+
+    m.def(
+            "synth_samples",
+            [](const SynthConfig& cfg) {
+                absl::StatusOr<SynthSet> s;
+                {
+                    py::gil_scoped_release nogil;
+                    s = synth_samples(cfg);
+                }
+                SynthSet set = unwrap(std::move(s));
+                return py::make_tuple(to_array(std::move(set.x), {set.n, set.dim}),
+                                      to_array(std::move(set.labels), {set.n}));
+            },
+            py::arg("config"), "(x (n, D) float32, labels (n,) int64); row i*spi + s is sample s of identity i.");
+    m.def(
+            "synth_gallery",
+            [](const SynthConfig& cfg, int64_t gallery_size, int64_t mated, int64_t nonmated) {
+                absl::StatusOr<SynthSplit> s;
+                {
+                    py::gil_scoped_release nogil;
+                    s = synth_gallery(cfg, gallery_size, mated, nonmated);
+                }
+                SynthSplit sp = unwrap(std::move(s));
+                return py::make_tuple(to_array(std::move(sp.gallery.x), {sp.gallery.n, sp.gallery.dim}),
+                                      to_array(std::move(sp.gallery.labels), {sp.gallery.n}),
+                                      to_array(std::move(sp.probes.x), {sp.probes.n, sp.probes.dim}),
+                                      to_array(std::move(sp.probes.labels), {sp.probes.n}));
+            },
+            py::arg("config"), py::arg("gallery_size"), py::arg("mated_probes"), py::arg("nonmated_probes"),
+            "(gallery_x, gallery_labels, probe_x, probe_labels); mated probes first, non-mated ones have label -1.");
+}
+
+void bind_eval(py::module_& m) {
+    m.def(
+            "roc_curve",
+            [](py::handle mated, py::handle nonmated) {
+                auto roc = unwrap(roc_curve(scores(mated, "mated"), scores(nonmated, "nonmated")));
+                py::dict d;
+                d["thresholds"] = copy_array(roc.thresholds);
+                d["tar"] = copy_array(roc.tar);
+                d["far"] = copy_array(roc.far);
+                d["true_accepts"] = copy_array(roc.true_accepts);
+                d["false_accepts"] = copy_array(roc.false_accepts);
+                d["mated"] = roc.mated;
+                d["nonmated"] = roc.nonmated;
+                return d;
+            },
+            py::arg("mated"), py::arg("nonmated"),
+            "Exact ROC at every distinct score (thresholds descending; accept score >= threshold) as a dict of "
+            "arrays: thresholds, tar, far, true_accepts, false_accepts, plus the counts mated, nonmated.");
+    m.def(
+            "equal_error_rate",
+            [](py::handle mated, py::handle nonmated) {
+                auto roc = unwrap(roc_curve(scores(mated, "mated"), scores(nonmated, "nonmated")));
+                auto e = unwrap(equal_error_rate(roc));
+                return py::make_tuple(e.eer, e.threshold);
+            },
+            py::arg("mated"), py::arg("nonmated"), "(eer, threshold) interpolated on the exact ROC.");
+    m.def(
+            "tar_at_far",
+            [](py::handle mated, py::handle nonmated, double far) {
+                auto roc = unwrap(roc_curve(scores(mated, "mated"), scores(nonmated, "nonmated")));
+                return tar_dict(unwrap(tar_at_far(roc, far)));
+            },
+            py::arg("mated"), py::arg("nonmated"), py::arg("far"),
+            "TAR at a target FAR as a dict: tar, far, threshold, nonmated, allowed_false_accepts, false_accepts, "
+            "resolvable (False when nonmated * far < 1).");
+    m.def(
+            "unlinkability",
+            [](py::handle mated, py::handle nonmated, int bins, double lo, double hi, double omega) {
+                UnlinkabilityOptions o;
+                o.bins = bins;
+                o.lo = lo;
+                o.hi = hi;
+                o.omega = omega;
+                auto u = unwrap(unlinkability(scores(mated, "mated"), scores(nonmated, "nonmated"), o));
+                py::dict d;
+                d["d_sys"] = u.d_sys;
+                d["bin_edges"] = copy_array(u.bin_edges);
+                d["p_mated"] = copy_array(u.p_mated);
+                d["p_nonmated"] = copy_array(u.p_nonmated);
+                d["d_local"] = copy_array(u.d_local);
+                return d;
+            },
+            py::arg("mated"), py::arg("nonmated"), py::arg("bins") = 100, py::arg("lo") = 0.0, py::arg("hi") = 0.0,
+            py::arg("omega") = 1.0,
+            "Gomez-Barrero et al. 2018 unlinkability: dict with d_sys (0 unlinkable .. 1 linkable), bin_edges, "
+            "p_mated, p_nonmated, d_local. lo >= hi uses the range of all scores.");
+}
+
+void bind_index(py::module_& m) {
+    py::class_<SearchParametersProtectedSlerp>(m, "SearchParameters", R"doc(
+Per-call search options; fields left at 0 take the index's defaults.
+k_factor: shortlist size k * k_factor (coarse search); nprobe: IVF lists probed; efSearch:
+HNSW candidate queue; range_shortlist: candidates re-scored per query by range_search with a
+coarse index.)doc")
+            .def(py::init([](int k_factor, int nprobe, int efSearch, int range_shortlist) {
+                     SearchParametersProtectedSlerp sp;
+                     sp.k_factor = k_factor;
+                     sp.nprobe = nprobe;
+                     sp.efSearch = efSearch;
+                     sp.range_shortlist = range_shortlist;
+                     return sp;
+                 }),
+                 py::kw_only(), py::arg("k_factor") = 0, py::arg("nprobe") = 0, py::arg("efSearch") = 0,
+                 py::arg("range_shortlist") = 0)
+            .def_readwrite("k_factor", &SearchParametersProtectedSlerp::k_factor)
+            .def_readwrite("nprobe", &SearchParametersProtectedSlerp::nprobe)
+            .def_readwrite("efSearch", &SearchParametersProtectedSlerp::efSearch)
+            .def_readwrite("range_shortlist", &SearchParametersProtectedSlerp::range_shortlist)
+            .def("__repr__", [](const SearchParametersProtectedSlerp& s) {
+                return absl::StrCat("pslerp.SearchParameters(k_factor=", s.k_factor, ", nprobe=", s.nprobe,
+                                    ", efSearch=", s.efSearch, ", range_shortlist=", s.range_shortlist, ")");
+            });
+
+    py::class_<DedupResult>(m, "DedupResult", "Outcome of IndexProtectedSlerp.deduplicate.")
+            .def_property_readonly(
+                    "existing", [](const DedupResult& r) { return r.existing; },
+                    "Per batch item: [(id, score), ...] gallery entries scoring >= threshold, best first.")
+            .def_property_readonly(
+                    "cluster", [](const DedupResult& r) { return copy_array(r.cluster); },
+                    "Per batch item: its cluster within the batch (the smallest batch index in it).")
+            .def_property_readonly(
+                    "unique", [](const DedupResult& r) { return copy_array(r.unique); },
+                    "Batch items that are new (no gallery match; first of a cluster matching no gallery entry).")
+            .def_property_readonly(
+                    "enrolled_ids", [](const DedupResult& r) { return copy_array(r.enrolled_ids); },
+                    "Ids given to the unique items when enrolled (empty otherwise).")
+            .def_property_readonly("duplicates_of_existing", &DedupResult::duplicates_of_existing,
+                                   "Batch items matching at least one gallery entry.")
+            .def_property_readonly("clusters_with_several", &DedupResult::clusters_with_several,
+                                   "Clusters of two or more batch items.")
+            .def("__repr__", [](const DedupResult& r) {
+                return absl::StrCat("pslerp.DedupResult(n=", r.cluster.size(), ", unique=", r.unique.size(),
+                                    ", duplicates_of_existing=", r.duplicates_of_existing(),
+                                    ", clusters_with_several=", r.clusters_with_several(), ")");
+            });
+
+    using Index = IndexProtectedSlerp;
+    py::class_<Index, std::unique_ptr<Index>> c(m, "IndexProtectedSlerp", R"doc(
+A FAISS-style index over protected face templates (DESIGN section 3).
+
+``IndexProtectedSlerp(params=Params(), coarse=None, embedding="linear")``. ``coarse`` is
+None (exhaustive search), a faiss factory string ("HNSW32", "IVF256,Flat") built at
+``coarse_dim(params, embedding)`` with ``coarse_metric(embedding)``, serialised FAISS bytes
+(faiss.serialize_index), or a python3-faiss index object (copied through serialisation; the
+faiss module's version must be pslerp.FAISS_VERSION). The coarse index must be empty and of
+that dimension and metric.
+
+Inputs are numpy float32 C-contiguous (n, d) arrays of raw features, ids int64. Scores are
+similarities (higher is better); missing results have label -1 and score -inf.
+Thread safety: search, range_search and verify may run concurrently from several Python
+threads (the GIL is released); add, add_with_ids, remove_ids, train, reset and set_seed need
+exclusive access, as in FAISS.)doc");
+    c.def(py::init([](const Params& p, py::object coarse, const std::string& embedding) {
+              const CoarseEmbedding e = parse_embedding(embedding);
+              auto ci = coarse_from(coarse, p, e);
+              return std::make_unique<Index>(p, std::move(ci), e);
+          }),
+          py::arg("params") = Params(), py::arg("coarse") = py::none(), py::arg("embedding") = "linear");
+    c.def_property_readonly("d", [](const Index& i) { return i.d; }, "Raw dimension G * d.");
+    c.def_property_readonly("ntotal", [](const Index& i) { return i.ntotal; }, "Live entries.");
+    c.def("__len__", [](const Index& i) { return i.ntotal; });
+    c.def_property_readonly("is_trained", [](const Index& i) { return i.is_trained; },
+                            "False while a coarse index needs train().");
+    c.def_property_readonly("params", [](const Index& i) { return i.params; }, "A copy of the scheme parameters.");
+    c.def_property_readonly(
+            "bytes_per_entry",
+            [](const Index& i) { return double(i.storage_bytes_per_entry()) + i.coarse_bytes_per_entry(); },
+            "Bytes per entry: protected storage plus the coarse index's share.");
+    c.def_property_readonly("storage_bytes_per_entry", &Index::storage_bytes_per_entry,
+                            "Bytes per entry of the protected storage alone.");
+    c.def_property_readonly("coarse_bytes_per_entry", &Index::coarse_bytes_per_entry,
+                            "Bytes per entry of the coarse index (0 without one).");
+    c.def_property_readonly("coarse_d", &Index::coarse_d, "Dimension of the coarse index's vectors.");
+    c.def_property_readonly(
+            "coarse_embedding", [](const Index& i) { return name_of(kEmbeddingNames, i.coarse_embedding); },
+            "What the coarse index holds: 'linear' or 'template'.");
+    c.def_property_readonly("has_coarse", [](const Index& i) { return bool(i.coarse); },
+                            "True if searches go through a coarse index.");
+    c.def_readwrite("k_factor", &Index::k_factor, "Default shortlist factor of coarse search.");
+    c.def_readwrite("range_shortlist", &Index::range_shortlist,
+                    "Default candidates per query of range_search with a coarse index.");
+    c.def_property_readonly("clamped_count", &Index::clamped_count,
+                            "Probe-key cosines clamped as antipodal since creation.");
+    c.def_property_readonly("is_centered", [](const Index& i) { return i.centering.trained(); },
+                            "True once train() learned a centring.");
+    c.def("describe", &describe_index, "A factory string for this index.");
+    c.def("__repr__", [](const Index& i) {
+        return absl::StrCat("pslerp.IndexProtectedSlerp('", describe_index(i), "', ntotal=", i.ntotal, ")");
+    });
+
+    c.def(
+            "train",
+            [](Index& i, py::handle x) {
+                auto xa = queries(i, x, "x");
+                if (xa.shape(0) == 0) throw py::value_error("x: train needs at least one vector");
+                py::gil_scoped_release nogil;
+                i.train(xa.shape(0), data_of<float>(xa));
+            },
+            py::arg("x"), "Learns the centring (and trains the coarse index) from raw features x (n, d).");
+    c.def(
+            "add",
+            [](Index& i, py::handle x) {
+                auto xa = queries(i, x, "x");
+                py::gil_scoped_release nogil;
+                i.add(xa.shape(0), data_of<float>(xa));
+            },
+            py::arg("x"), "Protects and adds raw features x (n, d); ids follow the largest id so far.");
+    c.def(
+            "add_with_ids",
+            [](Index& i, py::handle x, py::handle ids) {
+                auto xa = queries(i, x, "x");
+                auto ia = checked<int64_t>(ids, "ids", {xa.shape(0)});
+                py::gil_scoped_release nogil;
+                i.add_with_ids(xa.shape(0), data_of<float>(xa), data_of<int64_t>(ia));
+            },
+            py::arg("x"), py::arg("ids"),
+            "Adds raw features x (n, d) under external ids (n,) int64 (>= 0, new and distinct).");
+    auto search = [](bool exhaustive) {
+        return [exhaustive](const Index& i, py::handle x, int64_t k, py::object params, std::optional<int> k_factor,
+                            std::optional<int> nprobe, std::optional<int> efSearch) {
+            auto xa = queries(i, x, "x");
+            if (k <= 0) throw py::value_error(absl::StrCat("k: must be > 0, got ", k));
+            const CallParams cp = call_params(params, k_factor, nprobe, efSearch);
+            const py::ssize_t n = xa.shape(0);
+            py::array_t<float> D({n, py::ssize_t(k)});
+            py::array_t<int64_t> I({n, py::ssize_t(k)});
+            float* dp = D.mutable_data();
+            int64_t* ip = I.mutable_data();
+            {
+                py::gil_scoped_release nogil;
+                if (exhaustive) i.search_exhaustive(n, data_of<float>(xa), k, dp, ip);
+                else i.search(n, data_of<float>(xa), k, dp, ip, cp.any ? &cp.sp : nullptr);
+            }
+            return py::make_tuple(D, I);
+        };
+    };
+    c.def("search", search(false), py::arg("x"), py::arg("k"), py::arg("params") = py::none(), py::kw_only(),
+          py::arg("k_factor") = py::none(), py::arg("nprobe") = py::none(), py::arg("efSearch") = py::none(),
+          R"doc(k best entries for each raw probe x (n, d): (D (n, k) float32 scores, best first,
+I (n, k) int64 ids). Options: a SearchParameters object and/or keywords k_factor, nprobe,
+efSearch (keywords win).)doc");
+    c.def("search_exhaustive", search(true), py::arg("x"), py::arg("k"), py::arg("params") = py::none(),
+          py::kw_only(), py::arg("k_factor") = py::none(), py::arg("nprobe") = py::none(),
+          py::arg("efSearch") = py::none(),
+          "Exact search over every entry whatever the coarse index (the oracle of coarse search); "
+          "search options are accepted and ignored.");
+    c.def(
+            "range_search",
+            [](const Index& i, py::handle x, float thresh, py::object params, std::optional<int> k_factor,
+               std::optional<int> nprobe, std::optional<int> efSearch, std::optional<int> range_shortlist) {
+                auto xa = queries(i, x, "x");
+                if (!std::isfinite(thresh)) throw py::value_error("thresh: must be finite");
+                const CallParams cp = call_params(params, k_factor, nprobe, efSearch, range_shortlist);
+                const py::ssize_t n = xa.shape(0);
+                faiss::RangeSearchResult res(n);
+                {
+                    py::gil_scoped_release nogil;
+                    i.range_search(n, data_of<float>(xa), thresh, &res, cp.any ? &cp.sp : nullptr);
+                }
+                return range_result(res, n);
+            },
+            py::arg("x"), py::arg("thresh"), py::arg("params") = py::none(), py::kw_only(),
+            py::arg("k_factor") = py::none(), py::arg("nprobe") = py::none(), py::arg("efSearch") = py::none(),
+            py::arg("range_shortlist") = py::none(),
+            R"doc(Every entry scoring >= thresh for each raw probe x (n, d): (lims (n+1,) int64,
+D float32, I int64); probe i's results are D[lims[i]:lims[i+1]], best first.)doc");
+    c.def(
+            "remove_ids",
+            [](Index& i, py::handle ids) {
+                auto ia = checked<int64_t>(ids, "ids", {-1});
+                faiss::IDSelectorBatch sel(ia.shape(0), data_of<int64_t>(ia));
+                py::gil_scoped_release nogil;
+                return i.remove_ids(sel);
+            },
+            py::arg("ids"), "Removes the entries with these ids ((n,) int64); returns how many were present.");
+    c.def("reset", &Index::reset, py::call_guard<py::gil_scoped_release>(),
+          "Removes every entry (keeps the training).");
+    c.def("compact", &Index::compact, py::call_guard<py::gil_scoped_release>(),
+          "Reclaims removed rows and rebuilds the coarse index.");
+    c.def(
+            "verify",
+            [](const Index& i, py::handle x, py::handle id) -> py::object {
+                if (py::isinstance<py::array>(x) && py::reinterpret_borrow<py::array>(x).ndim() == 1) {
+                    auto xa = checked<float>(x, "x", {i.d});
+                    if (!py::isinstance<py::int_>(id) && !py::isinstance(id, py::module_::import("numpy").attr("integer"))) {
+                        throw py::value_error("id: expected an int for a single probe");
+                    }
+                    const idx_t one = id.cast<idx_t>();
+                    float s;
+                    {
+                        py::gil_scoped_release nogil;
+                        s = i.verify(data_of<float>(xa), one);
+                    }
+                    return py::float_(s);
+                }
+                auto xa = queries(i, x, "x");
+                auto ia = checked<int64_t>(id, "ids", {xa.shape(0)});
+                py::array_t<float> out(xa.shape(0));
+                float* op = out.mutable_data();
+                {
+                    py::gil_scoped_release nogil;
+                    i.verify_batch(xa.shape(0), data_of<float>(xa), data_of<int64_t>(ia), op);
+                }
+                return std::move(out);
+            },
+            py::arg("x"), py::arg("id"),
+            R"doc(1:1 score. x (d,) with an int id -> float; x (n, d) with ids (n,) int64 -> (n,) float32
+scores of probe i against entry ids[i]. Unknown ids raise RuntimeError.)doc");
+    c.def("contains", &Index::contains, py::arg("id"), "True if an entry with this id is present.");
+    c.def("set_seed", &Index::set_seed, py::arg("seed"),
+          "Makes keys, masks and fills reproducible. Tests and benchmarks only: never for real enrolments.");
+    c.def(
+            "deduplicate",
+            [](Index& i, py::handle x, float threshold, bool enroll, py::handle ids, py::object params,
+               std::optional<int> k_factor, std::optional<int> nprobe, std::optional<int> efSearch,
+               std::optional<int> range_shortlist) {
+                auto xa = queries(i, x, "x");
+                if (!std::isfinite(threshold)) throw py::value_error("threshold: must be finite");
+                const CallParams cp = call_params(params, k_factor, nprobe, efSearch, range_shortlist);
+                DedupOptions o;
+                o.threshold = threshold;
+                o.enroll_unique = enroll;
+                o.search = cp.any ? &cp.sp : nullptr;
+                py::array ia;
+                if (!ids.is_none()) {
+                    ia = checked<int64_t>(ids, "ids", {xa.shape(0)});
+                    o.ids = data_of<int64_t>(ia);
+                }
+                py::gil_scoped_release nogil;
+                return deduplicate(i, xa.shape(0), data_of<float>(xa), o);
+            },
+            py::arg("x"), py::arg("threshold") = 0.9f, py::arg("enroll") = false, py::arg("ids") = py::none(),
+            py::arg("params") = py::none(), py::kw_only(), py::arg("k_factor") = py::none(),
+            py::arg("nprobe") = py::none(), py::arg("efSearch") = py::none(), py::arg("range_shortlist") = py::none(),
+            R"doc(De-duplicates a batch x (n, d) of raw features against the gallery and within
+itself at a score threshold; with enroll=True adds one representative per new identity
+(under ids[i] when ids (n,) int64 is given). Returns a DedupResult.)doc");
+    c.def("_coarse_bytes", &coarse_bytes, "The coarse index as faiss.serialize_index bytes, or None.");
+    c.def(
+            "clone",
+            [](const Index& i) {
+                py::gil_scoped_release nogil;
+                auto b = serialize_index(i);
+                return deserialize_index(b.data(), b.size());
+            },
+            "A deep copy (through serialisation).");
+    c.def(py::pickle(
+            [](const Index& i) {
+                std::vector<uint8_t> b;
+                {
+                    py::gil_scoped_release nogil;
+                    b = serialize_index(i);
+                }
+                return to_bytes(b);
+            },
+            [](py::bytes b) { return deserialize(b); }));
+
+    m.def("index_factory", &index_factory, py::arg("d"), py::arg("description"),
+          py::call_guard<py::gil_scoped_release>(),
+          R"doc(An IndexProtectedSlerp from a factory string, e.g. "PSlerp8x16", "PSlerp8x16,HNSW32",
+"PSlerp49x16(preset=slerpface),IVF256,Flat". d must equal G * group_dim.)doc");
+    m.def(
+            "write_index",
+            [](const Index& i, py::object path) {
+                const std::string p = fspath(path);
+                py::gil_scoped_release nogil;
+                write_index(i, p);
+            },
+            py::arg("index"), py::arg("path"), "Saves the index to one file, atomically.");
+    m.def(
+            "read_index",
+            [](py::object path) {
+                const std::string p = fspath(path);
+                py::gil_scoped_release nogil;
+                return read_index(p);
+            },
+            py::arg("path"), "Loads an index saved by write_index.");
+    m.def(
+            "serialize_index",
+            [](const Index& i) {
+                std::vector<uint8_t> b;
+                {
+                    py::gil_scoped_release nogil;
+                    b = serialize_index(i);
+                }
+                const py::ssize_t n = b.size();
+                return to_array(std::move(b), {n});
+            },
+            py::arg("index"), "The index file's bytes as a numpy uint8 array.");
+    m.def("deserialize_index", &deserialize, py::arg("data"),
+          "An index from serialize_index's output (numpy uint8, bytes, bytearray or memoryview).");
+}
+
+}  // namespace
+
+}  // namespace pslerp
+
+PYBIND11_MODULE(_pslerp, m) {
+    m.doc() = "pslerp's C++ core (thin bindings; import pslerp instead).";
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const faiss::FaissException& e) {
+            // "Error in <function> at <file>:<line>: pslerp: <message>" -> "pslerp: <message>"
+            const std::string what = e.what();
+            const auto at = what.find("pslerp: ");
+            PyErr_SetString(PyExc_RuntimeError, (at == std::string::npos ? what : what.substr(at)).c_str());
+        }
+    });
+    m.attr("__version__") = PSLERP_VERSION;
+    m.attr("FAISS_VERSION") =
+            absl::StrCat(FAISS_VERSION_MAJOR, ".", FAISS_VERSION_MINOR, ".", FAISS_VERSION_PATCH);
+    pslerp::bind_params(m);
+    pslerp::bind_scheme(m);
+    pslerp::bind_synth(m);
+    pslerp::bind_eval(m);
+    pslerp::bind_index(m);
+#ifdef PSLERP_WITH_EXTRACTOR
+    pslerp::bind_extractor(m);
+    m.attr("HAS_EXTRACTOR") = true;
+#else
+    m.attr("HAS_EXTRACTOR") = false;
+#endif
+}

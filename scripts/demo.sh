@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The main job end to end on a fresh Debian machine: set up, build, then
+#  1. a synthetic gallery (100k identities by default) enrolled protected, mated and non-mated
+#     probes searched and verified beside FAISS IndexFlatIP on the same raw vectors;
+#  2. the packaged face model (npm @vladmandic/face-api) turning face photos into protected
+#     templates, when the sample faces in ../shared/data are there.
+# Extra arguments go to `pslerp demo` (e.g. --gallery 1000000).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/fetch_model.sh models
+bash scripts/build.sh -DPSLERP_BUILD_TESTS=OFF
+./build/tools/pslerp demo "$@"
+
+faces=../shared/data/faces/dlib-johns
+if [[ -d "$faces" && -x build/tools/pslerp ]] && ./build/tools/pslerp --help 2>&1 | grep -q extract; then
+  echo
+  echo "== face photos -> protected templates (packaged model, $faces)"
+  out=$(mktemp -d)
+  ./build/tools/pslerp extract "$faces" --aligned --model-dir models -o "$out/faces.npy" --labels "$out/labels.txt"
+  ./build/tools/pslerp enroll "$out/faces.npy" --out "$out/faces.pslerp" --factory PSlerp8x16
+  ./build/tools/pslerp search --index "$out/faces.pslerp" "$out/faces.npy" -k 3
+  ./build/tools/pslerp info "$out/faces.pslerp"
+  rm -rf "$out"
+else
+  echo "(no ../shared/data faces here: the face-photo part of the demo is skipped)"
+fi

@@ -1,0 +1,599 @@
+"""Tests of the pslerp Python package.
+
+Run from a build folder:  cd <build> && PYTHONPATH=python /usr/bin/python3 -m pytest -q ../tests/python
+The FAISS interop tests skip when the faiss python module (python3-faiss) is not importable.
+"""
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+
+import pslerp
+
+G, DG = 8, 16
+D = G * DG
+
+
+# ----------------------------------------------------------------------------- fixtures and helpers
+
+
+@pytest.fixture(scope="module")
+def data():
+    """300 enrolled identities (sample 0), their second samples as mated probes, and 50 unseen."""
+    split = pslerp.synth(groups=G, group_dim=DG, seed=3, gallery_size=300, mated_probes=300,
+                         nonmated_probes=50)
+    return split
+
+
+def random_features(n, seed, dim=D):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, dim)).astype(np.float32)
+
+
+def seeded_index(description="PSlerp8x16", seed=11):
+    index = pslerp.index_factory(D, description)
+    index.set_seed(seed)
+    return index
+
+
+def reference_match(q, templates, keys, masks, t, weights):
+    """DESIGN section 1 step 7, step by step in float64: normalise the probe's groups, slerp
+    each toward the entry's key with acos/sin, drop with the entry's mask, normalise again,
+    take the cosine with the (unit-norm) template group and sum with the weights."""
+    n = q.shape[0]
+    qg = q.astype(np.float64).reshape(n, G, DG)
+    qg = qg / np.linalg.norm(qg, axis=2, keepdims=True)
+    k = keys.astype(np.float64)
+    c = np.clip(np.sum(qg * k, axis=2), -1.0, 1.0)
+    theta = np.arccos(c)
+    s = np.sin(theta)
+    tiny = theta < 1e-7
+    a = np.where(tiny, 1.0 - t, np.sin((1.0 - t) * theta) / np.where(tiny, 1.0, s))
+    b = np.where(tiny, t, np.sin(t * theta) / np.where(tiny, 1.0, s))
+    r = a[..., None] * qg + b[..., None] * k
+    r = np.where(masks, r, 0.0)
+    r = r / np.linalg.norm(r, axis=2, keepdims=True)
+    e = templates.astype(np.float64).reshape(n, G, DG)
+    cos = np.sum(r * e, axis=2)
+    return np.sum(weights.astype(np.float64) * cos, axis=1)
+
+
+def reference_protect(x, keys, masks, t):
+    """Steps 1-5 in float64 for given keys and masks (fill zero)."""
+    n = x.shape[0]
+    xg = x.astype(np.float64).reshape(n, G, DG)
+    xg = xg / np.linalg.norm(xg, axis=2, keepdims=True)
+    k = keys.astype(np.float64)
+    theta = np.arccos(np.clip(np.sum(xg * k, axis=2), -1, 1))
+    a = np.sin((1 - t) * theta) / np.sin(theta)
+    b = np.sin(t * theta) / np.sin(theta)
+    r = np.where(masks, a[..., None] * xg + b[..., None] * k, 0.0)
+    return (r / np.linalg.norm(r, axis=2, keepdims=True)).reshape(n, -1)
+
+
+def random_masks(n, seed, keep_at_least=1):
+    rng = np.random.default_rng(seed)
+    m = rng.random((n, G, DG)) > 0.3
+    m[:, :, 0] |= ~m.any(axis=2)  # every group keeps a coordinate
+    return m
+
+
+# ----------------------------------------------------------------------------- Params
+
+
+def test_params_defaults_and_options():
+    p = pslerp.Params()
+    assert (p.groups, p.group_dim, p.dim) == (8, 16, 128)
+    p = pslerp.Params(4, 32, t=0.8, key_mode="shared", drop="importance", fill="random", mapping="budget")
+    assert (p.groups, p.group_dim, p.key_mode, p.drop, p.fill, p.mapping) == (4, 32, "shared", "importance",
+                                                                              "random", "budget")
+    assert abs(p.t - 0.8) < 1e-7 and p.key_dim == 32
+    p.weighting = "importance"
+    assert p.weighting == "importance"
+    assert pslerp.Params(**p.to_dict()) == p
+    assert pickle.loads(pickle.dumps(p)) == p
+    assert "shared" in repr(p)
+
+
+def test_params_slerpface_preset():
+    p = pslerp.Params.slerpface()
+    assert (p.groups, p.group_dim) == (49, 16)
+    assert abs(p.t - 0.9) < 1e-7 and p.t_minus_importance
+    assert (p.drop, p.mapping, p.importance, p.weighting) == ("importance", "intervals", "attention", "importance")
+    assert p.interval_counts == [12, 4] and p.drop_with_replacement
+    assert pslerp.Params.slerpface(8, 16, t=0.8).groups == 8
+
+
+@pytest.mark.parametrize("kw", [dict(key_mode="nope"), dict(drop="sometimes"), dict(t=1.5), dict(fill="x"),
+                                dict(drop_count=16), dict(weighting="max")])
+def test_params_bad_values(kw):
+    with pytest.raises(ValueError):
+        pslerp.Params(8, 16, **kw)
+
+
+def test_params_unknown_option():
+    with pytest.raises(TypeError, match="colour"):
+        pslerp.Params(colour="red")
+
+
+# ----------------------------------------------------------------------------- keys, protect, match
+
+
+def test_generate_keys():
+    p = pslerp.Params(G, DG)
+    k = pslerp.generate_keys(50, p, seed=5)
+    assert k.shape == (50, G, DG) and k.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(k, axis=2), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(k, pslerp.generate_keys(50, p, seed=5))
+    assert not np.array_equal(k, pslerp.generate_keys(50, p, seed=6))
+    assert not np.array_equal(pslerp.generate_keys(3, p), pslerp.generate_keys(3, p))  # OS generator
+    ks = pslerp.generate_keys(4, pslerp.Params(G, DG, key_mode="shared"), seed=1)
+    assert ks.shape == (4, G, DG)
+    assert all(np.array_equal(ks[:, 0], ks[:, g]) for g in range(G))
+    assert pslerp.generate_keys(0, p).shape == (0, G, DG)
+    with pytest.raises(ValueError, match="n"):
+        pslerp.generate_keys(-1, p)
+
+
+def test_protect_outputs():
+    p = pslerp.Params(G, DG, t=0.6)
+    x = random_features(40, 1)
+    tmpl, keys, masks, w = pslerp.protect(x, p, seed=2)
+    assert tmpl.shape == (40, D) and tmpl.dtype == np.float32
+    assert keys.shape == (40, G, DG) and masks.shape == (40, G, DG) and masks.dtype == np.bool_
+    assert w.shape == (40, G)
+    np.testing.assert_allclose(w, 1.0 / G, atol=1e-7)
+    tg = tmpl.reshape(40, G, DG)
+    np.testing.assert_allclose(np.linalg.norm(tg, axis=2), 1.0, atol=1e-5)
+    assert np.all(tg[~masks] == 0)
+    assert np.all((~masks).sum(axis=2) == 4)  # drop_count distinct draws per group
+    np.testing.assert_allclose(np.linalg.norm(keys, axis=2), 1.0, atol=1e-6)
+
+
+def test_protect_deterministic_given_keys_and_masks():
+    p = pslerp.Params(G, DG, t=0.7)
+    x = random_features(30, 2)
+    keys = pslerp.generate_keys(30, p, seed=9)
+    masks = random_masks(30, 4)
+    a = pslerp.protect(x, p, keys=keys, masks=masks, seed=1)
+    b = pslerp.protect(x, p, keys=keys, masks=masks, seed=12345)
+    c = pslerp.protect(x, p, keys=keys, masks=masks.astype(np.uint8))
+    for u, v, z in zip(a, b, c):
+        np.testing.assert_array_equal(u, v)
+        np.testing.assert_array_equal(u, z)
+    np.testing.assert_array_equal(a[1], keys)
+    np.testing.assert_array_equal(a[2], masks)
+    np.testing.assert_allclose(a[0], reference_protect(x, keys, masks, 0.7), atol=1e-5)
+
+
+def test_protect_shared_keys_must_repeat():
+    p = pslerp.Params(G, DG, key_mode="shared")
+    x = random_features(3, 2)
+    keys = pslerp.generate_keys(3, pslerp.Params(G, DG), seed=1)  # a different key per group
+    with pytest.raises(ValueError, match="keys.*shared"):
+        pslerp.protect(x, p, keys=keys)
+    shared = pslerp.generate_keys(3, p, seed=1)
+    tmpl, k, _, _ = pslerp.protect(x, p, keys=shared)
+    np.testing.assert_array_equal(k, shared)
+
+
+@pytest.mark.parametrize("t,key_mode,weighting", [(0.7, "group", "uniform"), (0.3, "shared", "uniform"),
+                                                  (0.9, "group", "importance"), (0.0, "group", "uniform"),
+                                                  (1.0, "group", "uniform")])
+def test_match_equals_numpy_reference(t, key_mode, weighting):
+    p = pslerp.Params(G, DG, t=t, key_mode=key_mode, weighting=weighting)
+    n = 64
+    x = random_features(n, 10)
+    q = x + 0.8 * random_features(n, 11)
+    keys = pslerp.generate_keys(n, p, seed=3)
+    masks = random_masks(n, 12)
+    weights = None
+    if weighting == "importance":
+        rng = np.random.default_rng(5)
+        weights = rng.random((n, G)).astype(np.float32)
+        weights /= weights.sum(axis=1, keepdims=True)
+    tmpl, k, m, _ = pslerp.protect(x, p, keys=keys, masks=masks)
+    got = pslerp.match(q, tmpl, k, m, p, weights)
+    w = weights if weights is not None else np.full((n, G), 1.0 / G, np.float32)
+    want = reference_match(q, tmpl, k, m, t, w)
+    assert got.shape == (n,) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    # Matching the enrolled feature itself reproduces the template exactly: score 1.
+    np.testing.assert_allclose(pslerp.match(x, tmpl, k, m, p, weights), 1.0, atol=1e-5)
+
+
+def test_match_all_agrees_with_match():
+    p = pslerp.Params(G, DG)
+    x, q = random_features(20, 1), random_features(7, 2)
+    tmpl, k, m, w = pslerp.protect(x, p, seed=1)
+    s = pslerp.match_all(q, tmpl, k, m, p, w)
+    assert s.shape == (7, 20)
+    for i in range(7):
+        np.testing.assert_allclose(s[i], pslerp.match(np.repeat(q[i:i + 1], 20, 0), tmpl, k, m, p), atol=1e-6)
+    assert pslerp.match_all(q[:0], tmpl, k, m, p).shape == (0, 20)
+
+
+def test_match_weights_required_with_importance_weighting():
+    p = pslerp.Params(G, DG, weighting="importance")
+    x = random_features(4, 1)
+    tmpl, k, m, w = pslerp.protect(x, p, seed=1)
+    with pytest.raises(ValueError, match="weights"):
+        pslerp.match(x, tmpl, k, m, p)
+    pslerp.match(x, tmpl, k, m, p, w)
+
+
+def test_slerpface_preset_match_self():
+    p = pslerp.Params.slerpface(G, DG)
+    x = random_features(10, 3)
+    tmpl, k, m, w = pslerp.protect(x, p, seed=1)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, atol=1e-5)
+    s = pslerp.match(x, tmpl, k, m, p, w)
+    assert np.all(s > 0.5)
+
+
+# ----------------------------------------------------------------------------- the index
+
+
+def test_index_basics(data):
+    index = seeded_index()
+    assert (index.d, index.ntotal, index.is_trained, len(index)) == (D, 0, True, 0)
+    assert index.params == pslerp.Params(G, DG)
+    index.add(data.gallery)
+    assert index.ntotal == 300 and index.bytes_per_entry > 0
+    Dist, I = index.search(data.probes, 5)
+    assert Dist.shape == I.shape == (350, 5) and Dist.dtype == np.float32 and I.dtype == np.int64
+    assert np.all(np.diff(Dist, axis=1) <= 0)
+    rank1 = np.mean(I[:300, 0] == data.probe_labels[:300])
+    assert rank1 > 0.9, rank1
+    np.testing.assert_allclose(index.verify(data.probes[:300], data.probe_labels[:300]),
+                               [index.verify(data.probes[i], int(data.probe_labels[i])) for i in range(300)])
+    assert isinstance(index.verify(data.probes[0], 0), float)
+
+
+def test_index_search_equals_match_all(data):
+    """An exhaustive index seeded with s stores what protect(x, seed=s) returns."""
+    p = pslerp.Params(G, DG)
+    index = seeded_index(seed=21)
+    index.add(data.gallery)
+    tmpl, k, m, w = pslerp.protect(data.gallery, p, seed=21)
+    scores = pslerp.match_all(data.probes, tmpl, k, m, p, w)
+    Dist, I = index.search(data.probes, 10)
+    want_I = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    want_D = np.take_along_axis(scores, want_I, axis=1)
+    np.testing.assert_allclose(Dist, want_D, atol=1e-4)
+    np.testing.assert_allclose(np.take_along_axis(scores, I, axis=1), Dist, atol=1e-4)
+    assert np.mean(I == want_I) > 0.99  # only near-ties may swap
+    ids = np.arange(300, dtype=np.int64)
+    np.testing.assert_allclose(index.verify(data.probes[:300], ids), scores[np.arange(300), ids], atol=1e-4)
+
+
+def test_search_k_larger_than_ntotal_and_empty():
+    index = seeded_index()
+    Dist, I = index.search(random_features(2, 1), 3)
+    assert np.all(I == -1) and np.all(np.isneginf(Dist))
+    index.add(random_features(2, 2))
+    Dist, I = index.search(random_features(3, 3), 5)
+    assert np.all(I[:, 2:] == -1) and np.all(np.isneginf(Dist[:, 2:]))
+    assert sorted(I[0, :2]) == [0, 1]
+    Dist, I = index.search(np.zeros((0, D), np.float32), 4)
+    assert Dist.shape == I.shape == (0, 4)
+    lims, Dr, Ir = index.range_search(np.zeros((0, D), np.float32), 0.5)
+    assert lims.tolist() == [0] and Dr.shape == Ir.shape == (0,)
+    index.add(np.zeros((0, D), np.float32))
+    assert index.ntotal == 2
+    assert index.verify(np.zeros((0, D), np.float32), np.zeros(0, np.int64)).shape == (0,)
+
+
+def test_add_with_ids_remove_reset(data):
+    index = seeded_index()
+    ids = np.arange(1000, 1300, dtype=np.int64)
+    index.add_with_ids(data.gallery, ids)
+    _, I = index.search(data.probes[:300], 1)
+    assert np.mean(I[:, 0] == data.probe_labels[:300] + 1000) > 0.9
+    assert index.remove_ids(np.array([1000, 1001, 5], dtype=np.int64)) == 2
+    assert index.ntotal == 298 and not index.contains(1000) and index.contains(1002)
+    _, I = index.search(data.probes[:2], 10)
+    assert 1000 not in I and 1001 not in I
+    with pytest.raises(RuntimeError, match="unknown id"):
+        index.verify(data.probes[0], 1000)
+    with pytest.raises(RuntimeError, match="already"):
+        index.add_with_ids(data.gallery[:1], np.array([1002], dtype=np.int64))
+    index.add(data.gallery[:1])
+    assert index.contains(1300)  # ids follow the largest so far
+    index.reset()
+    assert index.ntotal == 0
+
+
+def test_range_search_matches_search(data):
+    index = seeded_index()
+    index.add(data.gallery)
+    q = data.probes[:20]
+    lims, Dr, Ir = index.range_search(q, 0.9)
+    assert lims.shape == (21,) and lims.dtype == np.int64 and lims[-1] == len(Dr) == len(Ir)
+    Ds, Is = index.search(q, 300)
+    for i in range(20):
+        got = dict(zip(Ir[lims[i]:lims[i + 1]].tolist(), Dr[lims[i]:lims[i + 1]].tolist()))
+        want = {int(j): float(s) for j, s in zip(Is[i], Ds[i]) if s >= 0.9}
+        assert set(got) == set(want)
+        for j in got:
+            assert abs(got[j] - want[j]) < 1e-5
+
+
+def test_hnsw_recall_against_exhaustive():
+    s = pslerp.synth(groups=G, group_dim=DG, seed=8, gallery_size=5000, mated_probes=400,
+                     nonmated_probes=100)
+    index = seeded_index("PSlerp8x16,HNSW32")
+    index.add(s.gallery)
+    _, I_exact = index.search_exhaustive(s.probes, 10)
+    _, I = index.search(s.probes, 10, k_factor=20, efSearch=256)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, I_exact)])
+    assert recall > 0.98, recall
+    assert np.mean(I[:400, 0] == I_exact[:400, 0]) > 0.97  # mated probes: no near-ties at the top
+    # A tiny shortlist loses recall: the test can fail.
+    _, I_weak = index.search(s.probes, 10, k_factor=1, efSearch=10)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I_weak, I_exact)]) < recall
+    # The same options through a SearchParameters object; keywords override it.
+    sp = pslerp.SearchParameters(k_factor=20, efSearch=256)
+    np.testing.assert_array_equal(index.search(s.probes, 10, sp)[1], I)
+    np.testing.assert_array_equal(index.search(s.probes, 10, sp, k_factor=1, efSearch=10)[1], I_weak)
+
+
+def test_ivf_nprobe_and_training(data):
+    index = seeded_index("PSlerp8x16,IVF16,Flat")
+    assert not index.is_trained
+    with pytest.raises(RuntimeError, match="train"):
+        index.add(data.gallery)
+    index.train(data.gallery)
+    assert index.is_trained
+    index.add(data.gallery)
+    _, I_exact = index.search_exhaustive(data.probes, 1)
+    _, I = index.search(data.probes, 1, nprobe=16)  # every list: exact up to the shortlist
+    assert np.mean(I == I_exact) > 0.97
+
+
+def test_file_and_pickle_round_trips(data, tmp_path):
+    index = seeded_index("PSlerp8x16,HNSW32")
+    index.add(data.gallery[:200])
+    want = index.search(data.probes, 5)
+    path = tmp_path / "gallery.pslerp"
+    pslerp.write_index(index, path)            # os.PathLike
+    pslerp.write_index(index, str(path) + "2")  # str
+    loaded = [pslerp.read_index(path), pslerp.read_index(str(path) + "2"),
+              pickle.loads(pickle.dumps(index)), index.clone(),
+              pslerp.deserialize_index(pslerp.serialize_index(index)),
+              pslerp.deserialize_index(pslerp.serialize_index(index).tobytes())]
+    blob = pslerp.serialize_index(index)
+    assert blob.dtype == np.uint8 and blob.ndim == 1
+    for other in loaded:
+        assert other.ntotal == index.ntotal and other.params == index.params
+        got = other.search(data.probes, 5)
+        np.testing.assert_array_equal(got[0], want[0])
+        np.testing.assert_array_equal(got[1], want[1])
+    # A loaded seeded index continues the same key stream.
+    index.add(data.gallery[200:])
+    loaded[0].add(data.gallery[200:])
+    np.testing.assert_array_equal(index.search(data.probes, 5)[1], loaded[0].search(data.probes, 5)[1])
+
+
+def test_deduplicate(data):
+    index = seeded_index()
+    index.add(data.gallery[:100])
+    new = random_features(3, 77)
+    batch = np.concatenate([data.gallery[:2], new, new[:1]])  # 2 enrolled, 3 new, 1 repeat
+    res = index.deduplicate(batch, threshold=0.999)
+    assert [e[0][0] for e in res.existing[:2]] == [0, 1]
+    assert all(not e for e in res.existing[2:])
+    assert res.cluster.tolist() == [0, 1, 2, 3, 4, 2]
+    assert res.unique.tolist() == [2, 3, 4]
+    assert res.duplicates_of_existing == 2 and res.clusters_with_several == 1
+    res = pslerp.deduplicate(index, batch, 0.999, enroll=True,
+                             ids=np.arange(500, 506, dtype=np.int64))
+    assert res.enrolled_ids.tolist() == [502, 503, 504] and index.ntotal == 103
+
+
+def test_concurrent_searches(data):
+    index = seeded_index()
+    index.add(data.gallery)
+    want = index.search(data.probes, 3)[1]
+    results = [None] * 4
+
+    def run(i):
+        results[i] = index.search(data.probes, 3)[1]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for r in results:
+        np.testing.assert_array_equal(r, want)
+
+
+# ----------------------------------------------------------------------------- bad inputs
+
+
+def test_bad_arrays_name_the_argument():
+    index = seeded_index()
+    index.add(random_features(5, 1))
+    x = random_features(4, 2)
+    cases = [
+        (lambda: index.add(x.astype(np.float64)), "x: expected float32, got float64"),
+        (lambda: index.add(x.tolist()), "x: expected a numpy array"),
+        (lambda: index.add(x[:, :100]), r"x: expected shape \(n, 128\), got \(4, 100\)"),
+        (lambda: index.add(x[0]), r"x: expected shape \(n, 128\), got \(128,\)"),
+        (lambda: index.add(np.asfortranarray(x)), "x: expected a C-contiguous"),
+        (lambda: index.add(np.concatenate([x, x], 1)[:, ::2]), "x: expected a C-contiguous"),
+        (lambda: index.search(x.astype(np.float16), 1), "x: expected float32, got float16"),
+        (lambda: index.search(x, 0), "k: must be > 0"),
+        (lambda: index.search(x, -3), "k: must be > 0"),
+        (lambda: index.search(x, 1, k_factor=-1), "k_factor"),
+        (lambda: index.search(x, 1, params="fast"), "params: expected pslerp.SearchParameters"),
+        (lambda: index.add_with_ids(x, np.arange(4, dtype=np.int32)), "ids: expected int64, got int32"),
+        (lambda: index.add_with_ids(x, np.arange(3, dtype=np.int64)), r"ids: expected shape \(4,\)"),
+        (lambda: index.remove_ids(np.array([1.0])), "ids: expected int64"),
+        (lambda: index.verify(x[0].astype(np.float64), 0), "x: expected float32"),
+        (lambda: index.verify(x, np.zeros(4, np.int32)), "ids: expected int64"),
+        (lambda: index.range_search(x, float("nan")), "thresh"),
+        (lambda: index.train(np.zeros((0, D), np.float32)), "x: train needs at least one vector"),
+        (lambda: pslerp.IndexProtectedSlerp(pslerp.Params(), embedding="pca"), "embedding"),
+    ]
+    for call, msg in cases:
+        with pytest.raises(ValueError, match=msg):
+            call()
+
+
+def test_bad_vectors_raise():
+    index = seeded_index()
+    x = random_features(3, 1)
+    x[1, 5] = np.nan
+    with pytest.raises((ValueError, RuntimeError), match="NaN|finite"):
+        index.add(x)
+    assert index.ntotal == 0  # a throwing call leaves the index as it was
+    z = random_features(2, 1)
+    z[0, :DG] = 0
+    with pytest.raises((ValueError, RuntimeError), match="zero"):
+        index.add(z)
+    with pytest.raises((ValueError, RuntimeError)):
+        index.search(x, 1)
+    with pytest.raises(ValueError, match="NaN|finite"):
+        pslerp.protect(x, pslerp.Params())
+
+
+def test_bad_scheme_inputs():
+    p = pslerp.Params(G, DG)
+    x = random_features(3, 1)
+    tmpl, k, m, w = pslerp.protect(x, p, seed=1)
+    with pytest.raises(ValueError, match="keys: expected float32"):
+        pslerp.protect(x, p, keys=k.astype(np.float64))
+    with pytest.raises(ValueError, match=r"keys: expected shape \(3, 8, 16\)"):
+        pslerp.protect(x, p, keys=k.reshape(3, -1))
+    with pytest.raises(ValueError, match="keys.*unit-norm"):
+        pslerp.protect(x, p, keys=2 * k)
+    with pytest.raises(ValueError, match="masks: expected uint8"):
+        pslerp.protect(x, p, masks=m.astype(np.float32))
+    with pytest.raises(ValueError, match="masks.*keeps no coordinate"):
+        pslerp.protect(x, p, masks=np.zeros_like(m))
+    with pytest.raises(ValueError, match=r"weights: expected shape"):
+        pslerp.protect(x, p, weights=w[:, :3].copy())
+    with pytest.raises(ValueError, match=r"x: expected shape \(n, 128\)"):
+        pslerp.protect(x[:, :64].copy(), p)
+    with pytest.raises(ValueError, match=r"templates: expected shape \(3, 128\)"):
+        pslerp.match(x, tmpl[:2], k, m, p)
+    with pytest.raises(ValueError, match=r"q: expected float32"):
+        pslerp.match_all(x.astype(np.float64), tmpl, k, m, p)
+    with pytest.raises(ValueError, match=r"masks: expected shape"):
+        pslerp.match_all(x, tmpl, k, m[:2], p)
+    empty = pslerp.protect(np.zeros((0, D), np.float32), p)
+    assert [a.shape[0] for a in empty] == [0, 0, 0, 0]
+    assert pslerp.match(x[:0], *empty[:3], p).shape == (0,)
+
+
+def test_bad_factory_and_files(tmp_path):
+    with pytest.raises(RuntimeError):
+        pslerp.index_factory(D, "PSlerp8x16,Nonsense")
+    with pytest.raises(RuntimeError):
+        pslerp.index_factory(100, "PSlerp8x16")
+    with pytest.raises(RuntimeError):
+        pslerp.read_index(tmp_path / "missing.pslerp")
+    bad = tmp_path / "bad.pslerp"
+    bad.write_bytes(b"not an index at all" * 10)
+    with pytest.raises(RuntimeError, match="magic|truncated|short"):
+        pslerp.read_index(bad)
+    blob = pslerp.serialize_index(seeded_index())
+    with pytest.raises(RuntimeError):
+        pslerp.deserialize_index(blob[:-3])
+    with pytest.raises(ValueError, match="data"):
+        pslerp.deserialize_index(blob.view(np.float32) if blob.size % 4 == 0 else np.zeros(3, np.float32))
+
+
+# ----------------------------------------------------------------------------- evaluation, synth
+
+
+def test_eval_helpers():
+    mated = np.array([0.9, 0.8, 0.7, 0.4], np.float32)
+    nonmated = np.array([0.1, 0.2, 0.5, 0.3], np.float32)
+    roc = pslerp.roc_curve(mated, nonmated)
+    assert roc["mated"] == 4 and roc["tar"][-1] == 1.0 and roc["far"][0] == 0.0
+    eer, thr = pslerp.equal_error_rate(mated, nonmated)
+    assert 0 < eer <= 0.25
+    t = pslerp.tar_at_far(mated, nonmated, 0.25)
+    assert t["tar"] == 1.0 and t["false_accepts"] == 1 and t["resolvable"]  # 0.5 is the one allowed
+    same = pslerp.unlinkability(mated, mated, bins=10)
+    apart = pslerp.unlinkability(mated + 2, nonmated, bins=10)
+    assert same["d_sys"] < 0.05 and apart["d_sys"] > 0.95
+    with pytest.raises(ValueError, match="mated: expected float32"):
+        pslerp.roc_curve(mated.astype(np.float64), nonmated)
+    with pytest.raises(ValueError):
+        pslerp.roc_curve(mated[:0], nonmated)
+
+
+def test_synth():
+    x, labels = pslerp.synth(10, 3, seed=1)
+    assert x.shape == (30, D) and labels.tolist() == sorted(list(range(10)) * 3)
+    np.testing.assert_array_equal(x, pslerp.synth(10, 3, seed=1)[0])
+    s = pslerp.synth(groups=4, group_dim=8, gallery_size=20, mated_probes=5, nonmated_probes=3, seed=2)
+    assert s.gallery.shape == (20, 32) and s.probes.shape == (8, 32)
+    assert (s.probe_labels[5:] == -1).all() and (s.probe_labels[:5] >= 0).all()
+    with pytest.raises(TypeError):
+        pslerp.synth(10, 2, colour=1)
+
+
+# ----------------------------------------------------------------------------- FAISS interop
+
+
+def test_faiss_coarse_index_borrowed(data):
+    faiss = pytest.importorskip("faiss")
+    p = pslerp.Params(G, DG)
+    cd = pslerp.coarse_dim(p)
+    assert cd == seeded_index("PSlerp8x16,HNSW32").coarse_d
+    hnsw = faiss.IndexHNSWFlat(cd, 32)
+    assert hnsw.metric_type == pslerp.coarse_metric("linear")
+    index = pslerp.IndexProtectedSlerp(p, coarse=hnsw)
+    index.set_seed(4)
+    index.add(data.gallery)
+    assert hnsw.ntotal == 0  # a copy was taken
+    _, I_exact = index.search_exhaustive(data.probes, 10)
+    _, I = index.search(data.probes, 10, efSearch=128)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(I, I_exact)]) > 0.95
+    back = index.coarse_index()
+    assert isinstance(back, faiss.IndexHNSWFlat) and back.ntotal == 300 and back.d == cd
+    # Round trips keep the borrowed coarse index.
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(index)).search(data.probes, 10)[1], I)
+    # An untrained IVF from faiss: trained by our train().
+    ivf = faiss.IndexIVFFlat(faiss.IndexFlatL2(cd), cd, 8)
+    index = pslerp.IndexProtectedSlerp(p, coarse=ivf)
+    assert not index.is_trained
+    index.train(data.gallery)
+    index.add(data.gallery)
+    assert index.search(data.probes, 1, nprobe=8)[1].shape == (350, 1)
+    assert isinstance(index.coarse_index(), faiss.IndexIVFFlat)
+    # Template embedding: inner-product coarse index at the raw dimension.
+    flat_ip = faiss.IndexFlatIP(pslerp.coarse_dim(p, "template"))
+    index = pslerp.IndexProtectedSlerp(p, coarse=flat_ip, embedding="template")
+    index.add(data.gallery)
+    assert index.coarse_embedding == "template"
+    # Also serialised FAISS bytes and faiss factory strings.
+    pslerp.IndexProtectedSlerp(p, coarse=faiss.serialize_index(faiss.IndexHNSWFlat(cd, 16)))
+    assert pslerp.IndexProtectedSlerp(p, coarse="HNSW16").has_coarse
+    assert pslerp.IndexProtectedSlerp(p).coarse_index() is None
+
+
+def test_faiss_coarse_index_errors(monkeypatch):
+    faiss = pytest.importorskip("faiss")
+    p = pslerp.Params(G, DG)
+    cd = pslerp.coarse_dim(p)
+    with pytest.raises(RuntimeError, match="metric"):
+        pslerp.IndexProtectedSlerp(p, coarse=faiss.IndexFlatIP(cd))
+    with pytest.raises(RuntimeError, match="dimension"):
+        pslerp.IndexProtectedSlerp(p, coarse=faiss.IndexFlatL2(cd + 1))
+    full = faiss.IndexFlatL2(cd)
+    full.add(np.zeros((1, cd), np.float32))
+    with pytest.raises(RuntimeError, match="empty"):
+        pslerp.IndexProtectedSlerp(p, coarse=full)
+    with pytest.raises(ValueError, match="coarse"):
+        pslerp.IndexProtectedSlerp(p, coarse=42)
+    monkeypatch.setattr(faiss, "__version__", "1.8.0")
+    with pytest.raises(RuntimeError, match="1.8.0.*" + pslerp.FAISS_VERSION.replace(".", r"\.")):
+        pslerp.IndexProtectedSlerp(p, coarse=faiss.IndexFlatL2(cd))
