@@ -170,47 +170,18 @@ std::string fspath(const py::object& path) {
     return py::str(py::module_::import("os").attr("fspath")(path));
 }
 
-// ---------------------------------------------------------------- enum names
-// Names as Params::set parses them (plugin/params.cpp); setters go through Params::set.
+// ---------------------------------------------------------------- enum options
 
-template <typename E>
-using NameTable = std::vector<std::pair<E, const char*>>;
-
-const NameTable<KeyMode> kKeyModeNames = {{KeyMode::kPerGroup, "group"}, {KeyMode::kShared, "shared"}};
-const NameTable<DropPolicy> kDropNames = {
-        {DropPolicy::kNone, "none"}, {DropPolicy::kRandom, "random"}, {DropPolicy::kImportance, "importance"}};
-const NameTable<DropMapping> kMappingNames = {
-        {DropMapping::kFunction, "function"}, {DropMapping::kIntervals, "intervals"}, {DropMapping::kBudget, "budget"}};
-const NameTable<Fill> kFillNames = {{Fill::kZero, "zero"}, {Fill::kRandom, "random"}};
-const NameTable<ImportanceKind> kImportanceNames = {{ImportanceKind::kUniform, "uniform"},
-                                                    {ImportanceKind::kFixed, "fixed"},
-                                                    {ImportanceKind::kSelfAttention, "attention"}};
-const NameTable<Weighting> kWeightingNames = {{Weighting::kUniform, "uniform"},
-                                              {Weighting::kImportance, "importance"}};
-const NameTable<CoarseEmbedding> kEmbeddingNames = {{CoarseEmbedding::kLinear, "linear"},
-                                                    {CoarseEmbedding::kTemplate, "template"}};
-
-template <typename E>
-std::string name_of(const NameTable<E>& table, E value) {
-    for (const auto& [v, n] : table) {
-        if (v == value) return n;
-    }
-    return "?";
+CoarseEmbedding embedding_of(const std::string& s) {
+    auto e = parse_embedding(s);
+    if (!e.ok()) throw py::value_error(std::string(e.status().message()));
+    return *e;
 }
 
-CoarseEmbedding parse_embedding(const std::string& s) {
-    for (const auto& [v, n] : kEmbeddingNames) {
-        if (s == n) return v;
-    }
-    throw py::value_error("embedding: expected 'linear' or 'template', got '" + s + "'");
-}
-
-/// A string option of Params, read from its field and written through Params::set.
-template <typename E>
-void string_option(py::class_<Params>& c, const char* attr, const char* option, E Params::*field,
-                   const NameTable<E>& table, const char* doc) {
+/// A string option of Params: read with Params::get, written through Params::set.
+void string_option(py::class_<Params>& c, const char* attr, const char* option, const char* doc) {
     c.def_property(
-            attr, [field, &table](const Params& p) { return name_of(table, p.*field); },
+            attr, [option](const Params& p) { return p.get(option); },
             [option](Params& p, const std::string& v) { check(p.set(option, v)); }, doc);
 }
 
@@ -293,30 +264,6 @@ py::array_t<float> keys_out(const Params& p, std::vector<float>&& keys, py::ssiz
         for (int g = 0; g < G; ++g) std::copy_n(keys.data() + i * d, d, full.data() + (i * G + g) * d);
     }
     return to_array(std::move(full), {n, G, d});
-}
-
-/// Unit-norm keys as protect() draws them: d normals per key, normalised.
-std::vector<float> draw_keys(const Params& p, int64_t n, const RandomSource& src) {
-    const int d = p.group_dim, kd = p.key_dim();
-    std::vector<float> keys(size_t(n) * kd);
-    for (int64_t i = 0; i < n; ++i) {
-        auto rng = src.stream(uint64_t(i));
-        for (int j0 = 0; j0 < kd; j0 += d) {
-            float* k = keys.data() + i * kd + j0;
-            double ss;
-            do {
-                ss = 0;
-                for (int j = 0; j < d; ++j) {
-                    const double z = rng->normal();
-                    k[j] = float(z);
-                    ss += z * z;
-                }
-            } while (ss < 1e-20);
-            const double inv = 1.0 / std::sqrt(ss);
-            for (int j = 0; j < d; ++j) k[j] = float(k[j] * inv);
-        }
-    }
-    return keys;
 }
 
 RandomSource random_source(std::optional<uint64_t> seed) {
@@ -481,14 +428,12 @@ change them.)doc");
     c.def_readwrite("t", &Params::t, "Slerp weight toward the key, in [0, 1].");
     c.def_readwrite("t_minus_importance", &Params::t_minus_importance,
                     "Per-group t_g = t - w_g with the sample's own importance (reference code).");
-    string_option(c, "key_mode", "key", &Params::key_mode, kKeyModeNames,
-                  "'group' (one key per group) or 'shared' (one key for all groups of an entry).");
-    string_option(c, "drop", "drop", &Params::drop, kDropNames, "Drop policy: 'none', 'random' or 'importance'.");
+    string_option(c, "key_mode", "key", "'group' (one key per group) or 'shared' (one key for all groups of an entry).");
+    string_option(c, "drop", "drop", "Drop policy: 'none', 'random' or 'importance'.");
     c.def_readwrite("drop_count", &Params::drop_count, "Draws per group ('random'), mean draws ('budget').");
     c.def_readwrite("drop_with_replacement", &Params::drop_with_replacement,
                     "Draws may repeat a coordinate (reference code).");
-    string_option(c, "mapping", "mapping", &Params::mapping, kMappingNames,
-                  "How importance becomes drop counts: 'function', 'intervals' or 'budget'.");
+    string_option(c, "mapping", "mapping", "How importance becomes drop counts: 'function', 'intervals' or 'budget'.");
     c.def_readwrite("drop_min", &Params::drop_min, "'function' mapping: draws for the most important group.");
     c.def_readwrite("drop_max", &Params::drop_max, "'function' mapping: draws for the least important group.");
     c.def_readwrite("interval_bounds", &Params::interval_bounds, "'intervals' mapping: importance-ratio bounds.");
@@ -496,15 +441,13 @@ change them.)doc");
                     "'intervals' mapping: draws per interval (one more than the bounds).");
     c.def_readwrite("intervals_by_median", &Params::intervals_by_median,
                     "'intervals' mapping: ratio w_g / median(w) (True) or w_g * G (False).");
-    string_option(c, "fill", "fill", &Params::fill, kFillNames, "Dropped coordinates hold 'zero' or 'random'.");
-    string_option(c, "importance", "importance", &Params::importance, kImportanceNames,
-                  "Importance provider: 'uniform', 'fixed' (importance_weights) or 'attention'.");
+    string_option(c, "fill", "fill", "Dropped coordinates hold 'zero' or 'random'.");
+    string_option(c, "importance", "importance", "Importance provider: 'uniform', 'fixed' (importance_weights) or 'attention'.");
     c.def_readwrite("importance_weights", &Params::importance_weights, "'fixed' importance: G weights.");
     c.def_readwrite("attention_wq", &Params::attention_wq, "'attention': d*d query projection, empty = identity.");
     c.def_readwrite("attention_wk", &Params::attention_wk, "'attention': d*d key projection, empty = identity.");
     c.def_readwrite("attention_temperature", &Params::attention_temperature, "'attention': softmax temperature.");
-    string_option(c, "weighting", "weighting", &Params::weighting, kWeightingNames,
-                  "How the G cosines are combined: 'uniform' (mean) or 'importance' (enrolled importance).");
+    string_option(c, "weighting", "weighting", "How the G cosines are combined: 'uniform' (mean) or 'importance' (enrolled importance).");
     c.def_property_readonly("dim", &Params::dim, "Raw dimension G * d.");
     c.def_property_readonly("key_dim", &Params::key_dim, "Floats of key material per entry.");
     c.def("validate", [](const Params& p) { check(p.validate()); }, "Raises ValueError if inconsistent.");
@@ -535,7 +478,7 @@ void bind_scheme(py::module_& m) {
                 std::vector<float> keys;
                 {
                     py::gil_scoped_release nogil;
-                    keys = draw_keys(p, n, random_source(seed));
+                    keys = generate_keys(p, n, random_source(seed));
                 }
                 return keys_out(p, std::move(keys), n);
             },
@@ -633,12 +576,12 @@ void bind_scheme(py::module_& m) {
             py::arg("q"), py::arg("templates"), py::arg("keys"), py::arg("masks"), py::arg("params"),
             py::arg("weights"), "(nq, n) scores of every probe against every entry (see pslerp.match_all).");
 
-    m.def("coarse_dim", [](const Params& p, const std::string& e) { return coarse_dim(p, parse_embedding(e)); },
+    m.def("coarse_dim", [](const Params& p, const std::string& e) { return coarse_dim(p, embedding_of(e)); },
           py::arg("params"), py::arg("embedding") = "linear",
           "Dimension of the coarse index's vectors for these parameters and embedding ('linear' or 'template').");
     m.def(
             "coarse_metric",
-            [](const std::string& e) { return int(IndexProtectedSlerp::coarse_metric(parse_embedding(e))); },
+            [](const std::string& e) { return int(IndexProtectedSlerp::coarse_metric(embedding_of(e))); },
             py::arg("embedding") = "linear",
             "FAISS metric the coarse index must use: faiss.METRIC_L2 (1) for 'linear', faiss.METRIC_INNER_PRODUCT "
             "(0) for 'template'.");
@@ -836,7 +779,7 @@ Thread safety: search, range_search and verify may run concurrently from several
 threads (the GIL is released); add, add_with_ids, remove_ids, train, reset and set_seed need
 exclusive access, as in FAISS.)doc");
     c.def(py::init([](const Params& p, py::object coarse, const std::string& embedding) {
-              const CoarseEmbedding e = parse_embedding(embedding);
+              const CoarseEmbedding e = embedding_of(embedding);
               auto ci = coarse_from(coarse, p, e);
               return std::make_unique<Index>(p, std::move(ci), e);
           }),
@@ -857,7 +800,7 @@ exclusive access, as in FAISS.)doc");
                             "Bytes per entry of the coarse index (0 without one).");
     c.def_property_readonly("coarse_d", &Index::coarse_d, "Dimension of the coarse index's vectors.");
     c.def_property_readonly(
-            "coarse_embedding", [](const Index& i) { return name_of(kEmbeddingNames, i.coarse_embedding); },
+            "coarse_embedding", [](const Index& i) { return std::string(embedding_name(i.coarse_embedding)); },
             "What the coarse index holds: 'linear' or 'template'.");
     c.def_property_readonly("has_coarse", [](const Index& i) { return bool(i.coarse); },
                             "True if searches go through a coarse index.");

@@ -58,6 +58,38 @@ struct TopK {
     }
 };
 
+// Threads for a scan of `rows` entries: no more than there are row blocks.
+int scan_threads(int64_t rows) {
+    return std::max(1, std::min<int>(omp_get_max_threads(), int((rows + kRowBlock - 1) / kRowBlock)));
+}
+
+// Scores every stored row against n kernel queries, tile by tile: rows are split across nt
+// threads, each tile (up to kQueryChunk queries x kRowBlock rows) goes to
+// visit(thread, q0, nq, r0, r1, scores) with scores[qi * kRowBlock + (r - r0)].
+template <typename Visit>
+int64_t scan_tiles(const EntryStorage& store, const float* kq, idx_t n, int nt, Visit&& visit) {
+    const kernels::KernelTable& K = kernels::kernels();
+    const kernels::Entries E = store.view();
+    const size_t qf = store.layout.query_floats();
+    const int64_t rows = store.rows();
+    int64_t clamped = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : clamped)
+    {
+        const int tid = omp_get_thread_num();
+        const int64_t begin = rows * tid / nt, end = rows * (tid + 1) / nt;
+        std::vector<float> tile(kQueryChunk * kRowBlock);
+        for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
+            const int64_t r1 = std::min(end, r0 + kRowBlock);
+            for (idx_t q0 = 0; q0 < n; q0 += kQueryChunk) {
+                const idx_t nq = std::min<idx_t>(kQueryChunk, n - q0);
+                clamped += K.score_range(E, kq + q0 * qf, nq, r0, r1, tile.data(), kRowBlock);
+                visit(tid, q0, nq, r0, r1, tile.data());
+            }
+        }
+    }
+    return clamped;
+}
+
 }  // namespace
 
 struct IndexProtectedSlerp::Prepared {
@@ -214,40 +246,24 @@ void IndexProtectedSlerp::search_exhaustive(idx_t n, const float* x, idx_t k, fl
 }
 
 void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float* distances, idx_t* labels) const {
-    const kernels::KernelTable& K = kernels::kernels();
-    const kernels::Entries E = store.view();
-    const size_t qf = store.layout.query_floats();
-    const int64_t rows = store.rows();
-    const int nt = std::max(1, std::min<int>(omp_get_max_threads(), int((rows + kRowBlock - 1) / kRowBlock)));
+    const int nt = scan_threads(store.rows());
     std::vector<float> hv(size_t(nt) * n * k);
     std::vector<idx_t> hr(size_t(nt) * n * k);
-    int64_t clamped = 0;
-#pragma omp parallel num_threads(nt) reduction(+ : clamped)
-    {
-        const int tid = omp_get_thread_num();
-        const int64_t begin = rows * tid / nt, end = rows * (tid + 1) / nt;
-        std::vector<float> tile(kQueryChunk * kRowBlock);
-        std::vector<TopK> heaps(n);
-        for (idx_t i = 0; i < n; ++i) {
-            heaps[i] = {k, hv.data() + (size_t(tid) * n + i) * k, hr.data() + (size_t(tid) * n + i) * k};
-            heaps[i].init();
-        }
-        for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
-            const int64_t r1 = std::min(end, r0 + kRowBlock);
-            for (idx_t q0 = 0; q0 < n; q0 += kQueryChunk) {
-                const idx_t nq = std::min<idx_t>(kQueryChunk, n - q0);
-                clamped += K.score_range(E, q.kq.data() + q0 * qf, nq, r0, r1, tile.data(), kRowBlock);
-                for (idx_t qi = 0; qi < nq; ++qi) {
-                    TopK& h = heaps[q0 + qi];
-                    const float* s = tile.data() + qi * kRowBlock;
-                    for (int64_t r = r0; r < r1; ++r) {
-                        if (!store.removed[r]) h.push(s[r - r0], r);
-                    }
-                }
-            }
-        }
+    std::vector<TopK> heaps(size_t(nt) * n);
+    for (size_t h = 0; h < heaps.size(); ++h) {
+        heaps[h] = {k, hv.data() + h * k, hr.data() + h * k};
+        heaps[h].init();
     }
-    clamped_ += clamped;
+    clamped_ += scan_tiles(store, q.kq.data(), n, nt,
+                           [&](int tid, idx_t q0, idx_t nq, int64_t r0, int64_t r1, const float* tile) {
+                               for (idx_t qi = 0; qi < nq; ++qi) {
+                                   TopK& h = heaps[size_t(tid) * n + q0 + qi];
+                                   const float* s = tile + qi * kRowBlock;
+                                   for (int64_t r = r0; r < r1; ++r) {
+                                       if (!store.removed[r]) h.push(s[r - r0], r);
+                                   }
+                               }
+                           });
 #pragma omp parallel for if (n > 1)
     for (idx_t i = 0; i < n; ++i) {
         TopK h{k, distances + i * k, labels + i * k};
@@ -348,28 +364,17 @@ void IndexProtectedSlerp::range_search(idx_t n, const float* x, float radius, fa
     std::vector<std::vector<std::pair<float, idx_t>>> hits(n);
     int64_t clamped = 0;
     if (!coarse) {
-        const int64_t rows = store.rows();
-        const int nt = std::max(1, std::min<int>(omp_get_max_threads(), int((rows + kRowBlock - 1) / kRowBlock)));
+        const int nt = scan_threads(store.rows());
         std::vector<std::vector<std::vector<std::pair<float, idx_t>>>> part(nt, hits);
-#pragma omp parallel num_threads(nt) reduction(+ : clamped)
-        {
-            const int tid = omp_get_thread_num();
-            const int64_t begin = rows * tid / nt, end = rows * (tid + 1) / nt;
-            std::vector<float> tile(kQueryChunk * kRowBlock);
-            for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
-                const int64_t r1 = std::min(end, r0 + kRowBlock);
-                for (idx_t q0 = 0; q0 < n; q0 += kQueryChunk) {
-                    const idx_t nq = std::min<idx_t>(kQueryChunk, n - q0);
-                    clamped += K.score_range(E, q.kq.data() + q0 * qf, nq, r0, r1, tile.data(), kRowBlock);
-                    for (idx_t qi = 0; qi < nq; ++qi) {
-                        for (int64_t r = r0; r < r1; ++r) {
-                            const float s = tile[qi * kRowBlock + (r - r0)];
-                            if (!store.removed[r] && s >= radius) part[tid][q0 + qi].emplace_back(s, r);
-                        }
-                    }
-                }
-            }
-        }
+        clamped += scan_tiles(store, q.kq.data(), n, nt,
+                              [&](int tid, idx_t q0, idx_t nq, int64_t r0, int64_t r1, const float* tile) {
+                                  for (idx_t qi = 0; qi < nq; ++qi) {
+                                      for (int64_t r = r0; r < r1; ++r) {
+                                          const float s = tile[qi * kRowBlock + (r - r0)];
+                                          if (!store.removed[r] && s >= radius) part[tid][q0 + qi].emplace_back(s, r);
+                                      }
+                                  }
+                              });
         for (auto& p : part) {
             for (idx_t i = 0; i < n; ++i) hits[i].insert(hits[i].end(), p[i].begin(), p[i].end());
         }

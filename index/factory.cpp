@@ -215,13 +215,9 @@ std::unique_ptr<IndexProtectedSlerp> index_factory(int d, const std::string& des
                 fail(description, absl::StrCat("option pca: expected true|false, got '", o.value, "'"));
             }
         } else if (o.name == "embedding") {
-            if (o.value == "linear") {
-                embedding = CoarseEmbedding::kLinear;
-            } else if (o.value == "template") {
-                embedding = CoarseEmbedding::kTemplate;
-            } else {
-                fail(description, absl::StrCat("option embedding: expected linear|template, got '", o.value, "'"));
-            }
+            auto e = parse_embedding(o.value);
+            if (!e.ok()) fail(description, absl::StrCat("option ", e.status().message()));
+            embedding = *e;
         } else if (auto s = p.set(o.name, o.value); !s.ok()) {
             fail(description, absl::StrCat(s.message(), " (index options: k_factor, range_shortlist, pca, embedding)"));
         }

@@ -188,6 +188,16 @@ absl::Status Params::set(const std::string& name, const std::string& value) {
             "drop_max, replacement, fill, importance, weighting, temperature"));
 }
 
+std::string Params::get(const std::string& name) const {
+    if (name == "key") return enum_name(kKeyModes, key_mode);
+    if (name == "drop") return enum_name(kDrops, drop);
+    if (name == "mapping") return enum_name(kMappings, mapping);
+    if (name == "fill") return enum_name(kFills, fill);
+    if (name == "importance") return enum_name(kImportances, importance);
+    if (name == "weighting") return enum_name(kWeightings, weighting);
+    return "";
+}
+
 std::string Params::describe() const {
     std::vector<std::string> parts;
     parts.push_back(absl::StrCat("t=", t));

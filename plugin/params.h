@@ -89,6 +89,9 @@ struct Params {
     /// Applies one option `name=value` (factory strings, CLI): t, preset, drop, drop_count,
     /// mapping, key, fill, importance, weighting, replacement, drop_min, drop_max, temperature.
     absl::Status set(const std::string& name, const std::string& value);
+    /// The string form of an enum option (key, drop, mapping, fill, importance, weighting), as
+    /// set() parses it; empty for an unknown name.
+    std::string get(const std::string& name) const;
     /// Options that differ from defaults(), as `name=value,...`, for `info` and factory strings.
     std::string describe() const;
 };

@@ -11,20 +11,6 @@ namespace pslerp {
 
 namespace {
 
-void draw_key(int d, Rng& rng, float* k) {
-    double ss;
-    do {
-        ss = 0;
-        for (int j = 0; j < d; ++j) {
-            const double z = rng.normal();
-            k[j] = static_cast<float>(z);
-            ss += z * z;
-        }
-    } while (ss < 1e-20);
-    const double inv = 1.0 / std::sqrt(ss);
-    for (int j = 0; j < d; ++j) k[j] = static_cast<float>(k[j] * inv);
-}
-
 double dot(const float* a, const float* b, int d) {
     double s = 0;
     for (int j = 0; j < d; ++j) s += static_cast<double>(a[j]) * b[j];
@@ -139,6 +125,17 @@ absl::StatusOr<Protected> protect(const Params& p, const float* x, int64_t n, co
     }
     out.resampled_keys = resampled.load();
     return out;
+}
+
+std::vector<float> generate_keys(const Params& p, int64_t n, const RandomSource& rng, uint64_t stream_offset) {
+    const int d = p.group_dim, KD = p.key_dim();
+    std::vector<float> keys(n * KD);
+#pragma omp parallel for if (n > 1024)
+    for (int64_t i = 0; i < n; ++i) {
+        auto r = rng.stream(stream_offset + static_cast<uint64_t>(i));
+        for (int j = 0; j < KD; j += d) draw_key(d, *r, keys.data() + i * KD + j);
+    }
+    return keys;
 }
 
 absl::StatusOr<Probe> prepare_probes(const Params& p, const float* x, int64_t n) {

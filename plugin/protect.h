@@ -37,6 +37,10 @@ struct ProtectInputs {
 absl::StatusOr<Protected> protect(const Params& p, const float* x, int64_t n, const RandomSource& rng,
                                   const ProtectInputs& in = {});
 
+/// n keys (n * key_dim floats) as protect() draws them from streams stream_offset + i: with
+/// a seeded source, protect() with the same seed stores exactly these keys.
+std::vector<float> generate_keys(const Params& p, int64_t n, const RandomSource& rng, uint64_t stream_offset = 0);
+
 /// A probe ready for matching: normalised groups and its per-group slerp weights.
 struct Probe {
     std::vector<float> xn;  ///< n * D normalised groups

@@ -164,6 +164,20 @@ void drop_counts(const Params& p, const float* w, int* counts) {
     for (int g = 0; g < G; ++g) counts[g] = std::clamp(counts[g], 0, cap);
 }
 
+void draw_key(int d, Rng& rng, float* key) {
+    double ss;
+    do {
+        ss = 0;
+        for (int j = 0; j < d; ++j) {
+            const double z = rng.normal();
+            key[j] = static_cast<float>(z);
+            ss += z * z;
+        }
+    } while (ss < 1e-20);
+    const double inv = 1.0 / std::sqrt(ss);
+    for (int j = 0; j < d; ++j) key[j] = static_cast<float>(key[j] * inv);
+}
+
 void draw_mask(int d, int count, bool with_replacement, Rng& rng, uint8_t* mask) {
     std::fill(mask, mask + d, uint8_t{1});
     if (with_replacement) {
@@ -187,6 +201,16 @@ void combination_weights(const Params& p, const float* w, float* out) {
     for (int g = 0; g < p.groups; ++g) {
         out[g] = p.weighting == Weighting::kImportance ? w[g] : 1.0f / static_cast<float>(p.groups);
     }
+}
+
+const char* embedding_name(CoarseEmbedding mode) {
+    return mode == CoarseEmbedding::kLinear ? "linear" : "template";
+}
+
+absl::StatusOr<CoarseEmbedding> parse_embedding(const std::string& name) {
+    if (name == "linear") return CoarseEmbedding::kLinear;
+    if (name == "template") return CoarseEmbedding::kTemplate;
+    return absl::InvalidArgumentError("embedding: expected linear|template, got '" + name + "'");
 }
 
 int coarse_dim(const Params& p, CoarseEmbedding mode) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -40,6 +41,9 @@ void group_t(const Params& p, const float* w, float* t_g);
 /// Draw counts per group for a sample with importance w (G counts).
 void drop_counts(const Params& p, const float* w, int* counts);
 
+/// A key: d standard normals divided by their norm.
+void draw_key(int d, Rng& rng, float* key);
+
 /// Draws `count` coordinates to drop from a group of d (distinct, or with replacement) and
 /// writes the keep mask (1 = kept). At least one coordinate is always kept.
 void draw_mask(int d, int count, bool with_replacement, Rng& rng, uint8_t* mask);
@@ -60,6 +64,10 @@ enum class CoarseEmbedding : uint8_t {
     /// template), so a short shortlist recovers the exact ranking.
     kLinear = 1,
 };
+
+/// "linear" / "template", and back.
+const char* embedding_name(CoarseEmbedding mode);
+absl::StatusOr<CoarseEmbedding> parse_embedding(const std::string& name);
 
 /// Dimension of the coarse embedding.
 int coarse_dim(const Params& p, CoarseEmbedding mode);

@@ -138,6 +138,18 @@ void Progress::finish() {
     }
 }
 
+int run_command(const char* name, const std::vector<std::string>& argv, std::vector<std::string> flags,
+                const char* usage, const std::function<absl::Status(Args&)>& run) {
+    flags.push_back("help");
+    Args args(argv, flags);
+    if (args.flag("help")) {
+        std::fputs(usage, stdout);
+        return 0;
+    }
+    if (absl::Status s = run(args); !s.ok()) return fail(name, s);
+    return 0;
+}
+
 int fail(const std::string& cmd, const absl::Status& status) {
     std::cerr << "pslerp " << cmd << ": " << status.message() << "\n";
     return 2;

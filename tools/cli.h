@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -70,5 +71,10 @@ int cmd_extract(const std::vector<std::string>& argv);
 
 /// Prints "pslerp <cmd>: <message>" to stderr and returns the exit code 2.
 int fail(const std::string& cmd, const absl::Status& status);
+
+/// The common shape of a subcommand: parse argv (with `flags` taking no value, plus --help),
+/// print `usage` for --help, else run and turn a failed status into exit code 2.
+int run_command(const char* name, const std::vector<std::string>& argv, std::vector<std::string> flags,
+                const char* usage, const std::function<absl::Status(Args&)>& run);
 
 }  // namespace pslerp::cli

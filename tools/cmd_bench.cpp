@@ -61,13 +61,7 @@ absl::Status run(Args& args) {
                 kernels::simd_level(), long(*seed));
     double t0 = now_seconds();
     index->train(std::min<int64_t>(*n, 100000), split->gallery.x.data());
-    Progress bar("enrolling", *n);
-    for (int64_t i0 = 0; i0 < *n; i0 += 20000) {
-        const int64_t nb = std::min<int64_t>(20000, *n - i0);
-        index->add(nb, split->gallery.x.data() + i0 * D);
-        bar.update(i0 + nb);
-    }
-    bar.finish();
+    enroll_in_batches(*index, *n, split->gallery.x.data(), nullptr);
     const double build = now_seconds() - t0;
     faiss::IndexFlatIP flat(D);
     flat.add(*n, split->gallery.x.data());
@@ -111,13 +105,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_bench(const std::vector<std::string>& argv) {
-    Args args(argv, {"help"});
-    if (args.flag("help")) {
-        std::cout << kUsage;
-        return 0;
-    }
-    if (auto s = run(args); !s.ok()) return fail("bench", s);
-    return 0;
+    return run_command("bench", argv, {}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

@@ -81,13 +81,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_dedup(const std::vector<std::string>& argv) {
-    Args args(argv, {"help", "enroll", "aligned"});
-    if (args.flag("help")) {
-        std::cout << kUsage;
-        return 0;
-    }
-    if (auto s = run(args); !s.ok()) return fail("dedup", s);
-    return 0;
+    return run_command("dedup", argv, {"enroll", "aligned"}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

@@ -96,13 +96,7 @@ absl::Status run(Args& args) {
     index->train(std::min<int64_t>(N, 100000), split->gallery.x.data());
     const double train_s = now_seconds() - t0;
     t0 = now_seconds();
-    Progress bar("enrolling", N);
-    for (int64_t i0 = 0; i0 < N; i0 += 20000) {
-        const int64_t nb = std::min<int64_t>(20000, N - i0);
-        index->add_with_ids(nb, split->gallery.x.data() + i0 * D, split->gallery.labels.data() + i0);
-        bar.update(i0 + nb);
-    }
-    bar.finish();
+    enroll_in_batches(*index, N, split->gallery.x.data(), split->gallery.labels.data());
     const double enrol_s = now_seconds() - t0;
     std::printf("enrolment (%s)  train %.2f s, add %.2f s = %.0f entries/s (FAISS flat add %.2f s)\n", factory.c_str(),
                 train_s, enrol_s, N / enrol_s, flat_add);
@@ -171,13 +165,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_demo(const std::vector<std::string>& argv) {
-    Args args(argv, {"help"});
-    if (args.flag("help")) {
-        std::cout << kUsage;
-        return 0;
-    }
-    if (auto s = run(args); !s.ok()) return fail("demo", s);
-    return 0;
+    return run_command("demo", argv, {}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

@@ -72,13 +72,7 @@ absl::Status run(Args& args) {
     } else if (!index->is_trained) {
         return absl::InvalidArgumentError("the coarse index needs training: drop --no-train or give --train");
     }
-    Progress bar("enrolling", f->n);
-    for (int64_t i0 = 0; i0 < f->n; i0 += *batch) {
-        const int64_t nb = std::min(*batch, f->n - i0);
-        index->add_with_ids(nb, f->x.data() + i0 * f->dim, ids.data() + i0);
-        bar.update(i0 + nb);
-    }
-    bar.finish();
+    enroll_in_batches(*index, f->n, f->x.data(), ids.data(), *batch);
     const double t1 = now_seconds();
     write_index(*index, *out);
     std::printf("enrolled %ld entries (%s) in %.2f s (%.0f /s); %zu bytes per entry + %.0f coarse; wrote %s\n",
@@ -90,13 +84,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_enroll(const std::vector<std::string>& argv) {
-    Args args(argv, {"help", "no-train", "aligned"});
-    if (args.flag("help")) {
-        std::cout << kUsage;
-        return 0;
-    }
-    if (auto s = run(args); !s.ok()) return fail("enroll", s);
-    return 0;
+    return run_command("enroll", argv, {"no-train", "aligned"}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

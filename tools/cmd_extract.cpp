@@ -147,15 +147,12 @@ absl::Status run(Args& args, std::string& summary) {
 }  // namespace
 
 int cmd_extract(const std::vector<std::string>& argv) {
-    Args args(argv, {"help", "aligned", "raw", "strict"});
-    if (args.flag("help")) {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
-    std::string summary;
-    if (absl::Status st = run(args, summary); !st.ok()) return fail("extract", st);
-    std::printf("%s\n", summary.c_str());
-    return 0;
+    return run_command("extract", argv, {"aligned", "raw", "strict"}, kUsage, [](Args& args) {
+        std::string summary;
+        absl::Status st = run(args, summary);
+        if (st.ok()) std::printf("%s\n", summary.c_str());
+        return st;
+    });
 }
 
 }  // namespace pslerp::cli

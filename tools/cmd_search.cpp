@@ -76,13 +76,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_search(const std::vector<std::string>& argv) {
-    Args args(argv, {"help", "aligned"});
-    if (args.flag("help")) {
-        std::cout << kUsage;
-        return 0;
-    }
-    if (auto s = run(args); !s.ok()) return fail("search", s);
-    return 0;
+    return run_command("search", argv, {"aligned"}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

@@ -92,15 +92,12 @@ absl::Status run(Args& args, std::string& summary) {
 }  // namespace
 
 int cmd_synth(const std::vector<std::string>& argv) {
-    Args args(argv, {"help"});
-    if (args.flag("help")) {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
-    std::string summary;
-    if (absl::Status st = run(args, summary); !st.ok()) return fail("synth", st);
-    std::printf("%s\n", summary.c_str());
-    return 0;
+    return run_command("synth", argv, {}, kUsage, [](Args& args) {
+        std::string summary;
+        absl::Status st = run(args, summary);
+        if (st.ok()) std::printf("%s\n", summary.c_str());
+        return st;
+    });
 }
 
 }  // namespace pslerp::cli

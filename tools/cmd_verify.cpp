@@ -52,13 +52,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_verify(const std::vector<std::string>& argv) {
-    Args args(argv, {"help", "aligned"});
-    if (args.flag("help")) {
-        std::cout << kUsage;
-        return 0;
-    }
-    if (auto s = run(args); !s.ok()) return fail("verify", s);
-    return 0;
+    return run_command("verify", argv, {"aligned"}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

@@ -19,6 +19,20 @@ double now_seconds() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
+void enroll_in_batches(IndexProtectedSlerp& index, int64_t n, const float* x, const int64_t* ids, int64_t batch) {
+    Progress bar("enrolling", n);
+    for (int64_t i0 = 0; i0 < n; i0 += batch) {
+        const int64_t nb = std::min(batch, n - i0);
+        if (ids) {
+            index.add_with_ids(nb, x + i0 * index.d, ids + i0);
+        } else {
+            index.add(nb, x + i0 * index.d);
+        }
+        bar.update(i0 + nb);
+    }
+    bar.finish();
+}
+
 absl::StatusOr<Features> load_features(const std::string& path, Args& args) {
     const bool aligned = args.flag("aligned");
     const std::string model_dir = args.str("model-dir", "");

@@ -33,6 +33,11 @@ absl::StatusOr<SearchParametersProtectedSlerp> search_options(Args& args);
 /// Reads an id array (.npy int64 or .ivecs) and checks its length.
 absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t expected);
 
+/// Adds n raw features (ids: n ids, or null for the index's next ids) in batches, with a
+/// progress bar.
+void enroll_in_batches(IndexProtectedSlerp& index, int64_t n, const float* x, const int64_t* ids,
+                       int64_t batch = 20000);
+
 /// Seconds since an arbitrary origin (steady clock).
 double now_seconds();
 
