@@ -552,10 +552,10 @@ double IndexProtectedSlerp::coarse_bytes_per_entry() const {
     return double(w.data.size()) / double(store.rows());
 }
 
-void IndexProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed) {
+void IndexProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id) {
     FAISS_THROW_IF_NOT_MSG(store.consistent(), "pslerp: inconsistent storage sizes");
     id_to_row_.clear();
-    next_id_ = 0;
+    next_id_ = std::max<idx_t>(next_id, 0);
     ntotal = 0;
     for (int64_t r = 0; r < store.rows(); ++r) {
         next_id_ = std::max(next_id_, store.ids[r] + 1);

@@ -129,8 +129,11 @@ struct IndexProtectedSlerp : faiss::Index {
     int64_t clamped_count() const { return clamped_.load(); }
     /// Random streams consumed so far (part of the saved state for seeded sources).
     uint64_t streams_used() const { return streams_used_; }
-    /// Restores state after loading storage from a file; checks consistency.
-    void rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed);
+    /// Id that add() gives next (after the largest id ever added, removed ones included).
+    idx_t next_id() const { return next_id_; }
+    /// Restores state after loading storage from a file; checks consistency. next_id is raised
+    /// to past the largest stored id if needed.
+    void rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id = 0);
     std::optional<uint64_t> seed() const { return seed_; }
 
   private:

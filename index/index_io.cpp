@@ -227,6 +227,7 @@ struct Body {
         s.en(index.coarse_embedding);
         s.vec(index.coarse_shift);
         s.pod<float>(index.coarse_radius);
+        s.pod<int64_t>(index.next_id());
     }
     void storage(Sink& s) const {
         const EntryStorage& st = index.store;
@@ -478,7 +479,9 @@ std::unique_ptr<IndexProtectedSlerp> parse(const uint8_t* data, size_t size) {
     const int64_t coarse_d = coarse_dim(params, embedding);
     std::vector<float> coarse_shift = opts.vec<float>("coarse_shift", {0, uint64_t(coarse_d)});
     const float coarse_radius = opts.pod<float>();
+    const int64_t next_id = opts.pod<int64_t>();
     opts.finish();
+    if (next_id < 0) bad(absl::StrCat("section 'OPTS' (index options): next id ", next_id, " is negative"));
     if (!std::isfinite(coarse_radius) || coarse_radius < 0) {
         bad(absl::StrCat("section 'OPTS' (index options): coarse radius ", coarse_radius, " is not finite and >= 0"));
     }
@@ -551,7 +554,7 @@ std::unique_ptr<IndexProtectedSlerp> parse(const uint8_t* data, size_t size) {
     index->range_shortlist = range_shortlist;
     index->store = std::move(store);
     index->coarse = std::move(coarse);
-    index->rebuild_after_load(streams_used, has_seed ? std::optional<uint64_t>(seed_value) : std::nullopt);
+    index->rebuild_after_load(streams_used, has_seed ? std::optional<uint64_t>(seed_value) : std::nullopt, next_id);
     if (index->ntotal != ntotal) {
         bad(absl::StrCat("the file says ", ntotal, " live entries, its storage holds ", index->ntotal));
     }

@@ -22,7 +22,8 @@
 //     "CENT" Centering: vec<f32> mean (0 or D), vec<f32> rotation (0 or D*D, row-major)
 //     "OPTS" u8 train_pca, i32 k_factor, i32 range_shortlist, u64 streams_used,
 //            u8 has_seed, u64 seed (0 when unseeded), i64 ntotal (live entries, checked),
-//            u8 coarse_embedding, vec<f32> coarse_shift (0 or coarse_d), f32 coarse_radius
+//            u8 coarse_embedding, vec<f32> coarse_shift (0 or coarse_d), f32 coarse_radius,
+//            i64 next_id (the id add() gives next)
 //     "STOR" EntryStorage: i32 groups, i32 group_dim, u8 shared_key (the kernels' layout),
 //            u64 rows, then vec<f32> templates, vec<f32> keys, vec<u8> masks, vec<f32> ke,
 //            vec<f32> kmk, vec<f32> weights, vec<i64> ids, vec<u8> removed, each of

@@ -42,20 +42,31 @@ absl::Status run(Args& args) {
     const double t1 = now_seconds();
     std::printf("searched %ld probes against %ld entries: %.3f s (%.1f queries/s)\n", long(q->n),
                 long((*index)->ntotal), t1 - t0, q->n / std::max(t1 - t0, 1e-9));
-    std::vector<int64_t> truth = q->labels;
     if (!labels_path.empty()) {
-        auto l = load_ids(labels_path, q->n);
-        if (!l.ok()) return l.status();
-        truth = *l;
-    }
-    if (!truth.empty()) {
+        auto truth = load_ids(labels_path, q->n);
+        if (!truth.ok()) return truth.status();
         int64_t mated = 0, hit = 0;
         for (int64_t i = 0; i < q->n; ++i) {
-            if (truth[i] < 0) continue;
+            if ((*truth)[i] < 0) continue;
             ++mated;
-            hit += I[i * *k] == truth[i];
+            hit += I[i * *k] == (*truth)[i];
         }
         if (mated) std::printf("rank-1 identification: %.4f (%ld of %ld mated probes)\n", double(hit) / mated, long(hit), long(mated));
+    } else if (!q->names.empty()) {
+        // Image folder probes against an index enrolled from an image folder: compare identities.
+        auto enrolled = read_identities(*path);
+        if (!enrolled.ok()) return enrolled.status();
+        int64_t mated = 0, hit = 0;
+        for (int64_t i = 0; i < q->n && !enrolled->empty(); ++i) {
+            const std::string& who = q->names[q->labels[i]];
+            ++mated;
+            auto it = enrolled->find(I[i * *k]);
+            hit += it != enrolled->end() && it->second == who;
+        }
+        if (mated) {
+            std::printf("rank-1 identification by identity name: %.4f (%ld of %ld probes)\n", double(hit) / mated,
+                        long(hit), long(mated));
+        }
     }
     if (!out.empty()) {
         if (auto s = write_npy_f32(out + "_scores.npy", D.data(), q->n, *k); !s.ok()) return s;

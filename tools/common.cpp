@@ -2,9 +2,11 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 
 #include <faiss/impl/FaissException.h>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "index/array_io.h"
 #include "index/index_io.h"
@@ -31,6 +33,34 @@ void enroll_in_batches(IndexProtectedSlerp& index, int64_t n, const float* x, co
         bar.update(i0 + nb);
     }
     bar.finish();
+}
+
+std::string identities_path(const std::string& index_path) {
+    return index_path + ".identities.tsv";
+}
+
+absl::Status write_identities(const std::string& index_path, const std::vector<int64_t>& ids, const Features& f) {
+    std::string text;
+    for (int64_t i = 0; i < f.n; ++i) absl::StrAppend(&text, ids[i], "\t", f.names[f.labels[i]], "\n");
+    return atomic_write_file(identities_path(index_path), text);
+}
+
+absl::StatusOr<std::map<int64_t, std::string>> read_identities(const std::string& index_path) {
+    std::map<int64_t, std::string> out;
+    std::ifstream in(identities_path(index_path));
+    if (!in) return out;
+    std::string line;
+    int64_t lineno = 0;
+    while (std::getline(in, line)) {
+        ++lineno;
+        const size_t tab = line.find('\t');
+        int64_t id;
+        if (tab == std::string::npos || !absl::SimpleAtoi(line.substr(0, tab), &id)) {
+            return absl::InvalidArgumentError(absl::StrCat(identities_path(index_path), ":", lineno, ": expected id<TAB>identity"));
+        }
+        out[id] = line.substr(tab + 1);
+    }
+    return out;
 }
 
 absl::StatusOr<Features> load_features(const std::string& path, Args& args) {

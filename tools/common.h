@@ -2,6 +2,7 @@
 // the extractor is built), index files and search options.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -37,6 +38,13 @@ absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t e
 /// progress bar.
 void enroll_in_batches(IndexProtectedSlerp& index, int64_t n, const float* x, const int64_t* ids,
                        int64_t batch = 20000);
+
+/// Identities of enrolled ids, kept beside an index built from an image folder
+/// (`<index>.identities.tsv`, lines "id<TAB>identity").
+std::string identities_path(const std::string& index_path);
+absl::Status write_identities(const std::string& index_path, const std::vector<int64_t>& ids, const Features& f);
+/// Empty map when the file is absent.
+absl::StatusOr<std::map<int64_t, std::string>> read_identities(const std::string& index_path);
 
 /// Seconds since an arbitrary origin (steady clock).
 double now_seconds();

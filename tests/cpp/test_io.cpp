@@ -602,3 +602,26 @@ TEST_F(IndexFiles, ReadErrorsNameTheFile) {
 
 }  // namespace
 }  // namespace pslerp
+
+namespace pslerp {
+namespace {
+
+TEST(IndexIo, NextIdSurvivesCompactionAndReload) {
+    IndexProtectedSlerp index(Params::defaults(2, 8));
+    index.set_seed(3);
+    std::vector<float> x(5 * 16);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = float((i * 7919) % 13) - 6.0f + 0.5f;
+    index.add(5, x.data());  // ids 0..4
+    const idx_t last = 4;
+    faiss::IDSelectorBatch sel(1, &last);
+    index.remove_ids(sel);
+    index.compact();
+    auto loaded = deserialize_index(serialize_index(index).data(), serialize_index(index).size());
+    EXPECT_EQ(loaded->next_id(), 5);
+    loaded->add(1, x.data());
+    EXPECT_TRUE(loaded->contains(5));
+    EXPECT_FALSE(loaded->contains(4));
+}
+
+}  // namespace
+}  // namespace pslerp
