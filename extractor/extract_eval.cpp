@@ -1,38 +1,72 @@
-// Unprotected verification figures and throughput of the extractor on the real face sets in
-// ../shared/data/faces, and the importance learner on real and synthetic features.
+// Verification, coarse-stage, unlinkability and renewability figures of the protection scheme on
+// real face descriptors (the extractor's output on ../shared/data/faces), protected vs
+// unprotected on the same pairs, plus the extractor's throughput. bench/RESULTS_faces.md holds
+// the figures and defines every measurement; this driver prints them as markdown tables.
 //
-//   pslerp_extract_eval [--data DIR] [--model-dir DIR] [--threads N] [--batch B] [--repeat R]
+//   pslerp_extract_eval [--data DIR] [--model-dir DIR] [--threads N] [--threads-list 1,2]
+//                       [--batch B] [--repeat R] [--seed S] [--draws K] [--bins B]
+//                       [--no-synthetic] [--throughput-only]
 //
-// Per set and mode: images/second (median of R runs, model load excluded), then all-vs-all
-// pairs scored four ways: raw descriptor Euclidean distance (dlib's metric), raw cosine,
-// 8x16 grouped cosine with uniform weights, and the same after centring with the mean
-// descriptor of the other set (DESIGN section 1). EER and TAR at FAR 1e-2.
+// --threads N       measure throughput with N threads only (0: all cores); default: the list
+// --threads-list L  thread counts to measure throughput with (default 1,2)
+// --batch B         chips per forward pass (default 16)
+// --repeat R        extraction runs per configuration; images/s is the median (default 3)
+// --seed S          keys and masks from a seeded generator, draw r uses streams derived from
+//                   (S, r); 0 = fresh keys from the OS generator (default 1)
+// --draws K         independent key/mask draws per protected figure: mean +- sd (default 5)
+// --bins B          histogram bins of the unlinkability metric (default 20; also shown at 5 B)
+// --no-synthetic    skip the importance learner's synthetic check
+// --throughput-only stop after the throughput table
+//
+// Evaluation sets: dlib-johns (aligned chips; and re-detected + re-aligned), faceapi-bbt
+// (detect + align, and as given crops with --aligned), and the union of johns chips with either
+// bbt mode. Centring ("centred") subtracts the mean raw descriptor of the OTHER identity set
+// (johns <-> bbt), so no evaluated identity contributes to it; the unions have no other set and
+// use the mean of their own images (13 identities; stated in the output). Pairs: every
+// unordered pair of distinct images; protected scores average both directions (probe i against
+// the template of j, and j against i).
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <functional>
+#include <memory>
 #include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "bench/eval.h"
 #include "extractor/extractor.h"
-#include "extractor/grouping.h"
 #include "extractor/importance_learner.h"
-#include "extractor/verification.h"
+#include "index/IndexProtectedSlerp.h"
+#include "index/factory.h"
 #include "plugin/params.h"
 #include "plugin/protect.h"
+#include "plugin/scheme.h"
 
 namespace pslerp {
 namespace {
 
-struct Set {
+constexpr int kG = 8, kd = 16, kD = 128;
+
+struct Options {
+    int draws = 5;
+    uint64_t seed = 1;
+    int bins = 20;
+};
+
+struct EvalSet {
     std::string name;
-    std::vector<float> raw;  // n * 128
-    std::vector<int> labels;
+    std::vector<float> raw;  // n * kD, the model's output
+    std::vector<int64_t> labels;
     int64_t n = 0;
+    std::vector<float> mean;            // centring vector (kD)
+    std::string mean_from;              // where the mean comes from
+    const EvalSet* learn_from = nullptr;  // the other identity set, for the importance learner
 };
 
 std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
@@ -40,199 +74,584 @@ std::string Arg(int argc, char** argv, const std::string& name, const std::strin
         if (argv[i] == "--" + name) return argv[i + 1];
     return def;
 }
-
-void Report(const char* what, const PairScores& s) {
-    std::printf("| %-36s | %6.2f%% | %6.2f%% | %zu / %zu |\n", what, 100 * EqualErrorRate(s.genuine, s.impostor),
-                100 * TarAtFar(s.genuine, s.impostor, 1e-2), s.genuine.size(), s.impostor.size());
+bool Flag(int argc, char** argv, const std::string& name) {
+    for (int i = 1; i < argc; ++i)
+        if (argv[i] == "--" + name) return true;
+    return false;
 }
 
-PairScores EuclideanScores(const Set& s, int D) {
-    PairScores out;
-    for (int64_t i = 0; i < s.n; ++i)
-        for (int64_t j = i + 1; j < s.n; ++j) {
-            double d2 = 0;
-            for (int k = 0; k < D; ++k) {
-                const double t = s.raw[i * D + k] - s.raw[j * D + k];
-                d2 += t * t;
-            }
-            (s.labels[i] == s.labels[j] ? out.genuine : out.impostor).push_back(static_cast<float>(-std::sqrt(d2)));
-        }
-    return out;
-}
-
-std::vector<float> Centred(const Set& s, const std::vector<float>& mean, int G, int d) {
-    std::vector<float> x = s.raw;
-    const int D = G * d;
-    for (int64_t i = 0; i < s.n; ++i)
-        for (int k = 0; k < D; ++k) x[i * D + k] -= mean[k];
-    NormalizeGroups(x.data(), s.n, G, d);
-    return x;
-}
-
-std::vector<float> Mean(const Set& s, int D) {
-    std::vector<float> m(D, 0.f);
-    for (int64_t i = 0; i < s.n; ++i)
-        for (int k = 0; k < D; ++k) m[k] += s.raw[i * D + k] / s.n;
+std::vector<float> Mean(const std::vector<float>& x, int64_t n) {
+    std::vector<float> m(kD, 0.f);
+    for (int64_t i = 0; i < n; ++i)
+        for (int k = 0; k < kD; ++k) m[k] += x[i * kD + k] / n;
     return m;
 }
 
+std::vector<float> Centre(const std::vector<float>& x, int64_t n, const std::vector<float>& mean) {
+    std::vector<float> y = x;
+    if (mean.empty()) return y;
+    for (int64_t i = 0; i < n; ++i)
+        for (int k = 0; k < kD; ++k) y[i * kD + k] -= mean[k];
+    return y;
+}
+
+// Per-group L2 normalisation of n vectors of G groups of d.
+std::vector<float> GroupNorm(const std::vector<float>& x, int64_t n, int G, int d) {
+    std::vector<float> y = x;
+    for (int64_t i = 0; i < n * G; ++i) {
+        double s = 0;
+        for (int k = 0; k < d; ++k) s += double(y[i * d + k]) * y[i * d + k];
+        const float inv = s > 0 ? float(1 / std::sqrt(s)) : 0.f;
+        for (int k = 0; k < d; ++k) y[i * d + k] *= inv;
+    }
+    return y;
+}
+
+double Dot(const float* a, const float* b, int n) {
+    double s = 0;
+    for (int k = 0; k < n; ++k) s += double(a[k]) * b[k];
+    return s;
+}
+
+// Weighted mean of group cosines of two group-normalised vectors (w empty: uniform).
+float GroupScore(const float* a, const float* b, int G, int d, const float* w) {
+    double s = 0;
+    for (int g = 0; g < G; ++g) s += (w ? w[g] : 1.0 / G) * Dot(a + g * d, b + g * d, d);
+    return float(s);
+}
+
+RandomSource Source(const Options& o, int draw, int tag) {
+    if (o.seed == 0) return RandomSource();
+    return RandomSource(o.seed * 1000003ull + uint64_t(draw) * 7919ull + uint64_t(tag));
+}
+
+void Die(const absl::Status& s, const char* what) {
+    std::fprintf(stderr, "pslerp_extract_eval: %s: %s\n", what, std::string(s.message()).c_str());
+    std::exit(2);
+}
+
+// ---------------------------------------------------------------- statistics and rows
+
+struct Stat {
+    std::vector<double> v;
+    void add(double x) { v.push_back(x); }
+    double mean() const {
+        double s = 0;
+        for (double x : v) s += x;
+        return v.empty() ? NAN : s / v.size();
+    }
+    double sd() const {
+        if (v.size() < 2) return 0;
+        const double m = mean();
+        double s = 0;
+        for (double x : v) s += (x - m) * (x - m);
+        return std::sqrt(s / (v.size() - 1));
+    }
+    // "12.34%" for one value, "12.3 ± 0.8%" over draws.
+    std::string pct() const {
+        if (v.empty()) return "n/r";
+        if (v.size() == 1) return absl::StrFormat("%.2f%%", 100 * v[0]);
+        return absl::StrFormat("%.1f ± %.1f%%", 100 * mean(), 100 * sd());
+    }
+    std::string num(int prec = 3) const {
+        if (v.empty()) return "-";
+        if (v.size() == 1) return absl::StrFormat("%.*f", prec, v[0]);
+        return absl::StrFormat("%.*f ± %.*f", prec, mean(), prec, sd());
+    }
+};
+
+struct VerifRow {
+    Stat eer, tar2, tar3;
+    bool tar3_resolvable = true;
+    int64_t mated = 0, nonmated = 0;
+    void add(const std::vector<float>& mated_s, const std::vector<float>& nonmated_s) {
+        const std::vector<double> fars = {1e-2, 1e-3};
+        auto r = verification_report(mated_s, nonmated_s, fars);
+        if (!r.ok()) Die(r.status(), "verification_report");
+        eer.add(r->eer.eer);
+        tar2.add(r->tar[0].tar);
+        if (r->tar[1].resolvable)
+            tar3.add(r->tar[1].tar);
+        else
+            tar3_resolvable = false;
+        mated = int64_t(mated_s.size());
+        nonmated = int64_t(nonmated_s.size());
+    }
+    void print(const std::string& what) const {
+        std::printf("| %s | %s | %s | %s | %lld / %lld |\n", what.c_str(), eer.pct().c_str(), tar2.pct().c_str(),
+                    tar3_resolvable ? tar3.pct().c_str() : "n/r", (long long)mated, (long long)nonmated);
+    }
+};
+
+PairScores Score(const Pairs& pairs, const std::function<float(int64_t, int64_t)>& f) { return score_pairs(pairs, f); }
+
+// ---------------------------------------------------------------- protected scoring
+
+struct Enrolled {
+    Protected pr;
+    Probe probe;               // the same images prepared as probes
+    std::vector<float> S;      // S[probe * n + entry]
+};
+
+Enrolled Enrol(const Params& p, const std::vector<float>& xc, int64_t n, const RandomSource& src) {
+    Enrolled e;
+    auto pr = protect(p, xc.data(), n, src);
+    if (!pr.ok()) Die(pr.status(), "protect");
+    e.pr = *std::move(pr);
+    auto q = prepare_probes(p, xc.data(), n);
+    if (!q.ok()) Die(q.status(), "prepare_probes");
+    e.probe = *std::move(q);
+    auto s = match_all(p, xc.data(), n, e.pr.templates.data(), e.pr.keys.data(), e.pr.masks.data(),
+                       e.pr.weights.data(), n);
+    if (!s.ok()) Die(s.status(), "match_all");
+    e.S = *std::move(s);
+    return e;
+}
+
+// Verification of a protected configuration over opt.draws key draws.
+VerifRow ProtectedRow(const Params& p, const std::vector<float>& xc, const EvalSet& es, const Pairs& pairs,
+                      const Options& o, int tag) {
+    VerifRow row;
+    const int64_t n = es.n;
+    for (int r = 0; r < o.draws; ++r) {
+        const Enrolled e = Enrol(p, xc, n, Source(o, r, tag));
+        const PairScores s = Score(pairs, [&](int64_t i, int64_t j) { return 0.5f * (e.S[i * n + j] + e.S[j * n + i]); });
+        row.add(s.mated, s.nonmated);
+    }
+    return row;
+}
+
+// ---------------------------------------------------------------- figure 1: verification
+
+std::vector<float> LearnedWeights(const EvalSet& es) {
+    if (!es.learn_from) return {};
+    const EvalSet& tr = *es.learn_from;
+    // Train on the other identity set, centred with its own mean (= this set's centring vector).
+    const std::vector<float> xt = GroupNorm(Centre(tr.raw, tr.n, es.mean), tr.n, kG, kd);
+    std::vector<int> lt(tr.labels.begin(), tr.labels.end());
+    ImportanceLearnerOptions opt;
+    auto w = LearnImportance(xt.data(), tr.n, lt.data(), opt);
+    if (!w.ok()) Die(w.status(), "LearnImportance");
+    return w->weights;
+}
+
+void Verification(const EvalSet& es, const Options& o) {
+    auto pairs_or = all_pairs(es.labels);
+    if (!pairs_or.ok()) Die(pairs_or.status(), "all_pairs");
+    const Pairs& pairs = *pairs_or;
+    const int64_t n = es.n;
+    const std::vector<float> xc = Centre(es.raw, n, es.mean);
+    const std::vector<float> raw1 = GroupNorm(es.raw, n, 1, kD), cen1 = GroupNorm(xc, n, 1, kD);
+    const std::vector<float> rawg = GroupNorm(es.raw, n, kG, kd), ceng = GroupNorm(xc, n, kG, kd);
+    const std::vector<float> w = LearnedWeights(es);
+
+    std::printf("\n### %s — %lld images\n\ncentring: %s\n\n", es.name.c_str(), (long long)n, es.mean_from.c_str());
+    std::printf("| score | EER | TAR@FAR1e-2 | TAR@FAR1e-3 | mated / non-mated pairs |\n|---|---|---|---|---|\n");
+    auto single = [&](const std::string& what, const std::function<float(int64_t, int64_t)>& f) {
+        VerifRow row;
+        const PairScores s = Score(pairs, f);
+        row.add(s.mated, s.nonmated);
+        row.print(what);
+    };
+    single("unprotected: raw 128-D Euclidean (dlib metric), uncentred", [&](int64_t i, int64_t j) {
+        double d2 = 0;
+        for (int k = 0; k < kD; ++k) {
+            const double t = es.raw[i * kD + k] - es.raw[j * kD + k];
+            d2 += t * t;
+        }
+        return float(-std::sqrt(d2));
+    });
+    single("unprotected: raw 128-D cosine, uncentred", [&](int64_t i, int64_t j) { return float(Dot(&raw1[i * kD], &raw1[j * kD], kD)); });
+    single("unprotected: raw 128-D cosine, centred", [&](int64_t i, int64_t j) { return float(Dot(&cen1[i * kD], &cen1[j * kD], kD)); });
+    single("unprotected: 8x16 grouped, uncentred", [&](int64_t i, int64_t j) { return GroupScore(&rawg[i * kD], &rawg[j * kD], kG, kd, nullptr); });
+    single("unprotected: 8x16 grouped, centred", [&](int64_t i, int64_t j) { return GroupScore(&ceng[i * kD], &ceng[j * kD], kG, kd, nullptr); });
+    if (!w.empty())
+        single("unprotected: 8x16 grouped, centred, learned weights",
+               [&](int64_t i, int64_t j) { return GroupScore(&ceng[i * kD], &ceng[j * kD], kG, kd, w.data()); });
+
+    const Params def = Params::defaults(kG, kd);
+    ProtectedRow(def, es.raw, es, pairs, o, 11).print("protected: defaults (t=0.7, drop 4, uniform), uncentred");
+    for (float t : {0.5f, 0.7f, 0.9f}) {
+        Params p = def;
+        p.t = t;
+        ProtectedRow(p, xc, es, pairs, o, 12).print(absl::StrFormat("protected: t=%.1f, drop 4, uniform, centred%s", t,
+                                                                    t == 0.7f ? " (defaults)" : ""));
+    }
+    ProtectedRow(Params::slerpface(kG, kd), xc, es, pairs, o, 13).print("protected: slerpface preset (8x16), centred");
+    if (!w.empty()) {
+        Params p = def;
+        p.importance = ImportanceKind::kFixed;
+        p.importance_weights = w;
+        p.weighting = Weighting::kImportance;
+        ProtectedRow(p, xc, es, pairs, o, 14).print("protected: defaults + learned importance (kFixed, kImportance), centred");
+        std::printf("\nlearned weights (trained on %s):", es.learn_from->name.c_str());
+        for (float v : w) std::printf(" %.3f", v);
+        std::printf("\n");
+    }
+}
+
+// ---------------------------------------------------------------- figure 2: coarse stage
+
+void CoarseStage(const EvalSet& es, const Options& o) {
+    const int64_t n = es.n;
+    const Params def = Params::defaults(kG, kd);
+    std::printf("\n### %s — %lld images\n\n", es.name.c_str(), (long long)n);
+    std::printf("Coarse score <probe_i (group-normalised), template_j> / G, pooled over %d key draws:\n\n", o.draws);
+    std::printf("| features | own image (i = j) | mated (i != j) | non-mated | mated - non-mated | counts own / mated / non-mated |\n|---|---|---|---|---|---|\n");
+    for (bool centred : {false, true}) {
+        const std::vector<float> x = centred ? Centre(es.raw, n, es.mean) : es.raw;
+        const std::vector<float> xn = GroupNorm(x, n, kG, kd);
+        Stat own, mated, non;
+        for (int r = 0; r < o.draws; ++r) {
+            auto pr = protect(def, x.data(), n, Source(o, r, 21));
+            if (!pr.ok()) Die(pr.status(), "protect");
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t j = 0; j < n; ++j) {
+                    const double s = Dot(&xn[i * kD], &pr->templates[j * kD], kD) / kG;
+                    (i == j ? own : es.labels[i] == es.labels[j] ? mated : non).add(s);
+                }
+        }
+        std::printf("| %s | %s | %s | %s | %.3f | %zu / %zu / %zu |\n", centred ? "centred" : "uncentred", own.num().c_str(),
+                    mated.num().c_str(), non.num().c_str(), mated.mean() - non.mean(), own.v.size(), mated.v.size(),
+                    non.v.size());
+    }
+
+    // Leave-one-out galleries: probe i searches an index holding every other image of the set.
+    std::printf("\nCoarse shortlist of 5 (IndexProtectedSlerp, defaults, Flat coarse index, k=5, k_factor=1), "
+                "leave-one-out gallery of %lld entries, %lld probes x %d key draws:\n\n", (long long)(n - 1),
+                (long long)n, o.draws);
+    std::printf("| coarse embedding | centring | mated entry in coarse top-5 | mated share of top-5 (chance %.2f) | "
+                "exact protected top-1 in coarse top-5 | rank-1 mated, coarse+refine | rank-1 mated, exhaustive |\n"
+                "|---|---|---|---|---|---|---|\n", [&] {
+                    double c = 0;
+                    for (int64_t i = 0; i < n; ++i) {
+                        int64_t m = 0;
+                        for (int64_t j = 0; j < n; ++j) m += j != i && es.labels[j] == es.labels[i];
+                        c += double(m) / (n - 1);
+                    }
+                    return c / n;
+                }());
+    for (const char* emb : {"template", "linear"}) {
+        for (bool centred : {false, true}) {
+            Stat hit, share, exact, r1c, r1e;
+            for (int r = 0; r < o.draws; ++r) {
+                for (int64_t i = 0; i < n; ++i) {
+                    auto idx = index_factory(kD, absl::StrFormat("PSlerp8x16(embedding=%s),Flat", emb));
+                    if (o.seed != 0) idx->set_seed(o.seed * 1000003ull + uint64_t(r) * 7919ull + 31 + uint64_t(i) * 104729ull);
+                    if (centred) idx->train(es.learn_from ? es.learn_from->n : n,
+                                            es.learn_from ? es.learn_from->raw.data() : es.raw.data());
+                    std::vector<float> g;
+                    std::vector<idx_t> ids;
+                    for (int64_t j = 0; j < n; ++j) {
+                        if (j == i) continue;
+                        g.insert(g.end(), es.raw.begin() + j * kD, es.raw.begin() + (j + 1) * kD);
+                        ids.push_back(j);
+                    }
+                    idx->add_with_ids(n - 1, g.data(), ids.data());
+                    SearchParametersProtectedSlerp sp;
+                    sp.k_factor = 1;
+                    float dist[5], ex_d;
+                    idx_t lab[5], ex_l;
+                    idx->search(1, &es.raw[i * kD], 5, dist, lab, &sp);
+                    idx->search_exhaustive(1, &es.raw[i * kD], 1, &ex_d, &ex_l);
+                    int m = 0;
+                    bool in = false;
+                    for (int k = 0; k < 5; ++k) {
+                        if (lab[k] < 0) continue;
+                        m += es.labels[lab[k]] == es.labels[i];
+                        in |= lab[k] == ex_l;
+                    }
+                    hit.add(m > 0);
+                    share.add(m / 5.0);
+                    exact.add(in);
+                    r1c.add(lab[0] >= 0 && es.labels[lab[0]] == es.labels[i]);
+                    r1e.add(es.labels[ex_l] == es.labels[i]);
+                }
+            }
+            std::printf("| %s | %s | %.1f%% | %.1f%% | %.1f%% | %.1f%% | %.1f%% |\n", emb,
+                        centred ? (es.learn_from ? "train() on the other set" : "train() on the union itself") : "none (untrained)",
+                        100 * hit.mean(), 100 * share.mean(), 100 * exact.mean(), 100 * r1c.mean(), 100 * r1e.mean());
+        }
+    }
+}
+
+// ---------------------------------------------------------------- figure 3: unlinkability, renewability
+
+double Dsys(const std::vector<float>& mated, const std::vector<float>& non, int bins) {
+    UnlinkabilityOptions uo;
+    uo.bins = bins;
+    auto u = unlinkability(mated, non, uo);
+    if (!u.ok()) Die(u.status(), "unlinkability");
+    return u->d_sys;
+}
+
+void Unlinkability(const EvalSet& es, const Options& o) {
+    const int64_t n = es.n;
+    const std::vector<float> xc = Centre(es.raw, n, es.mean);
+    std::printf("\n### %s — %lld images\n\n", es.name.c_str(), (long long)n);
+    // Reference: the unprotected features themselves (what a leak of raw templates links).
+    {
+        const std::vector<float> ceng = GroupNorm(xc, n, kG, kd);
+        std::vector<float> m, nm;
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = i + 1; j < n; ++j)
+                (es.labels[i] == es.labels[j] ? m : nm).push_back(GroupScore(&ceng[i * kD], &ceng[j * kD], kG, kd, nullptr));
+        std::printf("Reference, unprotected centred 8x16 features compared directly: D_sys %.3f (%d bins; %zu mated / %zu non-mated pairs)\n\n",
+                    Dsys(m, nm, o.bins), o.bins, m.size(), nm.size());
+    }
+    std::printf("D_sys columns: %d bins [%d bins]. Renewal columns: share of (new-key probe, old template) comparisons "
+                "accepted at the renewed system's FAR1e-2 threshold; mean renewal score of the same image in brackets.\n\n",
+                o.bins, 5 * o.bins);
+    std::printf("| t | D_sys, other image of the subject | D_sys, same image | counts (other / same / non-mated) | "
+                "FAR1e-2 threshold | TAR there (new key, new template) | old template matched by new-key probe: other image | "
+                "same image [mean score] | non-mated |\n|---|---|---|---|---|---|---|---|---|\n");
+    for (float t : {0.5f, 0.7f, 0.9f}) {
+        Params p = Params::defaults(kG, kd);
+        p.t = t;
+        Stat d_other, d_same, d_other5, d_same5, thr, tar, ren_other, ren_same, ren_non, ren_score;
+        size_t c_other = 0, c_same = 0, c_non = 0;
+        for (int r = 0; r < o.draws; ++r) {
+            const Enrolled A = Enrol(p, xc, n, Source(o, r, 41));  // first enrolment (old keys)
+            const Enrolled B = Enrol(p, xc, n, Source(o, r, 42));  // re-enrolment (new keys)
+            // Attacker's linkage score: cosine between protected templates of two databases.
+            std::vector<float> other, same, non;
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t j = 0; j < n; ++j) {
+                    const float s = float(Dot(&A.pr.templates[i * kD], &B.pr.templates[j * kD], kD) / kG);
+                    (i == j ? same : es.labels[i] == es.labels[j] ? other : non).push_back(s);
+                }
+            d_other.add(Dsys(other, non, o.bins));
+            d_same.add(Dsys(same, non, o.bins));
+            d_other5.add(Dsys(other, non, 5 * o.bins));
+            d_same5.add(Dsys(same, non, 5 * o.bins));
+            c_other = other.size(), c_same = same.size(), c_non = non.size();
+            // Operating threshold of the renewed system: FAR 1e-2 on its own protected scores.
+            std::vector<float> m, nm;
+            for (int64_t i = 0; i < n; ++i)
+                for (int64_t j = i + 1; j < n; ++j)
+                    (es.labels[i] == es.labels[j] ? m : nm).push_back(0.5f * (B.S[i * n + j] + B.S[j * n + i]));
+            auto roc = roc_curve(m, nm);
+            if (!roc.ok()) Die(roc.status(), "roc_curve");
+            auto tf = tar_at_far(*roc, 1e-2);
+            if (!tf.ok()) Die(tf.status(), "tar_at_far");
+            thr.add(tf->threshold);
+            tar.add(tf->tar);
+            // Probe j transformed with the NEW key and mask of entry i, against i's OLD template.
+            int64_t acc_o = 0, acc_s = 0, acc_n = 0, no = 0, ns = 0, nn = 0;
+            for (int64_t j = 0; j < n; ++j)
+                for (int64_t i = 0; i < n; ++i) {
+                    const float s = match_one(p, &B.probe.xn[j * kD], &B.probe.t[j * kG], &A.pr.templates[i * kD],
+                                              &B.pr.keys[i * p.key_dim()], &B.pr.masks[i * kD], &B.pr.weights[i * kG]);
+                    const bool acc = s >= tf->threshold;
+                    if (i == j) acc_s += acc, ++ns, ren_score.add(s);
+                    else if (es.labels[i] == es.labels[j]) acc_o += acc, ++no;
+                    else acc_n += acc, ++nn;
+                }
+            ren_other.add(double(acc_o) / no);
+            ren_same.add(double(acc_s) / ns);
+            ren_non.add(double(acc_n) / nn);
+        }
+        std::printf("| %.1f | %s [%s] | %s [%s] | %zu / %zu / %zu | %s | %s | %s | %s [%.3f] | %s |\n", t,
+                    d_other.num().c_str(), d_other5.num().c_str(), d_same.num().c_str(), d_same5.num().c_str(), c_other,
+                    c_same, c_non, thr.num().c_str(), tar.pct().c_str(), ren_other.pct().c_str(), ren_same.pct().c_str(),
+                    ren_score.mean(), ren_non.pct().c_str());
+    }
+}
+
+// ---------------------------------------------------------------- synthetic importance check
+
 // Identities with a centre per group; group noise grows from informative to pure noise.
-void Synthetic(int ids, int per_id, uint64_t seed, std::vector<float>* x, std::vector<int>* labels) {
-    const int G = 8, d = 16;
-    const float noise[G] = {1.0f, 1.0f, 1.2f, 1.5f, 2.0f, 3.0f, -1, -1};  // -1: no identity signal
+void Synthetic(int ids, int per_id, uint64_t seed, std::vector<float>* x, std::vector<int64_t>* labels) {
+    const float noise[kG] = {1.0f, 1.0f, 1.2f, 1.5f, 2.0f, 3.0f, -1, -1};  // -1: no identity signal
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> n01;
     for (int id = 0; id < ids; ++id) {
-        std::vector<float> centre(G * d);
+        std::vector<float> centre(kD);
         for (auto& v : centre) v = n01(rng);
         for (int k = 0; k < per_id; ++k) {
-            for (int g = 0; g < G; ++g)
-                for (int j = 0; j < d; ++j)
-                    x->push_back(noise[g] > 0 ? centre[g * d + j] + noise[g] * n01(rng) : n01(rng));
+            for (int g = 0; g < kG; ++g)
+                for (int j = 0; j < kd; ++j)
+                    x->push_back(noise[g] > 0 ? centre[g * kd + j] + noise[g] * n01(rng) : n01(rng));
             labels->push_back(id);
         }
     }
 }
 
-// Protected verification (plugin/protect.h, pslerp's default operating point): every sample
-// enrolled with its own key and mask, every other sample used as a raw probe against it.
-PairScores ProtectedScores(const std::vector<float>& x, const std::vector<int>& labels, const std::vector<float>& weights) {
-    const int64_t n = static_cast<int64_t>(labels.size());
-    Params p = Params::defaults(8, 16);
-    if (!weights.empty()) {
-        p.importance = ImportanceKind::kFixed;
-        p.importance_weights = weights;
-        p.weighting = Weighting::kImportance;
+void SyntheticImportance(const Options& o) {
+    std::vector<float> xs, xt;
+    std::vector<int64_t> ls, lt;
+    Synthetic(100, 5, 1, &xs, &ls);
+    Synthetic(100, 5, 2, &xt, &lt);
+    const int64_t ns = int64_t(ls.size()), nt = int64_t(lt.size());
+    std::vector<int> ls32(ls.begin(), ls.end());
+    ImportanceLearnerOptions opt;
+    auto fixed = LearnImportance(xs.data(), ns, ls32.data(), opt);
+    if (!fixed.ok()) Die(fixed.status(), "LearnImportance");
+    auto pairs = all_pairs(lt);
+    if (!pairs.ok()) Die(pairs.status(), "all_pairs");
+    const std::vector<float> xn = GroupNorm(xt, nt, kG, kd);
+    EvalSet es;
+    es.n = nt;
+    es.labels = lt;
+    std::printf("\n## Importance learner on synthetic 8x16 features (100 ids x 5, train seed 1, test seed 2, groups 6-7 pure noise)\n\n");
+    std::printf("| score | EER | TAR@FAR1e-2 | TAR@FAR1e-3 | mated / non-mated pairs |\n|---|---|---|---|---|\n");
+    for (bool learned : {false, true}) {
+        VerifRow row;
+        const PairScores s = Score(*pairs, [&](int64_t i, int64_t j) {
+            return GroupScore(&xn[i * kD], &xn[j * kD], kG, kd, learned ? fixed->weights.data() : nullptr);
+        });
+        row.add(s.mated, s.nonmated);
+        row.print(learned ? "unprotected, learned weights" : "unprotected, uniform");
     }
-    PairScores out;
-    auto prot = protect(p, x.data(), n, RandomSource(7));
-    if (!prot.ok()) return out;
-    auto scores = match_all(p, x.data(), n, prot->templates.data(), prot->keys.data(), prot->masks.data(),
-                            prot->weights.data(), n);
-    if (!scores.ok()) return out;
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < n; ++j)
-            if (i != j) (labels[i] == labels[j] ? out.genuine : out.impostor).push_back((*scores)[i * n + j]);
-    return out;
+    Params p = Params::defaults(kG, kd);
+    ProtectedRow(p, xt, es, *pairs, o, 51).print("protected defaults, uniform");
+    p.importance = ImportanceKind::kFixed;
+    p.importance_weights = fixed->weights;
+    p.weighting = Weighting::kImportance;
+    ProtectedRow(p, xt, es, *pairs, o, 52).print("protected defaults, learned importance");
+    std::printf("\nlearned weights:");
+    for (float v : fixed->weights) std::printf(" %.3f", v);
+    std::printf("   (train d' %.3f -> %.3f)\n", fixed->initial_objective, fixed->final_objective);
 }
 
-void CompareLearned(const char* what, const std::vector<float>& train, const std::vector<int>& train_labels,
-                    const std::vector<float>& test, const std::vector<int>& test_labels) {
-    const int G = 8, d = 16;
-    const int64_t n_train = static_cast<int64_t>(train_labels.size()), n_test = static_cast<int64_t>(test_labels.size());
-    ImportanceLearnerOptions opt;
-    auto fixed = LearnImportance(train.data(), n_train, train_labels.data(), opt);
-    opt.learn_attention = true;
-    auto att = LearnImportance(train.data(), n_train, train_labels.data(), opt);
-    if (!fixed.ok() || !att.ok()) {
-        std::printf("%s: learner failed: %s\n", what, std::string((fixed.ok() ? att.status() : fixed.status()).message()).c_str());
-        return;
-    }
-    const PairScores u = AllPairScores(test.data(), n_test, test_labels.data(), G, d, {});
-    const PairScores w = AllPairScores(test.data(), n_test, test_labels.data(), G, d, fixed->weights);
-    const std::vector<float> sw = AttentionImportance(test.data(), n_test, G, d, att->attention_wq, att->attention_wk);
-    const PairScores a = AllPairScores(test.data(), n_test, test_labels.data(), G, d, {}, sw);
-    std::printf("\n%s (weights learnt on the training part, scored on the test part)\n", what);
-    std::printf("| importance                         |   EER   | TAR@FAR1e-2 | genuine / impostor pairs |\n|---|---|---|---|\n");
-    Report("uniform", u);
-    Report("learned fixed weights", w);
-    Report("learned self-attention (Wq, Wk)", a);
-    Report("protected (defaults), uniform", ProtectedScores(test, test_labels, {}));
-    Report("protected (defaults), learned fixed", ProtectedScores(test, test_labels, fixed->weights));
-    std::printf("learned weights:");
-    for (float v : fixed->weights) std::printf(" %.3f", v);
-    std::printf("   (train d' %.3f -> %.3f; attention d' %.3f -> %.3f)\n", fixed->initial_objective,
-                fixed->final_objective, att->initial_objective, att->final_objective);
-}
+// ---------------------------------------------------------------- extraction and throughput
+
+struct Extracted {
+    std::vector<float> raw;
+    std::vector<int64_t> labels;
+    int64_t images = 0, failed = 0;
+};
 
 int Main(int argc, char** argv) {
     const std::string data = Arg(argc, argv, "data", "../shared/data/faces");
     const std::string model_dir = DefaultModelDir(Arg(argc, argv, "model-dir", ""));
-    const int threads = std::atoi(Arg(argc, argv, "threads", "0").c_str());
     const int batch = std::atoi(Arg(argc, argv, "batch", "16").c_str());
     const int repeat = std::max(1, std::atoi(Arg(argc, argv, "repeat", "3").c_str()));
-    const int G = 8, d = 16, D = 128;
+    std::vector<int> thread_list;
+    if (Flag(argc, argv, "threads")) {
+        thread_list.push_back(std::atoi(Arg(argc, argv, "threads", "0").c_str()));
+    } else {
+        for (absl::string_view s : absl::StrSplit(Arg(argc, argv, "threads-list", "1,2"), ',', absl::SkipEmpty()))
+            thread_list.push_back(std::atoi(std::string(s).c_str()));
+    }
+    Options o;
+    o.seed = std::strtoull(Arg(argc, argv, "seed", "1").c_str(), nullptr, 10);
+    o.draws = std::max(1, std::atoi(Arg(argc, argv, "draws", "5").c_str()));
+    o.bins = std::max(2, std::atoi(Arg(argc, argv, "bins", "20").c_str()));
 
-    std::printf("pslerp_extract_eval: data %s, model %s, threads %d (hardware %u), batch %d, repeat %d\n", data.c_str(),
-                model_dir.c_str(), threads, std::thread::hardware_concurrency(), batch, repeat);
+    std::printf("pslerp_extract_eval: data %s, model %s, batch %d, repeat %d, hardware threads %u, "
+                "seed %llu%s, %d key draws, %d unlinkability bins\n", data.c_str(), model_dir.c_str(), batch, repeat,
+                std::thread::hardware_concurrency(), (unsigned long long)o.seed, o.seed == 0 ? " (OS keys)" : "",
+                o.draws, o.bins);
+
+    // ---- extraction: every set in both modes, throughput at every thread count.
     struct Mode {
         std::string set;
         bool aligned;
     };
     const std::vector<Mode> modes = {{"dlib-johns", true}, {"dlib-johns", false}, {"faceapi-bbt", true}, {"faceapi-bbt", false}};
-    std::vector<Set> sets;
-    for (const Mode& m : modes) {
-        ExtractorOptions o;
-        o.model_dir = model_dir;
-        o.aligned = m.aligned;
-        o.num_threads = threads;
-        o.batch_size = batch;
-        auto ex = Extractor::Create(o);
-        if (!ex.ok()) {
-            std::fprintf(stderr, "pslerp_extract_eval: %s\n", std::string(ex.status().message()).c_str());
-            return 2;
-        }
-        auto images = ListImageFolder(data + "/" + m.set);
-        if (!images.ok()) {
-            std::fprintf(stderr, "pslerp_extract_eval: %s\n", std::string(images.status().message()).c_str());
-            return 2;
-        }
+    std::vector<Extracted> ext(modes.size());
+    std::printf("\n## Throughput (images/s, median of %d runs, model load excluded, batch %d)\n\n", repeat, batch);
+    std::printf("| set | mode | images | no face / failed | threads | images/s | runs (s) |\n|---|---|---|---|---|---|---|\n");
+    for (size_t m = 0; m < modes.size(); ++m) {
+        auto images = ListImageFolder(data + "/" + modes[m].set);
+        if (!images.ok()) Die(images.status(), "ListImageFolder");
         std::vector<std::string> paths;
         for (const auto& im : *images) paths.push_back(im.path);
         const std::vector<int> labels = IdentityLabels(*images);
-        std::vector<double> seconds;
-        std::vector<ExtractResult> results;
-        for (int r = 0; r < repeat; ++r) {
-            const auto t0 = std::chrono::steady_clock::now();
-            results = (*ex)->ExtractFiles(paths);
-            seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-        }
-        std::sort(seconds.begin(), seconds.end());
-        Set s;
-        s.name = absl::StrFormat("%s (%s)", m.set, m.aligned ? "aligned chips" : "detect + align");
-        int failed = 0;
-        for (size_t i = 0; i < results.size(); ++i) {
-            if (!results[i].ok()) {
-                ++failed;
-                continue;
+        for (int th : thread_list) {
+            ExtractorOptions eo;
+            eo.model_dir = model_dir;
+            eo.aligned = modes[m].aligned;
+            eo.num_threads = th;
+            eo.batch_size = batch;
+            auto ex = Extractor::Create(eo);
+            if (!ex.ok()) Die(ex.status(), "Extractor::Create");
+            std::vector<double> seconds;
+            std::vector<ExtractResult> results;
+            for (int r = 0; r < repeat; ++r) {
+                const auto t0 = std::chrono::steady_clock::now();
+                results = (*ex)->ExtractFiles(paths);
+                seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
             }
-            s.raw.insert(s.raw.end(), results[i].raw.begin(), results[i].raw.end());
-            s.labels.push_back(labels[i]);
+            std::string runs;
+            for (double s : seconds) runs += absl::StrFormat("%s%.2f", runs.empty() ? "" : " ", s);
+            std::vector<double> sorted = seconds;
+            std::sort(sorted.begin(), sorted.end());
+            Extracted e;
+            e.images = int64_t(paths.size());
+            for (size_t i = 0; i < results.size(); ++i) {
+                if (!results[i].ok()) {
+                    ++e.failed;
+                    continue;
+                }
+                e.raw.insert(e.raw.end(), results[i].raw.begin(), results[i].raw.end());
+                e.labels.push_back(labels[i]);
+            }
+            std::printf("| %s | %s | %lld | %lld | %d | %.1f | %s |\n", modes[m].set.c_str(),
+                        modes[m].aligned ? "aligned chips (--aligned)" : "detect + align", (long long)e.images,
+                        (long long)e.failed, th, paths.size() / sorted[sorted.size() / 2], runs.c_str());
+            std::fflush(stdout);
+            ext[m] = std::move(e);
         }
-        s.n = static_cast<int64_t>(s.labels.size());
-        std::printf("\n### %s: %zu images, %d without a face, %.1f images/s (median of %d, %.3f s)\n", s.name.c_str(),
-                    paths.size(), failed, paths.size() / seconds[seconds.size() / 2], repeat, seconds[seconds.size() / 2]);
-        sets.push_back(std::move(s));
     }
 
-    std::printf("\n## Unprotected verification, all-vs-all pairs\n");
-    for (size_t k = 0; k < sets.size(); ++k) {
-        const Set& s = sets[k];
-        const Set& other = sets[(k + 2) % sets.size()];  // the other identity set, same mode
-        std::printf("\n%s\n| score                              |   EER   | TAR@FAR1e-2 | genuine / impostor pairs |\n|---|---|---|---|\n",
-                    s.name.c_str());
-        Report("raw 128-D Euclidean (dlib metric)", EuclideanScores(s, D));
-        Report("raw 128-D cosine", AllPairScores(s.raw.data(), s.n, s.labels.data(), 1, D, {}));
-        Report("8x16 groups, uniform", AllPairScores(s.raw.data(), s.n, s.labels.data(), G, d, {}));
-        const std::vector<float> c = Centred(s, Mean(other, D), G, d);
-        Report("8x16 groups, centred, uniform", AllPairScores(c.data(), s.n, s.labels.data(), G, d, {}));
+    if (Flag(argc, argv, "throughput-only")) return 0;
+
+    // ---- evaluation sets.
+    auto make = [](const std::string& name, const Extracted& e) {
+        EvalSet s;
+        s.name = name;
+        s.raw = e.raw;
+        s.labels = e.labels;
+        s.n = int64_t(e.labels.size());
+        return s;
+    };
+    EvalSet johns = make("dlib-johns (aligned chips)", ext[0]);
+    EvalSet johnsD = make("dlib-johns (re-detected + re-aligned)", ext[1]);
+    EvalSet bbtA = make("faceapi-bbt (as given crops, --aligned)", ext[2]);
+    EvalSet bbtD = make("faceapi-bbt (detect + align)", ext[3]);
+    const std::vector<float> mJ = Mean(johns.raw, johns.n), mB = Mean(bbtD.raw, bbtD.n);
+    for (EvalSet* s : {&johns, &johnsD}) {
+        s->mean = mB;
+        s->mean_from = "mean of faceapi-bbt (detect + align), the other identity set";
+        s->learn_from = &bbtD;
+    }
+    for (EvalSet* s : {&bbtA, &bbtD}) {
+        s->mean = mJ;
+        s->mean_from = "mean of dlib-johns (aligned chips), the other identity set";
+        s->learn_from = &johns;
+    }
+    auto join = [&](const std::string& name, const EvalSet& a, const EvalSet& b) {
+        EvalSet u;
+        u.name = name;
+        u.raw = a.raw;
+        u.raw.insert(u.raw.end(), b.raw.begin(), b.raw.end());
+        const int64_t off = *std::max_element(a.labels.begin(), a.labels.end()) + 1;
+        u.labels = a.labels;
+        for (int64_t l : b.labels) u.labels.push_back(l + off);
+        u.n = a.n + b.n;
+        u.mean = Mean(u.raw, u.n);
+        u.mean_from = "mean of the union's own images (no other set: in-sample, 13 identities)";
+        return u;
+    };
+    const EvalSet unionD = join("union: johns chips + bbt detect+align", johns, bbtD);
+    const EvalSet unionA = join("union: johns chips + bbt --aligned", johns, bbtA);
+    const std::vector<const EvalSet*> sets = {&johns, &johnsD, &bbtD, &bbtA, &unionD, &unionA};
+    {
+        double dm = 0, nj = 0, nb = 0;
+        for (int k = 0; k < kD; ++k) dm += (mJ[k] - mB[k]) * (mJ[k] - mB[k]), nj += mJ[k] * mJ[k], nb += mB[k] * mB[k];
+        std::printf("\nmean descriptor norm: dlib-johns %.3f, faceapi-bbt (detect + align) %.3f; distance between the two means %.3f\n",
+                    std::sqrt(nj), std::sqrt(nb), std::sqrt(dm));
     }
 
-    std::printf("\n## Importance learner\n");
-    // Real: learn on one identity set (centred with its own mean), test on the other (centred
-    // with the training set's mean): no identity is shared between training and test.
-    for (size_t k : {size_t{1}, size_t{3}}) {
-        const Set& train = sets[k];
-        const Set& test = sets[(k + 2) % sets.size()];
-        const std::vector<float> mean = Mean(train, D);
-        CompareLearned(absl::StrFormat("real: train %s -> test %s", train.name, test.name).c_str(),
-                       Centred(train, mean, G, d), train.labels, Centred(test, mean, G, d), test.labels);
-    }
-    std::vector<float> xs, xt;
-    std::vector<int> ls, lt;
-    Synthetic(100, 5, 1, &xs, &ls);
-    Synthetic(100, 5, 2, &xt, &lt);
-    CompareLearned("synthetic: 8x16, 100 ids x 5 (train seed 1, test seed 2), groups 6-7 pure noise", xs, ls, xt, lt);
+    std::printf("\n## 1. Verification, all-vs-all pairs (protected: mean ± sd over %d key draws)\n", o.draws);
+    for (const EvalSet* s : sets) Verification(*s, o);
+    std::printf("\n## 2. Coarse stage and centring (protected defaults, t=0.7)\n");
+    for (const EvalSet* s : sets) CoarseStage(*s, o);
+    std::printf("\n## 3. Unlinkability and renewability (defaults at each t, centred; mean ± sd over %d draws)\n", o.draws);
+    for (const EvalSet* s : sets) Unlinkability(*s, o);
+    if (!Flag(argc, argv, "no-synthetic")) SyntheticImportance(o);
     return 0;
 }
 

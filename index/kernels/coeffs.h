@@ -1,7 +1,9 @@
 // Polynomial slerp coefficients shared by the kernels: theta = acos(c) by Abramowitz-Stegun
 // 4.4.46 (|error| <= 2e-8), sinc(x) = sin(x)/x by its Taylor series in x^2 up to x^18 (error
-// below 2e-10 on [0, pi]). a = (1-t) sinc((1-t) theta) theta/sin(theta), b likewise with t:
-// smooth through theta -> 0 (a -> 1-t, b -> t) and clamped short of theta = pi.
+// below 2e-10 on [0, pi]). slerp's a = sin((1-t) theta)/sin(theta) and b = sin(t theta)/sin(theta)
+// share the factor theta/sin(theta), and the group cosine does not change when a and b are
+// scaled together, so the kernels use a' = (1-t) sinc((1-t) theta) and b' = t sinc(t theta):
+// bounded, smooth through theta -> 0, and with no division by sin(theta) near theta = pi.
 #pragma once
 
 #include <algorithm>
@@ -43,10 +45,8 @@ inline float poly_sinc(float x) {
 inline float group_cosine(float c, float t, float qe, float qmk, float qqm, float ke, float kmk) {
     c = std::min(std::max(c, kAntipodalCosF), 1.0f);
     const float theta = poly_acos(c);
-    const float s = std::sqrt((1.0f - c) * (1.0f + c));
-    const float ratio = s > 0.0f ? theta / s : 1.0f;
-    const float a = (1.0f - t) * poly_sinc((1.0f - t) * theta) * ratio;
-    const float b = t * poly_sinc(t * theta) * ratio;
+    const float a = (1.0f - t) * poly_sinc((1.0f - t) * theta);
+    const float b = t * poly_sinc(t * theta);
     const float den2 = a * a * qqm + 2.0f * a * b * qmk + b * b * kmk;
     return (a * qe + b * ke) / std::sqrt(std::max(den2, 1e-30f));
 }
