@@ -1,6 +1,6 @@
 // Verification, coarse-stage, unlinkability and renewability figures of the protection scheme on
 // real face descriptors (the extractor's output on ../shared/data/faces), protected vs
-// unprotected on the same pairs, plus the extractor's throughput. bench/RESULTS_faces.md holds
+// unprotected on the same pairs, plus the extractor's throughput. bench/RESULTS.md (section 3) holds
 // the figures and defines every measurement; this driver prints them as markdown tables.
 //
 //   pslerp_extract_eval [--data DIR] [--model-dir DIR] [--threads N] [--threads-list 1,2]

@@ -1,5 +1,7 @@
 #include "plugin/synth.h"
 
+#include "plugin/random.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -22,7 +24,7 @@ uint64_t mix64(uint64_t z) {
 enum StreamDomain : uint64_t { kStructure = 1, kCentre = 2, kSample = 3, kChoice = 4, kAuto = 5 };
 
 /// xoshiro256** seeded from (seed, domain, a, b) through splitmix64.
-class Stream {
+class Stream final : public Rng {
   public:
     Stream(uint64_t seed, uint64_t domain, uint64_t a, uint64_t b) {
         uint64_t h = mix64(seed + 0x9e3779b97f4a7c15ULL);
@@ -35,7 +37,7 @@ class Stream {
         }
     }
 
-    uint64_t next() {
+    uint64_t next_u64() override {
         const uint64_t result = rotl(s_[1] * 5, 7) * 9;
         const uint64_t t = s_[1] << 17;
         s_[2] ^= s_[0];
@@ -47,35 +49,12 @@ class Stream {
         return result;
     }
 
-    /// Uniform in [0, 1).
-    double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-
     /// Uniform integer in [0, n); the modulo bias (< n / 2^64) is irrelevant here.
-    uint64_t below(uint64_t n) { return next() % n; }
-
-    /// Standard normal (Marsaglia's polar method, both values used).
-    double normal() {
-        if (has_spare_) {
-            has_spare_ = false;
-            return spare_;
-        }
-        double u, v, s;
-        do {
-            u = 2.0 * uniform() - 1.0;
-            v = 2.0 * uniform() - 1.0;
-            s = u * u + v * v;
-        } while (s >= 1.0 || s == 0.0);
-        const double f = std::sqrt(-2.0 * std::log(s) / s);
-        spare_ = v * f;
-        has_spare_ = true;
-        return u * f;
-    }
+    uint64_t below(uint64_t n) { return next_u64() % n; }
 
   private:
     static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
     uint64_t s_[4];
-    double spare_ = 0.0;
-    bool has_spare_ = false;
 };
 
 /// Random orthonormal d x d basis (columns), row-major, by Gram-Schmidt on a Gaussian matrix.

@@ -11,6 +11,7 @@
 #include <faiss/impl/IDSelector.h>
 
 #include "index/IndexProtectedSlerp.h"
+#include "tests/cpp/test_util.h"
 #include "index/kernels/scan.h"
 #include "plugin/reference.h"
 #include "plugin/synth.h"
@@ -18,13 +19,7 @@
 namespace pslerp {
 namespace {
 
-std::vector<float> random_features(int64_t n, int dim, uint64_t seed) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<float> N;
-    std::vector<float> x(n * dim);
-    for (auto& v : x) v = N(g);
-    return x;
-}
+using testing_util::random_features;
 
 // Reference scores of every probe against every live entry of the index.
 std::vector<double> reference_scores(const IndexProtectedSlerp& index, const std::vector<float>& q, int64_t nq) {

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "plugin/params.h"
+#include "tests/cpp/test_util.h"
 #include "plugin/protect.h"
 #include "plugin/reference.h"
 #include "plugin/scheme.h"
@@ -15,13 +16,7 @@
 namespace pslerp {
 namespace {
 
-std::vector<float> random_features(int64_t n, int dim, uint64_t seed) {
-    std::mt19937_64 g(seed);
-    std::normal_distribution<float> N;
-    std::vector<float> x(n * dim);
-    for (auto& v : x) v = N(g);
-    return x;
-}
+using testing_util::random_features;
 
 double group_norm(const float* v, int d) {
     double s = 0;
