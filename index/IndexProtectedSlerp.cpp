@@ -58,6 +58,17 @@ struct TopK {
     }
 };
 
+// Per-call options must be ours: FAISS's own (SearchParametersIVF, ...) go to the coarse index
+// through SearchParametersProtectedSlerp::coarse_params, never silently ignored.
+const SearchParametersProtectedSlerp* own_params(const faiss::SearchParameters* p, const char* what) {
+    const auto* sp = dynamic_cast<const SearchParametersProtectedSlerp*>(p);
+    FAISS_THROW_IF_NOT_FMT(!p || sp,
+                           "pslerp: %s: parameters must be SearchParametersProtectedSlerp (put the coarse "
+                           "index's own parameters in its coarse_params)",
+                           what);
+    return sp;
+}
+
 // Threads for a scan of `rows` entries: no more than there are row blocks.
 int scan_threads(int64_t rows) {
     return std::max(1, std::min<int>(omp_get_max_threads(), int((rows + kRowBlock - 1) / kRowBlock)));
@@ -225,9 +236,7 @@ void IndexProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* distan
                                  const faiss::SearchParameters* params_in) const {
     check_vectors(n, x, "search");
     FAISS_THROW_IF_NOT_FMT(k > 0, "pslerp: search: k must be > 0, got %ld", long(k));
-    const auto* sp = dynamic_cast<const SearchParametersProtectedSlerp*>(params_in);
-    FAISS_THROW_IF_NOT_MSG(!params_in || sp || coarse,
-                           "pslerp: search: parameters must be SearchParametersProtectedSlerp");
+    const auto* sp = own_params(params_in, "search");
     if (n == 0) return;
     const Prepared q = prepare(n, x);
     if (!coarse) {
@@ -356,7 +365,7 @@ void IndexProtectedSlerp::range_search(idx_t n, const float* x, float radius, fa
     check_vectors(n, x, "range_search");
     FAISS_THROW_IF_NOT_MSG(result, "pslerp: range_search: result is null");
     FAISS_THROW_IF_NOT_MSG(std::isfinite(radius), "pslerp: range_search: threshold must be finite");
-    const auto* sp = dynamic_cast<const SearchParametersProtectedSlerp*>(params_in);
+    const auto* sp = own_params(params_in, "range_search");
     const Prepared q = prepare(n, x);
     const kernels::KernelTable& K = kernels::kernels();
     const kernels::Entries E = store.view();

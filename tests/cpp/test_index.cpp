@@ -282,3 +282,23 @@ TEST(Index, BytesPerEntryStated) {
 
 }  // namespace
 }  // namespace pslerp
+
+namespace pslerp {
+namespace {
+
+TEST(Index, ForeignSearchParametersAreRejected) {
+    IndexProtectedSlerp index(Params::defaults(2, 8));
+    auto x = testing_util::random_features(4, 16, 3);
+    index.add(4, x.data());
+    faiss::SearchParameters foreign;
+    float D[1];
+    idx_t I[1];
+    EXPECT_THROW(index.search(1, x.data(), 1, D, I, &foreign), faiss::FaissException);
+    faiss::RangeSearchResult r(1);
+    EXPECT_THROW(index.range_search(1, x.data(), 0.5f, &r, &foreign), faiss::FaissException);
+    SearchParametersProtectedSlerp ours;
+    EXPECT_NO_THROW(index.search(1, x.data(), 1, D, I, &ours));
+}
+
+}  // namespace
+}  // namespace pslerp
