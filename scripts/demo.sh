@@ -19,6 +19,7 @@ if [[ -d "$faces" && -x build/tools/pslerp ]] && ./build/tools/pslerp --help 2>&
   out=$(mktemp -d)
   ./build/tools/pslerp extract "$faces" --aligned --model-dir models -o "$out/faces.npy" --labels "$out/labels.txt"
   ./build/tools/pslerp enroll "$out/faces.npy" --out "$out/faces.pslerp" --factory PSlerp8x16
+  echo "(each photo is also enrolled: rank 1 is itself; ranks 2-3 are the closest other entries)"
   ./build/tools/pslerp search --index "$out/faces.pslerp" "$out/faces.npy" -k 3
   ./build/tools/pslerp info "$out/faces.pslerp"
   rm -rf "$out"
