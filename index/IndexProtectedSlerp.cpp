@@ -506,21 +506,29 @@ void IndexProtectedSlerp::rebuild_coarse() {
 std::vector<float> IndexProtectedSlerp::coarse_vectors(const Protected& pr) {
     std::vector<float> v = embeddings(params, coarse_embedding, pr);
     if (coarse_embedding == CoarseEmbedding::kLinear && coarse_radius == 0.0f && pr.n > 0) {
+        // First fit (train(), or the first add()). The mean is only worth subtracting when it is
+        // estimated from enough entries; from a handful it would shrink the radius to nothing
+        // and every later entry would fall outside it.
+        constexpr int64_t kMinForShift = 256;
         const int cd = coarse_d();
-        std::vector<double> mean(cd, 0.0);
-        for (int64_t i = 0; i < pr.n; ++i) {
-            for (int j = 0; j < cd; ++j) mean[j] += v[i * cd + j];
-        }
         coarse_shift.assign(cd, 0.0f);
-        for (int j = 0; j < cd; ++j) coarse_shift[j] = static_cast<float>(mean[j] / double(pr.n));
+        if (pr.n >= kMinForShift) {
+            std::vector<double> mean(cd, 0.0);
+            for (int64_t i = 0; i < pr.n; ++i) {
+                for (int j = 0; j < cd; ++j) mean[j] += v[i * cd + j];
+            }
+            for (int j = 0; j < cd; ++j) coarse_shift[j] = static_cast<float>(mean[j] / double(pr.n));
+        }
         double r2 = 0;
         for (int64_t i = 0; i < pr.n; ++i) {
             double s = 0;
             for (int j = 0; j < cd; ++j) s += std::pow(double(v[i * cd + j]) - coarse_shift[j], 2);
             r2 = std::max(r2, s);
         }
-        // Head room for later entries; one beyond it keeps its norm (a slight distortion).
-        coarse_radius = static_cast<float>(1.25 * std::sqrt(r2) + 1e-6);
+        // Head room for later entries (more without a shift: fewer samples); an entry beyond it
+        // keeps its own norm, a slight distortion of the order for that entry only.
+        const double room = pr.n >= kMinForShift ? 1.25 : 2.0;
+        coarse_radius = static_cast<float>(room * std::sqrt(r2) + 1e-6);
     }
     to_coarse_space(pr.n, v.data());
     return v;

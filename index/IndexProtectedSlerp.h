@@ -104,7 +104,9 @@ struct IndexProtectedSlerp : faiss::Index {
     /// Every entry with score >= radius.
     void range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
                       const faiss::SearchParameters* params = nullptr) const override;
-    /// Tombstones the selected ids; returns how many were removed. compact() reclaims space.
+    /// Tombstones the selected ids; returns how many were removed. compact() reclaims space;
+    /// it runs by itself once tombstones are the majority of >= 1024 rows (rebuilding the
+    /// coarse index from the stored entries).
     size_t remove_ids(const faiss::IDSelector& sel) override;
     void reset() override;
 

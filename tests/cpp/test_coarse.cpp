@@ -244,3 +244,27 @@ TEST(Dedup, FindsGalleryDuplicatesAndClustersAndEnrolsTheRest) {
 
 }  // namespace
 }  // namespace pslerp
+
+namespace pslerp {
+namespace {
+
+TEST(Coarse, OneAtATimeEnrolmentWithoutTrainingStillFindsEntries) {
+    // No train(): the coarse geometry (shift, radius) is fitted on the first add(), here a
+    // single entry; later batches must still be found.
+    const auto data = make_data(3000, 100);
+    IndexProtectedSlerp index(Params::defaults(kG, kD), make_coarse("HNSW32"));
+    index.set_seed(8);
+    for (int64_t i = 0; i < 3000; i += 1000) {
+        index.add_with_ids(1, data.gallery.x.data() + i * kDim, data.gallery.labels.data() + i);
+        index.add_with_ids(999, data.gallery.x.data() + (i + 1) * kDim, data.gallery.labels.data() + i + 1);
+    }
+    SearchParametersProtectedSlerp sp;
+    sp.k_factor = 20;
+    sp.efSearch = 256;
+    const double r = recall_at(index, data, 10, &sp);
+    std::cout << "recall@10 after a first add of one entry: " << r << "\n";
+    EXPECT_GE(r, 0.9);
+}
+
+}  // namespace
+}  // namespace pslerp
