@@ -37,6 +37,8 @@
 
 using namespace pslerp;
 using pslerp::bench::median;
+using pslerp::bench::synth_data;
+using pslerp::bench::value_or_die;
 using pslerp::bench::now_s;
 
 namespace {
@@ -103,15 +105,6 @@ struct Row {
     double recall1 = 0, recall10 = 0, recall1_mated = 0, recall10_nonmated = 0, qps_single = 0, qps_batch = 0, build_s = 0, bytes_per_entry = 0;
 };
 
-template <class T>
-T value_or_die(absl::StatusOr<T> s) {
-    if (!s.ok()) {
-        std::fprintf(stderr, "error: %s\n", std::string(s.status().message()).c_str());
-        std::exit(1);
-    }
-    return *std::move(s);
-}
-
 bool is_hnsw(const std::string& coarse) { return coarse.rfind("HNSW", 0) == 0; }
 
 }  // namespace
@@ -145,15 +138,10 @@ int main(int argc, char** argv) try {
     std::filesystem::create_directories(out_dir);
 
     for (int64_t dim : dims) {
-        FAISS_THROW_IF_NOT_MSG(dim % 16 == 0, "--dims must be multiples of 16");
         const int G = int(dim / 16), D = int(dim);
         for (int64_t N : ns) {
-            SynthConfig cfg;
-            cfg.groups = G;
-            cfg.group_dim = 16;
-            cfg.seed = seed;
             double t0 = now_s();
-            const SynthSplit data = value_or_die(synth_gallery(cfg, N, nq / 2, nq - nq / 2));
+            const SynthSplit data = synth_data(dim, N, nq / 2, nq - nq / 2, seed);
             const float* xq = data.probes.x.data();
             const float* xb = data.gallery.x.data();
             std::printf("\n== N=%ld D=%d (%dx16): synthetic data in %.1f s\n", long(N), D, G, now_s() - t0);

@@ -28,6 +28,8 @@
 
 using namespace pslerp;
 using pslerp::bench::median;
+using pslerp::bench::synth_data;
+using pslerp::bench::value_or_die;
 using pslerp::bench::now_s;
 
 namespace {
@@ -42,15 +44,6 @@ struct Row {
     int repeats, queries;
     int64_t measured_entries;  // entries actually scored (naive: a subset, scaled to n)
 };
-
-template <class T>
-T value_or_die(absl::StatusOr<T> s) {
-    if (!s.ok()) {
-        std::fprintf(stderr, "error: %s\n", std::string(s.status().message()).c_str());
-        std::exit(1);
-    }
-    return *std::move(s);
-}
 
 // The gallery's first `m` entries in natural layout, for the naive baseline.
 struct NaturalSubset {
@@ -125,16 +118,11 @@ int main(int argc, char** argv) try {
     bool first_extra = true;
 
     for (int64_t dim : dims) {
-        FAISS_THROW_IF_NOT_MSG(dim % 16 == 0, "--dims must be multiples of 16");
         const int G = int(dim / 16), D = int(dim);
         for (int64_t N : ns) {
-            SynthConfig cfg;
-            cfg.groups = G;
-            cfg.group_dim = 16;
-            cfg.seed = seed;
             const int nprobe = std::max(batch, single_q);
             double t0 = now_s();
-            SynthSplit data = value_or_die(synth_gallery(cfg, N, nprobe, 0));
+            SynthSplit data = synth_data(dim, N, nprobe, 0, seed);
             std::printf("\n== N=%ld D=%d (%dx16): synthetic gallery in %.1f s\n", long(N), D, G, now_s() - t0);
 
             IndexProtectedSlerp idx(Params::defaults(G, 16));

@@ -17,7 +17,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "index/kernels/scan.h"
+#include "plugin/synth.h"
 
 namespace pslerp::bench {
 
@@ -90,6 +92,30 @@ class Flags {
     std::map<std::string, std::string> values_, known_;
     bool help_ = false;
 };
+
+/// The value, or the error on stderr and exit(1): drivers have no one to hand a status to.
+template <class T>
+T value_or_die(absl::StatusOr<T> s) {
+    if (!s.ok()) {
+        std::fprintf(stderr, "error: %s\n", std::string(s.status().message()).c_str());
+        std::exit(1);
+    }
+    return *std::move(s);
+}
+
+/// The drivers' synthetic data: G = dim / 16 groups of 16, seeded, a gallery of n identities
+/// and mated + nonmated probes.
+inline SynthSplit synth_data(int64_t dim, int64_t n, int64_t mated, int64_t nonmated, uint64_t seed) {
+    if (dim % 16 != 0) {
+        std::fprintf(stderr, "error: --dims must be multiples of 16, got %ld\n", long(dim));
+        std::exit(1);
+    }
+    SynthConfig cfg;
+    cfg.groups = int(dim / 16);
+    cfg.group_dim = 16;
+    cfg.seed = seed;
+    return value_or_die(synth_gallery(cfg, n, mated, nonmated));
+}
 
 inline double now_s() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
