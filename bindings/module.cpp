@@ -906,6 +906,20 @@ D float32, I int64); probe i's results are D[lims[i]:lims[i+1]], best first.)doc
     c.def("compact", &Index::compact, py::call_guard<py::gil_scoped_release>(),
           "Reclaims removed rows and rebuilds the coarse index.");
     c.def(
+            "verify_identity",
+            [](const Index& i, py::handle x, py::handle ids) {
+                auto xa = checked<float>(x, "x", {i.d});
+                auto ia = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ids);
+                if (!ia || ia.ndim() != 1 || ia.shape(0) == 0) {
+                    throw py::value_error("ids: expected a non-empty 1-D sequence of int64 ids");
+                }
+                py::gil_scoped_release nogil;
+                return i.verify_identity(data_of<float>(xa), ia.shape(0), ia.data());
+            },
+            py::arg("x"), py::arg("ids"),
+            "1:1 against one identity enrolled several times: the best score of probe x (d,) over "
+            "the entries with these ids.")
+        .def(
             "verify",
             [](const Index& i, py::handle x, py::handle id) -> py::object {
                 if (py::isinstance<py::array>(x) && py::reinterpret_borrow<py::array>(x).ndim() == 1) {

@@ -473,6 +473,21 @@ void IndexProtectedSlerp::verify_batch(idx_t n, const float* x, const idx_t* ids
     clamped_ += clamped;
 }
 
+float IndexProtectedSlerp::verify_identity(const float* x, idx_t n_ids, const idx_t* ids) const {
+    check_vectors(1, x, "verify");
+    FAISS_THROW_IF_NOT_MSG(n_ids > 0 && ids, "pslerp: verify: an identity needs at least one id");
+    std::vector<int64_t> rows(n_ids);
+    for (idx_t i = 0; i < n_ids; ++i) {
+        auto it = id_to_row_.find(ids[i]);
+        FAISS_THROW_IF_NOT_FMT(it != id_to_row_.end(), "pslerp: verify: unknown id %ld", long(ids[i]));
+        rows[i] = it->second;
+    }
+    const Prepared q = prepare(1, x);
+    std::vector<float> scores(n_ids);
+    clamped_ += kernels::kernels().score_list(store.view(), q.kq.data(), rows.data(), n_ids, scores.data());
+    return *std::max_element(scores.begin(), scores.end());
+}
+
 void IndexProtectedSlerp::rebuild_coarse() {
     if (!coarse) return;
     coarse->reset();

@@ -112,6 +112,9 @@ struct IndexProtectedSlerp : faiss::Index {
 
     /// 1:1 score of raw probe x (d floats) against the entry with external id `id`.
     float verify(const float* x, idx_t id) const;
+    /// 1:1 against one identity enrolled several times: the best score of probe x (d floats)
+    /// over the entries ids[0..n_ids).
+    float verify_identity(const float* x, idx_t n_ids, const idx_t* ids) const;
     /// Scores probe i against entry ids[i] (n probes).
     void verify_batch(idx_t n, const float* x, const idx_t* ids, float* scores) const;
     /// Exhaustive (exact) search whatever the coarse index: the oracle of coarse search.

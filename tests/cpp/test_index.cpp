@@ -302,3 +302,24 @@ TEST(Index, ForeignSearchParametersAreRejected) {
 
 }  // namespace
 }  // namespace pslerp
+
+namespace pslerp {
+namespace {
+
+TEST(Index, VerifyIdentityTakesTheBestOfItsEntries) {
+    IndexProtectedSlerp index(Params::defaults(4, 8));
+    index.set_seed(6);
+    auto x = testing_util::random_features(6, 32, 4);
+    const std::vector<idx_t> ids = {10, 11, 12, 20, 21, 22};
+    index.add_with_ids(6, x.data(), ids.data());
+    const std::vector<idx_t> identity = {10, 11, 12};  // one person enrolled three times
+    const float best = index.verify_identity(x.data() + 1 * 32, 3, identity.data());
+    EXPECT_FLOAT_EQ(best, index.verify(x.data() + 1 * 32, 11));
+    EXPECT_GE(best, index.verify(x.data() + 1 * 32, 10));
+    const idx_t unknown[] = {10, 99};
+    EXPECT_THROW(index.verify_identity(x.data(), 2, unknown), faiss::FaissException);
+    EXPECT_THROW(index.verify_identity(x.data(), 0, identity.data()), faiss::FaissException);
+}
+
+}  // namespace
+}  // namespace pslerp

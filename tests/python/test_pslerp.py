@@ -597,3 +597,18 @@ def test_faiss_coarse_index_errors(monkeypatch):
     monkeypatch.setattr(faiss, "__version__", "1.8.0")
     with pytest.raises(RuntimeError, match="1.8.0.*" + pslerp.FAISS_VERSION.replace(".", r"\.")):
         pslerp.IndexProtectedSlerp(p, coarse=faiss.IndexFlatL2(cd))
+
+
+def test_verify_identity_is_the_best_of_the_identity_entries():
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6, 32)).astype(np.float32)
+    index = pslerp.IndexProtectedSlerp(pslerp.Params(4, 8))
+    index.set_seed(2)
+    index.add_with_ids(x, np.array([10, 11, 12, 20, 21, 22], dtype=np.int64))
+    best = index.verify_identity(x[1], [10, 11, 12])
+    assert best == pytest.approx(index.verify(x[1], 11), abs=1e-6)
+    assert best >= index.verify(x[1], 10)
+    with pytest.raises(ValueError):
+        index.verify_identity(x[1], [])
+    with pytest.raises(RuntimeError):
+        index.verify_identity(x[1], [10, 99])
