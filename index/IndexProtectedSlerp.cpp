@@ -101,6 +101,28 @@ int64_t scan_tiles(const EntryStorage& store, const float* kq, idx_t n, int nt, 
     return clamped;
 }
 
+// Shortlist size: `want` capped to the stored rows, at least 1.
+idx_t shortlist_size(idx_t want, int64_t rows) {
+    return std::max<idx_t>(1, std::min<idx_t>(want, std::max<idx_t>(rows, 1)));
+}
+
+// Exact scores of one coarse shortlist (kk rows from the coarse index, -1 padded): the live
+// rows, once each and in storage order (friendlier to memory), into `live` and `scores`.
+// Returns the clamped count.
+int64_t rescore_shortlist(const EntryStorage& store, const float* kernel_query, const idx_t* shortlist, idx_t kk,
+                          std::vector<int64_t>& live, std::vector<float>& scores) {
+    live.clear();
+    for (idx_t j = 0; j < kk; ++j) {
+        const idx_t r = shortlist[j];
+        if (r >= 0 && r < store.rows() && !store.removed[r]) live.push_back(r);
+    }
+    std::sort(live.begin(), live.end());
+    live.erase(std::unique(live.begin(), live.end()), live.end());
+    scores.resize(live.size());
+    return kernels::kernels().score_list(store.view(), kernel_query, live.data(), int64_t(live.size()),
+                                         scores.data());
+}
+
 }  // namespace
 
 struct IndexProtectedSlerp::Prepared {
@@ -333,25 +355,16 @@ void IndexProtectedSlerp::coarse_shortlist(idx_t n, const Prepared& q, idx_t kk,
 void IndexProtectedSlerp::search_coarse(idx_t n, const Prepared& q, idx_t k, float* distances, idx_t* labels,
                                         const SearchParametersProtectedSlerp* sp) const {
     const int kf = sp && sp->k_factor > 0 ? sp->k_factor : k_factor;
-    const idx_t kk = std::max<idx_t>(1, std::min<idx_t>(k * kf, std::max<idx_t>(store.rows(), 1)));
+    const idx_t kk = shortlist_size(k * kf, store.rows());
     std::vector<idx_t> rows;
     coarse_shortlist(n, q, kk, rows, sp);
-    const kernels::KernelTable& K = kernels::kernels();
-    const kernels::Entries E = store.view();
     const size_t qf = store.layout.query_floats();
     int64_t clamped = 0;
 #pragma omp parallel for if (n > 1) reduction(+ : clamped)
     for (idx_t i = 0; i < n; ++i) {
         std::vector<int64_t> live;
-        live.reserve(kk);
-        for (idx_t j = 0; j < kk; ++j) {
-            const idx_t r = rows[i * kk + j];
-            if (r >= 0 && r < store.rows() && !store.removed[r]) live.push_back(r);
-        }
-        std::sort(live.begin(), live.end());  // in storage order: friendlier to memory
-        live.erase(std::unique(live.begin(), live.end()), live.end());
-        std::vector<float> scores(live.size());
-        clamped += K.score_list(E, q.kq.data() + i * qf, live.data(), int64_t(live.size()), scores.data());
+        std::vector<float> scores;
+        clamped += rescore_shortlist(store, q.kq.data() + i * qf, rows.data() + i * kk, kk, live, scores);
         TopK h{k, distances + i * k, labels + i * k};
         h.init();
         for (size_t j = 0; j < live.size(); ++j) h.push(scores[j], live[j]);
@@ -367,8 +380,6 @@ void IndexProtectedSlerp::range_search(idx_t n, const float* x, float radius, fa
     FAISS_THROW_IF_NOT_MSG(std::isfinite(radius), "pslerp: range_search: threshold must be finite");
     const auto* sp = own_params(params_in, "range_search");
     const Prepared q = prepare(n, x);
-    const kernels::KernelTable& K = kernels::kernels();
-    const kernels::Entries E = store.view();
     const size_t qf = store.layout.query_floats();
     std::vector<std::vector<std::pair<float, idx_t>>> hits(n);
     int64_t clamped = 0;
@@ -391,20 +402,14 @@ void IndexProtectedSlerp::range_search(idx_t n, const float* x, float radius, fa
         // The coarse index has no exact threshold (HNSW has no range search at all): take a
         // wide shortlist and keep what the exact score puts over the threshold.
         const int rs = sp && sp->range_shortlist > 0 ? sp->range_shortlist : range_shortlist;
-        const idx_t kk = std::max<idx_t>(1, std::min<idx_t>(rs, std::max<idx_t>(store.rows(), 1)));
+        const idx_t kk = shortlist_size(rs, store.rows());
         std::vector<idx_t> rows;
         if (n > 0) coarse_shortlist(n, q, kk, rows, sp);
 #pragma omp parallel for if (n > 1) reduction(+ : clamped)
         for (idx_t i = 0; i < n; ++i) {
             std::vector<int64_t> live;
-            for (idx_t j = 0; j < kk; ++j) {
-                const idx_t r = rows[i * kk + j];
-                if (r >= 0 && r < store.rows() && !store.removed[r]) live.push_back(r);
-            }
-            std::sort(live.begin(), live.end());
-            live.erase(std::unique(live.begin(), live.end()), live.end());
-            std::vector<float> scores(live.size());
-            clamped += K.score_list(E, q.kq.data() + i * qf, live.data(), int64_t(live.size()), scores.data());
+            std::vector<float> scores;
+            clamped += rescore_shortlist(store, q.kq.data() + i * qf, rows.data() + i * kk, kk, live, scores);
             for (size_t j = 0; j < live.size(); ++j) {
                 if (scores[j] >= radius) hits[i].emplace_back(scores[j], live[j]);
             }
@@ -448,6 +453,16 @@ void IndexProtectedSlerp::reset() {
     next_id_ = 0;
 }
 
+std::vector<int64_t> IndexProtectedSlerp::rows_of(idx_t n, const idx_t* ids) const {
+    std::vector<int64_t> rows(n);
+    for (idx_t i = 0; i < n; ++i) {
+        auto it = id_to_row_.find(ids[i]);
+        FAISS_THROW_IF_NOT_FMT(it != id_to_row_.end(), "pslerp: verify: unknown id %ld", long(ids[i]));
+        rows[i] = it->second;
+    }
+    return rows;
+}
+
 float IndexProtectedSlerp::verify(const float* x, idx_t id) const {
     float s;
     verify_batch(1, x, &id, &s);
@@ -457,12 +472,7 @@ float IndexProtectedSlerp::verify(const float* x, idx_t id) const {
 void IndexProtectedSlerp::verify_batch(idx_t n, const float* x, const idx_t* ids, float* scores) const {
     check_vectors(n, x, "verify");
     FAISS_THROW_IF_NOT_MSG(n == 0 || (ids && scores), "pslerp: verify: null ids or scores");
-    std::vector<int64_t> rows(n);
-    for (idx_t i = 0; i < n; ++i) {
-        auto it = id_to_row_.find(ids[i]);
-        FAISS_THROW_IF_NOT_FMT(it != id_to_row_.end(), "pslerp: verify: unknown id %ld", long(ids[i]));
-        rows[i] = it->second;
-    }
+    const std::vector<int64_t> rows = rows_of(n, ids);
     if (n == 0) return;
     const Prepared q = prepare(n, x);
     const size_t qf = store.layout.query_floats();
@@ -476,12 +486,7 @@ void IndexProtectedSlerp::verify_batch(idx_t n, const float* x, const idx_t* ids
 float IndexProtectedSlerp::verify_identity(const float* x, idx_t n_ids, const idx_t* ids) const {
     check_vectors(1, x, "verify");
     FAISS_THROW_IF_NOT_MSG(n_ids > 0 && ids, "pslerp: verify: an identity needs at least one id");
-    std::vector<int64_t> rows(n_ids);
-    for (idx_t i = 0; i < n_ids; ++i) {
-        auto it = id_to_row_.find(ids[i]);
-        FAISS_THROW_IF_NOT_FMT(it != id_to_row_.end(), "pslerp: verify: unknown id %ld", long(ids[i]));
-        rows[i] = it->second;
-    }
+    const std::vector<int64_t> rows = rows_of(n_ids, ids);
     const Prepared q = prepare(1, x);
     std::vector<float> scores(n_ids);
     clamped_ += kernels::kernels().score_list(store.view(), q.kq.data(), rows.data(), n_ids, scores.data());

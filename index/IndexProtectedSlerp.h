@@ -151,6 +151,8 @@ struct IndexProtectedSlerp : faiss::Index {
     void coarse_shortlist(idx_t n, const Prepared& q, idx_t kk, std::vector<idx_t>& rows,
                           const SearchParametersProtectedSlerp* sp) const;
     void rebuild_coarse();
+    /// Storage rows of n external ids; throws on an unknown id.
+    std::vector<int64_t> rows_of(idx_t n, const idx_t* ids) const;
     /// Embeddings of protected entries moved into the coarse index's space (fits the shift and
     /// radius on the first call).
     std::vector<float> coarse_vectors(const Protected& pr);
