@@ -25,6 +25,7 @@
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/IndexIVF.h>
+#include <faiss/IndexRefine.h>
 #include <faiss/impl/FaissAssert.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_factory.h>
@@ -72,6 +73,17 @@ double recall_at(const std::vector<idx_t>& got, const std::vector<idx_t>& truth,
     return hits / double((q1 - q0) * r);
 }
 
+// FAISS's "1-recall@r": share of queries whose exact nearest entry is among the first r results.
+double one_recall_at(const std::vector<idx_t>& got, const std::vector<idx_t>& truth, int64_t q0, int64_t q1, int k,
+                     int r) {
+    double hits = 0;
+    for (int64_t q = q0; q < q1; ++q) {
+        const idx_t* g = got.data() + q * k;
+        if (truth[q * k] >= 0 && std::find(g, g + r, truth[q * k]) != g + r) hits += 1;
+    }
+    return hits / double(q1 - q0);
+}
+
 using SearchFn = std::function<void(idx_t n, const float* x, float* distances, idx_t* labels)>;
 
 struct Measured {
@@ -102,10 +114,31 @@ Measured measure(const SearchFn& fn, const float* x, int64_t nq, int64_t n_singl
 struct Row {
     std::string coarse, system, param_name;
     int param = 0, k_factor = 0;
-    double recall1 = 0, recall10 = 0, recall1_mated = 0, recall10_nonmated = 0, qps_single = 0, qps_batch = 0, build_s = 0, bytes_per_entry = 0;
+    double recall1 = 0, recall10 = 0, one_recall10 = 0, recall1_mated = 0, recall10_nonmated = 0, qps_single = 0, qps_batch = 0, build_s = 0, bytes_per_entry = 0;
 };
 
+// One sweep point: recalls of the batched labels against `truth`, speeds, printed and kept.
+void record(std::vector<Row>& rows, Row r, const Measured& m, const std::vector<idx_t>& truth, int64_t nq, int k,
+            double build_s, double bytes_per_entry) {
+    r.recall1 = recall_at(m.labels, truth, 0, nq, k, 1);
+    r.recall10 = recall_at(m.labels, truth, 0, nq, k, 10);
+    r.one_recall10 = one_recall_at(m.labels, truth, 0, nq, k, 10);
+    r.recall1_mated = recall_at(m.labels, truth, 0, nq / 2, k, 1);
+    r.recall10_nonmated = recall_at(m.labels, truth, nq / 2, nq, k, 10);
+    r.qps_single = m.qps_single;
+    r.qps_batch = m.qps_batch;
+    r.build_s = build_s;
+    r.bytes_per_entry = bytes_per_entry;
+    std::printf("     %-11s %s=%-4d k_factor=%-3d R@1 %.4f R@10 %.4f 1-R@10 %.4f (mated R@1 %.3f, non-mated R@10 %.3f)  "
+                "QPS single %8.1f batch %8.1f\n",
+                r.system.c_str(), r.param_name.c_str(), r.param, r.k_factor, r.recall1, r.recall10, r.one_recall10,
+                r.recall1_mated, r.recall10_nonmated, r.qps_single, r.qps_batch);
+    std::fflush(stdout);
+    rows.push_back(std::move(r));
+}
+
 bool is_hnsw(const std::string& coarse) { return coarse.rfind("HNSW", 0) == 0; }
+bool is_ivf(const std::string& coarse) { return coarse.rfind("IVF", 0) == 0; }
 
 }  // namespace
 
@@ -125,6 +158,8 @@ int main(int argc, char** argv) try {
     const int repeats = int(f.integer("repeats", 3));
     const int threads = int(f.integer("threads", omp_get_max_threads()));
     const uint64_t seed = uint64_t(f.integer("seed", 42));
+    // Index options in the factory string's parentheses, e.g. "embedding=identity".
+    const std::string index_options = f.str("index-options", "");
     const std::string out_dir = f.str("out", "bench_out");
     if (!f.finish()) return 0;
     omp_set_num_threads(threads);
@@ -163,14 +198,21 @@ int main(int argc, char** argv) try {
             std::vector<Row> rows;
             double exh_qps_batch = 0, exh_qps_single = 0;
             std::ostringstream builds;
-            for (const std::string& coarse : coarses) {
-                const bool hnsw = is_hnsw(coarse);
-                const std::string pname = hnsw ? "efSearch" : "nprobe";
-                const auto& params = hnsw ? efs : nprobes;
+            for (const std::string& coarse_arg : coarses) {
+                // "A|B": A over the protected coarse embedding, B on the raw vectors (for codes whose
+                // layout depends on the dimension: the linear embedding has D + 16 dimensions).
+                const size_t bar = coarse_arg.find('|');
+                const std::string coarse = coarse_arg.substr(0, bar);
+                const std::string raw_coarse = bar == std::string::npos ? coarse : coarse_arg.substr(bar + 1);
+                // The swept coarse parameter: efSearch (HNSW), nprobe (IVF), none (Flat, PQ fast-scan).
+                const bool hnsw = is_hnsw(coarse), ivf = is_ivf(coarse);
+                const std::string pname = hnsw ? "efSearch" : ivf ? "nprobe" : "none";
+                const std::vector<int64_t> no_param{0};
+                const auto& params = hnsw ? efs : ivf ? nprobes : no_param;
                 const int64_t nt = std::min(N, n_train);
 
                 // --- protected ---
-                const std::string desc = "PSlerp" + std::to_string(G) + "x16," + coarse;
+                const std::string desc = "PSlerp" + std::to_string(G) + "x16" + (index_options.empty() ? "" : "(" + index_options + ")") + "," + coarse;
                 std::unique_ptr<IndexProtectedSlerp> idx = index_factory(D, desc);
                 idx->set_seed(seed);
                 t0 = now_s();
@@ -196,25 +238,13 @@ int main(int argc, char** argv) try {
                     for (int64_t kf : kfs) {
                         SearchParametersProtectedSlerp sp;
                         sp.k_factor = int(kf);
-                        (hnsw ? sp.efSearch : sp.nprobe) = int(p);
+                        if (hnsw) sp.efSearch = int(p);
+                        if (ivf) sp.nprobe = int(p);
                         const Measured m = measure(
                                 [&](idx_t n, const float* x, float* d, idx_t* l) { idx->search(n, x, k, d, l, &sp); },
                                 xq, nq, n_single, D, k, repeats);
-                        Row r{coarse, "protected", pname, int(p), int(kf)};
-                        r.recall1 = recall_at(m.labels, gt.labels, 0, nq, k, 1);
-                        r.recall10 = recall_at(m.labels, gt.labels, 0, nq, k, 10);
-                        r.recall1_mated = recall_at(m.labels, gt.labels, 0, nq / 2, k, 1);
-                        r.recall10_nonmated = recall_at(m.labels, gt.labels, nq / 2, nq, k, 10);
-                        r.qps_single = m.qps_single;
-                        r.qps_batch = m.qps_batch;
-                        r.build_s = build_s;
-                        r.bytes_per_entry = bpe;
-                        rows.push_back(r);
-                        std::printf("     protected   %s=%-4ld k_factor=%-3ld R@1 %.4f R@10 %.4f (mated R@1 %.3f, "
-                                    "non-mated R@10 %.3f)  QPS single %8.1f batch %8.1f\n",
-                                    pname.c_str(), long(p), long(kf), r.recall1, r.recall10, r.recall1_mated,
-                                    r.recall10_nonmated, r.qps_single, r.qps_batch);
-                        std::fflush(stdout);
+                        record(rows, Row{coarse, "protected", pname, int(p), int(kf)}, m, gt.labels, nq, k, build_s,
+                               bpe);
                     }
                 }
                 builds << (builds.tellp() > 0 ? ", " : "") << "{\"coarse\": \"" << coarse
@@ -224,63 +254,60 @@ int main(int argc, char** argv) try {
                 idx.reset();
 
                 // --- unprotected equivalent ---
-                std::unique_ptr<faiss::Index> raw(faiss::index_factory(D, coarse.c_str(), faiss::METRIC_INNER_PRODUCT));
+                std::unique_ptr<faiss::Index> raw(faiss::index_factory(D, raw_coarse.c_str(), faiss::METRIC_INNER_PRODUCT));
                 t0 = now_s();
                 if (!raw->is_trained) raw->train(nt, xb);
                 for (int64_t i = 0; i < N; i += 65536) raw->add(std::min<int64_t>(65536, N - i), xb + i * D);
                 const double raw_build_s = now_s() - t0;
                 const double raw_bpe = serialized_bytes(raw.get()) / N;
-                std::printf("   unprotected %s: build %.1f s, %.0f bytes/entry\n", coarse.c_str(), raw_build_s, raw_bpe);
+                std::printf("   unprotected %s: build %.1f s, %.0f bytes/entry\n", raw_coarse.c_str(), raw_build_s, raw_bpe);
                 builds << ", \"unprotected_build_s\": " << raw_build_s << "}";
                 auto* raw_hnsw = dynamic_cast<faiss::IndexHNSW*>(raw.get());
+                // The same structure as the protected index: the coarse index alone (k_factor 0 in
+                // the output) and with an exact re-rank of k * k_factor candidates (IndexRefineFlat
+                // over the raw vectors).
+                faiss::IndexRefineFlat refined(raw.get(), xb);
                 for (int64_t p : params) {
-                    if (raw_hnsw) {
-                        raw_hnsw->hnsw.efSearch = int(p);  // SearchParametersHNSW is not honoured (DESIGN)
-                    } else {
-                        faiss::ivflib::extract_index_ivf(raw.get())->nprobe = size_t(p);
+                    if (raw_hnsw) raw_hnsw->hnsw.efSearch = int(p);  // SearchParametersHNSW is not honoured (DESIGN)
+                    if (ivf) faiss::ivflib::extract_index_ivf(raw.get())->nprobe = size_t(p);
+                    std::vector<int64_t> raw_kfs{0};
+                    raw_kfs.insert(raw_kfs.end(), kfs.begin(), kfs.end());
+                    for (int64_t kf : raw_kfs) {
+                        refined.k_factor = float(kf);
+                        faiss::Index* searched = kf == 0 ? raw.get() : &refined;
+                        const Measured m = measure(
+                                [&](idx_t n, const float* x, float* d, idx_t* l) { searched->search(n, x, k, d, l); },
+                                xq, nq, n_single, D, k, repeats);
+                        record(rows, Row{coarse, "unprotected", pname, int(p), int(kf)}, m, raw_gt, nq, k,
+                               raw_build_s, raw_bpe + (kf == 0 ? 0.0 : 4.0 * D));
                     }
-                    const Measured m = measure([&](idx_t n, const float* x, float* d, idx_t* l) { raw->search(n, x, k, d, l); },
-                                               xq, nq, n_single, D, k, repeats);
-                    Row r{coarse, "unprotected", pname, int(p), 0};
-                    r.recall1 = recall_at(m.labels, raw_gt, 0, nq, k, 1);
-                    r.recall10 = recall_at(m.labels, raw_gt, 0, nq, k, 10);
-                    r.recall1_mated = recall_at(m.labels, raw_gt, 0, nq / 2, k, 1);
-                    r.recall10_nonmated = recall_at(m.labels, raw_gt, nq / 2, nq, k, 10);
-                    r.qps_single = m.qps_single;
-                    r.qps_batch = m.qps_batch;
-                    r.build_s = raw_build_s;
-                    r.bytes_per_entry = raw_bpe;
-                    rows.push_back(r);
-                    std::printf("     unprotected %s=%-4ld              R@1 %.4f R@10 %.4f (mated R@1 %.3f, non-mated R@10 "
-                                "%.3f)  QPS single %8.1f batch %8.1f\n",
-                                pname.c_str(), long(p), r.recall1, r.recall10, r.recall1_mated, r.recall10_nonmated,
-                                r.qps_single, r.qps_batch);
-                    std::fflush(stdout);
                 }
             }
 
-            const std::string stem = out_dir + "/recall_n" + std::to_string(N) + "_d" + std::to_string(D);
+            const std::string stem = out_dir + "/recall_n" + std::to_string(N) + "_d" + std::to_string(D) +
+                                     bench::file_suffix(index_options);
             std::ofstream csv(stem + ".csv");
-            csv << "n,dim,coarse,system,param_name,param,k_factor,recall1,recall10,recall1_mated,recall10_nonmated,qps_single,qps_batch,build_s,"
+            csv << "n,dim,coarse,system,param_name,param,k_factor,recall1,recall10,one_recall10,recall1_mated,recall10_nonmated,qps_single,qps_batch,build_s,"
                    "bytes_per_entry,exhaustive_protected_qps_single,exhaustive_protected_qps_batch,flat_ip_qps_single,"
-                   "flat_ip_qps_batch,threads\n";
+                   "flat_ip_qps_batch,threads,index_options\n";
             for (const Row& r : rows) {
                 csv << N << ',' << D << ",\"" << r.coarse << "\"," << r.system << ',' << r.param_name << ',' << r.param
-                    << ',' << r.k_factor << ',' << r.recall1 << ',' << r.recall10 << ',' << r.recall1_mated << ','
+                    << ',' << r.k_factor << ',' << r.recall1 << ',' << r.recall10 << ',' << r.one_recall10 << ',' << r.recall1_mated << ','
                     << r.recall10_nonmated << ',' << r.qps_single << ','
                     << r.qps_batch << ',' << r.build_s << ',' << r.bytes_per_entry << ',' << exh_qps_single << ','
-                    << exh_qps_batch << ',' << flat_qps_single << ',' << flat_qps_batch << ',' << threads << '\n';
+                    << exh_qps_batch << ',' << flat_qps_single << ',' << flat_qps_batch << ',' << threads << ",\"" << index_options
+                    << "\"\n";
             }
             std::ofstream js(stem + ".json");
             js << "{\"provenance\": " << prov.json() << ",\n \"n\": " << N << ", \"dim\": " << D
-               << ", \"threads\": " << threads << ", \"queries\": " << nq << ", \"single_queries\": " << n_single
+               << ", \"threads\": " << threads << ", \"index_options\": \"" << index_options << "\", \"queries\": " << nq << ", \"single_queries\": " << n_single
                << ", \"flat_ip_qps_batch\": " << flat_qps_batch << ", \"flat_ip_qps_single\": " << flat_qps_single
                << ",\n \"builds\": [" << builds.str() << "],\n \"rows\": [\n";
             for (size_t i = 0; i < rows.size(); ++i) {
                 const Row& r = rows[i];
                 js << "  {\"coarse\": \"" << r.coarse << "\", \"system\": \"" << r.system << "\", \"" << r.param_name
                    << "\": " << r.param << ", \"k_factor\": " << r.k_factor << ", \"recall1\": " << r.recall1
-                   << ", \"recall10\": " << r.recall10 << ", \"recall1_mated\": " << r.recall1_mated
+                   << ", \"recall10\": " << r.recall10 << ", \"one_recall10\": " << r.one_recall10 << ", \"recall1_mated\": " << r.recall1_mated
                    << ", \"recall10_nonmated\": " << r.recall10_nonmated << ", \"qps_single\": " << r.qps_single
                    << ", \"qps_batch\": " << r.qps_batch << ", \"build_s\": " << r.build_s
                    << ", \"bytes_per_entry\": " << r.bytes_per_entry << "}" << (i + 1 < rows.size() ? ",\n" : "\n");

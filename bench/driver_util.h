@@ -6,6 +6,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -115,6 +116,17 @@ inline SynthSplit synth_data(int64_t dim, int64_t n, int64_t mated, int64_t nonm
     cfg.group_dim = 16;
     cfg.seed = seed;
     return value_or_die(synth_gallery(cfg, n, mated, nonmated));
+}
+
+/// "" for "", else "_" + text with every character outside [A-Za-z0-9.-] replaced by '-'
+/// (result files of runs with index options, e.g. "embedding=identity").
+inline std::string file_suffix(const std::string& text) {
+    if (text.empty()) return "";
+    std::string out = "_" + text;
+    for (char& c : out) {
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '-';
+    }
+    return out;
 }
 
 inline double now_s() {

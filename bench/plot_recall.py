@@ -40,6 +40,12 @@ def main():
     for path in args.csv:
         with open(path, newline="") as f:
             for row in csv.DictReader(f):
+                # Runs with index options (e.g. embedding=identity) are their own series.
+                # (their unprotected rows repeat the run without options and are not drawn).
+                if row.get("index_options"):
+                    if row["system"] == "unprotected":
+                        continue
+                    row["coarse"] = f'{row["coarse"]} ({row["index_options"]})'
                 panels[(int(row["n"]), int(row["dim"]))].append(row)
     if not panels:
         sys.exit("no rows in " + ", ".join(args.csv))

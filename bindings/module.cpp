@@ -771,7 +771,9 @@ None (exhaustive search), a faiss factory string ("HNSW32", "IVF256,Flat") built
 ``coarse_dim(params, embedding)`` with ``coarse_metric(embedding)``, serialised FAISS bytes
 (faiss.serialize_index), or a python3-faiss index object (copied through serialisation; the
 faiss module's version must be pslerp.FAISS_VERSION). The coarse index must be empty and of
-that dimension and metric.
+that dimension and metric. ``embedding``: what the coarse index holds of each entry, "linear"
+(default), "template", or "identity" (opt-in, weaker protection: the coarse index then holds
+an approximation of each raw feature; README "Security").
 
 Inputs are numpy float32 C-contiguous (n, d) arrays of raw features, ids int64. Scores are
 similarities (higher is better); missing results have label -1 and score -inf.

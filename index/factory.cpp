@@ -264,7 +264,9 @@ std::string describe_index(const IndexProtectedSlerp& index) {
         options.push_back(absl::StrCat("range_shortlist=", index.range_shortlist));
     }
     if (index.train_pca) options.push_back("pca=true");
-    if (index.coarse_embedding == CoarseEmbedding::kTemplate) options.push_back("embedding=template");
+    if (index.coarse_embedding != CoarseEmbedding::kLinear) {
+        options.push_back(std::string("embedding=") + embedding_name(index.coarse_embedding));
+    }
     std::string s = absl::StrCat("PSlerp", p.groups, "x", p.group_dim);
     if (!options.empty()) absl::StrAppend(&s, "(", absl::StrJoin(options, ","), ")");
     if (index.coarse) absl::StrAppend(&s, ",", describe_coarse(*index.coarse));

@@ -6,7 +6,8 @@
 // Params::set (preset, t, t_minus_importance, key, drop, drop_count, mapping, drop_min,
 // drop_max, replacement, fill, importance, weighting, temperature) plus the index options
 // k_factor, range_shortlist, pca (true|false: learn a PCA rotation in train()) and embedding
-// (linear|template: what the coarse index holds, see CoarseEmbedding). `preset` is applied
+// (linear|template|identity: what the coarse index holds, see CoarseEmbedding; identity is an
+// opt-in that weakens protection for mated recall, see README "Security"). `preset` is applied
 // first wherever it appears; the others in order. <coarse> is any faiss::index_factory string
 // (HNSW32, IVF256,Flat, IVF1024,PQ16, IVF256,SQ8, ...) built at the coarse embedding's
 // dimension and metric (IndexProtectedSlerp::coarse_metric); without it the search is

@@ -475,7 +475,7 @@ std::unique_ptr<IndexProtectedSlerp> parse(const uint8_t* data, size_t size) {
     const bool has_seed = opts.flag("has_seed");
     const uint64_t seed_value = opts.pod<uint64_t>();
     const int64_t ntotal = opts.pod<int64_t>();
-    const auto embedding = opts.en<CoarseEmbedding>("coarse_embedding", 1);
+    const auto embedding = opts.en<CoarseEmbedding>("coarse_embedding", 2);
     const int64_t coarse_d = coarse_dim(params, embedding);
     std::vector<float> coarse_shift = opts.vec<float>("coarse_shift", {0, uint64_t(coarse_d)});
     const float coarse_radius = opts.pod<float>();

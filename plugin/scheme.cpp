@@ -204,13 +204,19 @@ void combination_weights(const Params& p, const float* w, float* out) {
 }
 
 const char* embedding_name(CoarseEmbedding mode) {
-    return mode == CoarseEmbedding::kLinear ? "linear" : "template";
+    switch (mode) {
+        case CoarseEmbedding::kLinear: return "linear";
+        case CoarseEmbedding::kIdentity: return "identity";
+        case CoarseEmbedding::kTemplate: break;
+    }
+    return "template";
 }
 
 absl::StatusOr<CoarseEmbedding> parse_embedding(const std::string& name) {
     if (name == "linear") return CoarseEmbedding::kLinear;
     if (name == "template") return CoarseEmbedding::kTemplate;
-    return absl::InvalidArgumentError("embedding: expected linear|template, got '" + name + "'");
+    if (name == "identity") return CoarseEmbedding::kIdentity;
+    return absl::InvalidArgumentError("embedding: expected linear|template|identity, got '" + name + "'");
 }
 
 int coarse_dim(const Params& p, CoarseEmbedding mode) {
@@ -222,6 +228,33 @@ void coarse_embedding(const Params& p, CoarseEmbedding mode, const float* e, con
     const int G = p.groups, d = p.group_dim;
     if (mode == CoarseEmbedding::kTemplate) {
         std::copy(e, e + p.dim(), out);
+        return;
+    }
+    if (mode == CoarseEmbedding::kIdentity) {
+        // Per group: u = M e - <M e, k'> k' with k' = M k / |M k|; the stored group is
+        // M (a x + b k) / n, so u is (a / n) times the kept feature less its component along the
+        // kept key.
+        for (int g = 0; g < G; ++g) {
+            const float* kg = p.key_mode == KeyMode::kShared ? key : key + g * d;
+            const float* eg = e + g * d;
+            const uint8_t* mg = mask + g * d;
+            float* og = out + g * d;
+            double kk = 0, ek = 0;
+            for (int j = 0; j < d; ++j) {
+                if (!mg[j]) continue;
+                kk += double(kg[j]) * kg[j];
+                ek += double(eg[j]) * kg[j];
+            }
+            const double c = kk > 0 ? ek / kk : 0.0;
+            double uu = 0;
+            for (int j = 0; j < d; ++j) {
+                const double u = mg[j] ? eg[j] - c * kg[j] : 0.0;
+                og[j] = static_cast<float>(u);
+                uu += u * u;
+            }
+            const double scale = uu > 1e-12 ? w[g] / std::sqrt(uu) : 0.0;
+            for (int j = 0; j < d; ++j) og[j] = static_cast<float>(og[j] * scale);
+        }
         return;
     }
     // Expansion point: c = <q,k> = 0 (theta = pi/2), <q, M e> = <q, M k> = 0 and <q*q, M> = m,

@@ -63,9 +63,21 @@ enum class CoarseEmbedding : uint8_t {
     /// exact score closely (correlation about 0.97 on random data against 0.62 for the
     /// template), so a short shortlist recovers the exact ranking.
     kLinear = 1,
+    /// Opt-in, weaker protection: per group the part of the kept template orthogonal to the
+    /// kept key, normalised and scaled by W_g (dimension G*d), probed with the normalised raw
+    /// probe. It is close to the kept raw feature (cosine about 0.8-0.9), so the coarse stage
+    /// keeps the neighbourhoods of the raw features: mated entries are found at the rate of an
+    /// unprotected index of the same kind, which the other embeddings, whose position follows
+    /// the random keys, cannot match on structured data. The price: the coarse index alone then
+    /// links and approximates identities. Anyone holding the whole index file can compute the
+    /// same vectors from its templates, keys and masks (the stolen-token inversion, DESIGN
+    /// section 7), but a coarse index copied, exported or sharded without the keys leaks what
+    /// the protected templates alone do not, and renewing keys does not renew it. See README
+    /// "Security".
+    kIdentity = 2,
 };
 
-/// "linear" / "template", and back.
+/// "linear" / "template" / "identity", and back.
 const char* embedding_name(CoarseEmbedding mode);
 absl::StatusOr<CoarseEmbedding> parse_embedding(const std::string& name);
 

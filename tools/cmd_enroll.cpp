@@ -52,6 +52,11 @@ absl::Status run(Args& args) {
     } catch (const std::exception& e) {
         return absl::InvalidArgumentError(e.what());
     }
+    if (index->coarse && index->coarse_embedding == CoarseEmbedding::kIdentity) {
+        std::fprintf(stderr,
+                     "pslerp enroll: WARNING embedding=identity: the coarse index holds an approximation of each "
+                     "raw feature; protect the index file like raw features (README, Security)\n");
+    }
     if (*seed >= 0) {
         std::fprintf(stderr, "pslerp enroll: WARNING --seed makes keys reproducible: for tests only\n");
         index->set_seed(uint64_t(*seed));

@@ -574,6 +574,20 @@ def test_faiss_coarse_index_borrowed(data):
     index = pslerp.IndexProtectedSlerp(p, coarse=flat_ip, embedding="template")
     index.add(data.gallery)
     assert index.coarse_embedding == "template"
+    # Identity embedding (opt-in, README "Security"): inner product at the raw dimension; it
+    # survives a round trip through bytes.
+    assert pslerp.coarse_metric("identity") == faiss.METRIC_INNER_PRODUCT
+    index = pslerp.index_factory(G * DG, f"PSlerp{G}x{DG}(embedding=identity),IVF8,Flat")
+    index.train(data.gallery)
+    index.add(data.gallery)
+    assert index.coarse_embedding == "identity"
+    assert index.coarse_index().d == pslerp.coarse_dim(p, "identity") == G * DG
+    D, I = index.search(data.probes, 5, nprobe=8, k_factor=100)
+    back = pslerp.deserialize_index(pslerp.serialize_index(index))
+    assert back.coarse_embedding == "identity"
+    np.testing.assert_array_equal(back.search(data.probes, 5, nprobe=8, k_factor=100)[1], I)
+    with pytest.raises(ValueError, match="linear|template|identity"):
+        pslerp.coarse_dim(p, "raw")
     # Also serialised FAISS bytes and faiss factory strings.
     pslerp.IndexProtectedSlerp(p, coarse=faiss.serialize_index(faiss.IndexHNSWFlat(cd, 16)))
     assert pslerp.IndexProtectedSlerp(p, coarse="HNSW16").has_coarse
