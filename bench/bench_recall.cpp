@@ -84,6 +84,18 @@ double one_recall_at(const std::vector<idx_t>& got, const std::vector<idx_t>& tr
     return hits / double(q1 - q0);
 }
 
+// Share of mated probes [0, n_mated) whose own identity (gallery id = identity) is among the
+// first r results: the identification rate, whatever exhaustive search would rank first.
+double mated_found_at(const std::vector<idx_t>& got, const std::vector<int64_t>& probe_labels, int64_t n_mated, int k,
+                      int r) {
+    double hits = 0;
+    for (int64_t q = 0; q < n_mated; ++q) {
+        const idx_t* g = got.data() + q * k;
+        hits += std::find(g, g + r, idx_t(probe_labels[q])) != g + r;
+    }
+    return hits / double(std::max<int64_t>(1, n_mated));
+}
+
 using SearchFn = std::function<void(idx_t n, const float* x, float* distances, idx_t* labels)>;
 
 struct Measured {
@@ -114,25 +126,26 @@ Measured measure(const SearchFn& fn, const float* x, int64_t nq, int64_t n_singl
 struct Row {
     std::string coarse, system, param_name;
     int param = 0, k_factor = 0;
-    double recall1 = 0, recall10 = 0, one_recall10 = 0, recall1_mated = 0, recall10_nonmated = 0, qps_single = 0, qps_batch = 0, build_s = 0, bytes_per_entry = 0;
+    double recall1 = 0, recall10 = 0, one_recall10 = 0, recall1_mated = 0, recall10_nonmated = 0, mated_found10 = 0, qps_single = 0, qps_batch = 0, build_s = 0, bytes_per_entry = 0;
 };
 
 // One sweep point: recalls of the batched labels against `truth`, speeds, printed and kept.
-void record(std::vector<Row>& rows, Row r, const Measured& m, const std::vector<idx_t>& truth, int64_t nq, int k,
-            double build_s, double bytes_per_entry) {
+void record(std::vector<Row>& rows, Row r, const Measured& m, const std::vector<idx_t>& truth,
+            const std::vector<int64_t>& probe_labels, int64_t nq, int k, double build_s, double bytes_per_entry) {
     r.recall1 = recall_at(m.labels, truth, 0, nq, k, 1);
     r.recall10 = recall_at(m.labels, truth, 0, nq, k, 10);
     r.one_recall10 = one_recall_at(m.labels, truth, 0, nq, k, 10);
     r.recall1_mated = recall_at(m.labels, truth, 0, nq / 2, k, 1);
     r.recall10_nonmated = recall_at(m.labels, truth, nq / 2, nq, k, 10);
+    r.mated_found10 = mated_found_at(m.labels, probe_labels, nq / 2, k, 10);
     r.qps_single = m.qps_single;
     r.qps_batch = m.qps_batch;
     r.build_s = build_s;
     r.bytes_per_entry = bytes_per_entry;
-    std::printf("     %-11s %s=%-4d k_factor=%-3d R@1 %.4f R@10 %.4f 1-R@10 %.4f (mated R@1 %.3f, non-mated R@10 %.3f)  "
-                "QPS single %8.1f batch %8.1f\n",
+    std::printf("     %-11s %s=%-4d k_factor=%-3d R@1 %.4f R@10 %.4f 1-R@10 %.4f (mated R@1 %.3f, non-mated R@10 %.3f, mated "
+                "identity in top-10 %.3f)  QPS single %8.1f batch %8.1f\n",
                 r.system.c_str(), r.param_name.c_str(), r.param, r.k_factor, r.recall1, r.recall10, r.one_recall10,
-                r.recall1_mated, r.recall10_nonmated, r.qps_single, r.qps_batch);
+                r.recall1_mated, r.recall10_nonmated, r.mated_found10, r.qps_single, r.qps_batch);
     std::fflush(stdout);
     rows.push_back(std::move(r));
 }
@@ -193,7 +206,8 @@ int main(int argc, char** argv) try {
                 flat_qps_batch = m.qps_batch;
                 flat_qps_single = m.qps_single;
             }
-            std::printf("   IndexFlatIP exhaustive: %.1f QPS batched, %.1f QPS single\n", flat_qps_batch, flat_qps_single);
+            std::printf("   IndexFlatIP exhaustive: %.1f QPS batched, %.1f QPS single; mated identity in top-10 %.3f\n",
+                        flat_qps_batch, flat_qps_single, mated_found_at(raw_gt, data.probes.labels, nq / 2, k, 10));
 
             std::vector<Row> rows;
             double exh_qps_batch = 0, exh_qps_single = 0;
@@ -232,7 +246,8 @@ int main(int argc, char** argv) try {
                         nq, n_single_exh, D, k, 1);
                 exh_qps_batch = std::max(exh_qps_batch, gt.qps_batch);  // best observed: conservative speed-ups
                 exh_qps_single = std::max(exh_qps_single, gt.qps_single);
-                std::printf("   exhaustive protected: %.1f QPS batched, %.1f QPS single\n", gt.qps_batch, gt.qps_single);
+                std::printf("   exhaustive protected: %.1f QPS batched, %.1f QPS single; mated identity in top-10 %.3f\n",
+                            gt.qps_batch, gt.qps_single, mated_found_at(gt.labels, data.probes.labels, nq / 2, k, 10));
 
                 for (int64_t p : params) {
                     for (int64_t kf : kfs) {
@@ -243,7 +258,7 @@ int main(int argc, char** argv) try {
                         const Measured m = measure(
                                 [&](idx_t n, const float* x, float* d, idx_t* l) { idx->search(n, x, k, d, l, &sp); },
                                 xq, nq, n_single, D, k, repeats);
-                        record(rows, Row{coarse, "protected", pname, int(p), int(kf)}, m, gt.labels, nq, k, build_s,
+                        record(rows, Row{coarse, "protected", pname, int(p), int(kf)}, m, gt.labels, data.probes.labels, nq, k, build_s,
                                bpe);
                     }
                 }
@@ -278,7 +293,7 @@ int main(int argc, char** argv) try {
                         const Measured m = measure(
                                 [&](idx_t n, const float* x, float* d, idx_t* l) { searched->search(n, x, k, d, l); },
                                 xq, nq, n_single, D, k, repeats);
-                        record(rows, Row{coarse, "unprotected", pname, int(p), int(kf)}, m, raw_gt, nq, k,
+                        record(rows, Row{coarse, "unprotected", pname, int(p), int(kf)}, m, raw_gt, data.probes.labels, nq, k,
                                raw_build_s, raw_bpe + (kf == 0 ? 0.0 : 4.0 * D));
                     }
                 }
@@ -289,14 +304,14 @@ int main(int argc, char** argv) try {
             std::ofstream csv(stem + ".csv");
             csv << "n,dim,coarse,system,param_name,param,k_factor,recall1,recall10,one_recall10,recall1_mated,recall10_nonmated,qps_single,qps_batch,build_s,"
                    "bytes_per_entry,exhaustive_protected_qps_single,exhaustive_protected_qps_batch,flat_ip_qps_single,"
-                   "flat_ip_qps_batch,threads,index_options\n";
+                   "flat_ip_qps_batch,threads,index_options,mated_found10\n";
             for (const Row& r : rows) {
                 csv << N << ',' << D << ",\"" << r.coarse << "\"," << r.system << ',' << r.param_name << ',' << r.param
                     << ',' << r.k_factor << ',' << r.recall1 << ',' << r.recall10 << ',' << r.one_recall10 << ',' << r.recall1_mated << ','
                     << r.recall10_nonmated << ',' << r.qps_single << ','
                     << r.qps_batch << ',' << r.build_s << ',' << r.bytes_per_entry << ',' << exh_qps_single << ','
                     << exh_qps_batch << ',' << flat_qps_single << ',' << flat_qps_batch << ',' << threads << ",\"" << index_options
-                    << "\"\n";
+                    << "\"," << r.mated_found10 << '\n';
             }
             std::ofstream js(stem + ".json");
             js << "{\"provenance\": " << prov.json() << ",\n \"n\": " << N << ", \"dim\": " << D
@@ -308,7 +323,7 @@ int main(int argc, char** argv) try {
                 js << "  {\"coarse\": \"" << r.coarse << "\", \"system\": \"" << r.system << "\", \"" << r.param_name
                    << "\": " << r.param << ", \"k_factor\": " << r.k_factor << ", \"recall1\": " << r.recall1
                    << ", \"recall10\": " << r.recall10 << ", \"one_recall10\": " << r.one_recall10 << ", \"recall1_mated\": " << r.recall1_mated
-                   << ", \"recall10_nonmated\": " << r.recall10_nonmated << ", \"qps_single\": " << r.qps_single
+                   << ", \"recall10_nonmated\": " << r.recall10_nonmated << ", \"mated_found10\": " << r.mated_found10 << ", \"qps_single\": " << r.qps_single
                    << ", \"qps_batch\": " << r.qps_batch << ", \"build_s\": " << r.build_s
                    << ", \"bytes_per_entry\": " << r.bytes_per_entry << "}" << (i + 1 < rows.size() ? ",\n" : "\n");
             }
