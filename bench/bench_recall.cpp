@@ -1,12 +1,15 @@
 // Coarse-then-refine recall and speed (issue 3). For each gallery size N and dimension D
 // (G groups of 16) of synthetic features and each coarse factory string (HNSW32, IVF<nlist>
-// with Flat / PQ16np / SQ8 codes; "np": no polysemous training, which only costs build time), the protected index "PSlerp<G>x16,<coarse>" is swept over the
-// coarse parameter (efSearch or nprobe) and k_factor: recall@1 and recall@10 against the
-// exhaustive protected search of the same index (search_exhaustive), queries per second single
-// and batched, build time, bytes per entry. In the same run the unprotected FAISS equivalent
-// (the same coarse string on the raw vectors, inner product) is swept over the same parameter,
-// its recall measured against the exact raw IndexFlatIP. Writes recall_n<N>_d<D>.csv and
-// .json per configuration into --out (bench/plot_recall.py plots them).
+// with Flat / PQ / SQ codes, Flat, PQ fast-scan; "A|B" gives the protected and the raw index
+// different strings where the code layout depends on the dimension), the protected index
+// "PSlerp<G>x16[(--index-options)],<coarse>" is swept over the coarse parameter (efSearch,
+// nprobe, or none) and k_factor: recall@1 and recall@10 against the exhaustive protected search
+// of the same index (search_exhaustive), FAISS's 1-recall@10, the share of mated probes whose
+// identity is in the top 10, queries per second single and batched, build time, bytes per
+// entry. In the same run the unprotected FAISS equivalent (the same coarse string on the raw
+// vectors, inner product; alone and inside IndexRefineFlat with the same k_factor) is swept
+// over the same parameter, its recall measured against the exact raw IndexFlatIP. Writes
+// recall_n<N>_d<D>[_options].csv and .json into --out (bench/plot_recall.py plots them).
 //
 // Not a timed test. Example:
 //   build-bench/bench/bench_recall --n 100000 --dims 128 --out bench/out

@@ -117,6 +117,12 @@ TEST(Factory, IndexOptions) {
     EXPECT_EQ(index->coarse_embedding, CoarseEmbedding::kTemplate);
     EXPECT_EQ(index->coarse->d, 128);
 
+    auto identity = index_factory(128, "PSlerp8x16(embedding=identity),IVF16,Flat");
+    EXPECT_EQ(identity->coarse_embedding, CoarseEmbedding::kIdentity);
+    EXPECT_EQ(identity->coarse->d, 128);
+    EXPECT_EQ(identity->coarse->metric_type, faiss::METRIC_INNER_PRODUCT);
+    EXPECT_NE(describe_index(*identity).find("embedding=identity"), std::string::npos) << describe_index(*identity);
+
     auto linear = index_factory(128, "PSlerp8x16,HNSW16");
     EXPECT_EQ(linear->k_factor, 10);
     EXPECT_EQ(linear->range_shortlist, 1000);

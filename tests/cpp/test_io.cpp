@@ -209,6 +209,7 @@ INSTANTIATE_TEST_SUITE_P(
                           IoCase{"PSlerp8x16,IVF16,SQ8", 128, true, 1500},
                           IoCase{"PSlerp8x16,IVF16,Flat", 128, false, 0},
                           IoCase{"PSlerp8x16(embedding=template),HNSW16", 128, true, 600},
+                          IoCase{"PSlerp8x16(embedding=identity),IVF16,Flat", 128, true, 1500},
                           IoCase{"PSlerp6x10(t=0.8,drop=importance,mapping=budget,key=shared,fill=random),HNSW8", 60,
                                  true, 600},
                           IoCase{"PSlerp13x5(preset=slerpface,range_shortlist=40),IVF8,Flat", 65, true, 700}));
