@@ -331,7 +331,7 @@ void CoarseStage(const EvalSet& es, const Options& o) {
                     }
                     return c / n;
                 }());
-    for (const char* emb : {"template", "linear"}) {
+    for (const char* emb : {"template", "linear", "identity"}) {
         for (bool centred : {false, true}) {
             Stat hit, share, exact, r1c, r1e;
             for (int r = 0; r < o.draws; ++r) {
