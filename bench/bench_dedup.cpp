@@ -136,19 +136,15 @@ int main(int argc, char** argv) try {
 
     for (int64_t dim : dims) {
         const int D = int(dim);
-        SynthConfig cfg;
-        cfg.groups = D / 16;
-        cfg.group_dim = 16;
-        cfg.seed = seed;
+        const SynthConfig cfg = bench::synth_config(dim, seed);
         const SynthModel model = value_or_die(synth_model(cfg));
         for (int64_t N : ns) {
             std::mt19937_64 rng(seed + 1);
-            // Gallery: sample 0 of identities 0..N-1, id = identity.
-            std::vector<float> xb(N * D);
-            std::vector<idx_t> ids(N);
-#pragma omp parallel for
-            for (int64_t i = 0; i < N; ++i) synth_one(cfg, model, i, 0, xb.data() + i * D);
-            std::iota(ids.begin(), ids.end(), 0);
+            // Gallery: the drivers' synthetic gallery (sample 0 of identities 0..N-1), id = identity;
+            // the batch is drawn from the same config and model.
+            const SynthSplit data = bench::synth_data(dim, N, 0, 0, seed);
+            const float* xb = data.gallery.x.data();
+            const idx_t* ids = data.gallery.labels.data();
             // Batch: gallery duplicates, then pairs (consecutive), then singletons.
             std::vector<int64_t> labels(B);
             std::vector<int64_t> samples(B, 0);
@@ -171,18 +167,15 @@ int main(int argc, char** argv) try {
             std::vector<Row> rows;
             std::ostringstream meta;
             for (const std::string& coarse : coarses) {
-                const bool hnsw = coarse.rfind("HNSW", 0) == 0, ivf = coarse.rfind("IVF", 0) == 0;
-                const std::string pname = hnsw ? "efSearch" : ivf ? "nprobe" : "none";
-                const std::vector<int64_t> no_param{0};
-                const auto& params = hnsw ? efs : ivf ? nprobes : no_param;
-                const std::string desc = "PSlerp" + std::to_string(D / 16) + "x16" + (index_options.empty() ? "" : "(" + index_options + ")") + "," + coarse;
+                const bench::CoarseSweep sweep(coarse, efs, nprobes);
+                const std::string desc = bench::protected_factory(D, index_options, coarse);
                 std::unique_ptr<IndexProtectedSlerp> idx = index_factory(D, desc);
                 idx->set_seed(seed);
                 double t0 = now_s();
-                idx->train(std::min(N, n_train), xb.data());
+                idx->train(std::min(N, n_train), xb);
                 for (int64_t i = 0; i < N; i += 65536) {
                     const int64_t m = std::min<int64_t>(65536, N - i);
-                    idx->add_with_ids(m, xb.data() + i * D, ids.data() + i);
+                    idx->add_with_ids(m, xb + i * D, ids + i);
                 }
                 const double build_s = now_s() - t0;
 
@@ -216,11 +209,10 @@ int main(int argc, char** argv) try {
                     std::fflush(stdout);
                 };
                 print(o);
-                for (int64_t p : params) {
+                for (int64_t p : sweep.values) {
                     for (int64_t rs : shortlists) {
                         SearchParametersProtectedSlerp sp;
-                        if (hnsw) sp.efSearch = int(p);
-                        if (ivf) sp.nprobe = int(p);
+                        sweep.apply(sp, p);
                         sp.range_shortlist = int(rs);
                         opt.search = &sp;
                         std::vector<double> secs;
@@ -230,7 +222,7 @@ int main(int argc, char** argv) try {
                             res = deduplicate(*idx, B, xbatch.data(), opt);
                             secs.push_back(now_s() - t0);
                         }
-                        Row r{coarse, pname, int(p), int(rs), median(secs),
+                        Row r{coarse, sweep.name, int(p), int(rs), median(secs),
                               assess(res, labels, N, n_dup, n_pairs, &oracle)};
                         rows.push_back(r);
                         print(r);

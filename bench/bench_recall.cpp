@@ -153,8 +153,6 @@ void record(std::vector<Row>& rows, Row r, const Measured& m, const std::vector<
     rows.push_back(std::move(r));
 }
 
-bool is_hnsw(const std::string& coarse) { return coarse.rfind("HNSW", 0) == 0; }
-bool is_ivf(const std::string& coarse) { return coarse.rfind("IVF", 0) == 0; }
 
 }  // namespace
 
@@ -221,15 +219,11 @@ int main(int argc, char** argv) try {
                 const size_t bar = coarse_arg.find('|');
                 const std::string coarse = coarse_arg.substr(0, bar);
                 const std::string raw_coarse = bar == std::string::npos ? coarse : coarse_arg.substr(bar + 1);
-                // The swept coarse parameter: efSearch (HNSW), nprobe (IVF), none (Flat, PQ fast-scan).
-                const bool hnsw = is_hnsw(coarse), ivf = is_ivf(coarse);
-                const std::string pname = hnsw ? "efSearch" : ivf ? "nprobe" : "none";
-                const std::vector<int64_t> no_param{0};
-                const auto& params = hnsw ? efs : ivf ? nprobes : no_param;
+                const bench::CoarseSweep sweep(coarse, efs, nprobes);
                 const int64_t nt = std::min(N, n_train);
 
                 // --- protected ---
-                const std::string desc = "PSlerp" + std::to_string(G) + "x16" + (index_options.empty() ? "" : "(" + index_options + ")") + "," + coarse;
+                const std::string desc = bench::protected_factory(D, index_options, coarse);
                 std::unique_ptr<IndexProtectedSlerp> idx = index_factory(D, desc);
                 idx->set_seed(seed);
                 t0 = now_s();
@@ -252,16 +246,15 @@ int main(int argc, char** argv) try {
                 std::printf("   exhaustive protected: %.1f QPS batched, %.1f QPS single; mated identity in top-10 %.3f\n",
                             gt.qps_batch, gt.qps_single, mated_found_at(gt.labels, data.probes.labels, nq / 2, k, 10));
 
-                for (int64_t p : params) {
+                for (int64_t p : sweep.values) {
                     for (int64_t kf : kfs) {
                         SearchParametersProtectedSlerp sp;
                         sp.k_factor = int(kf);
-                        if (hnsw) sp.efSearch = int(p);
-                        if (ivf) sp.nprobe = int(p);
+                        sweep.apply(sp, p);
                         const Measured m = measure(
                                 [&](idx_t n, const float* x, float* d, idx_t* l) { idx->search(n, x, k, d, l, &sp); },
                                 xq, nq, n_single, D, k, repeats);
-                        record(rows, Row{coarse, "protected", pname, int(p), int(kf)}, m, gt.labels, data.probes.labels, nq, k, build_s,
+                        record(rows, Row{coarse, "protected", sweep.name, int(p), int(kf)}, m, gt.labels, data.probes.labels, nq, k, build_s,
                                bpe);
                     }
                 }
@@ -285,9 +278,9 @@ int main(int argc, char** argv) try {
                 // the output) and with an exact re-rank of k * k_factor candidates (IndexRefineFlat
                 // over the raw vectors).
                 faiss::IndexRefineFlat refined(raw.get(), xb);
-                for (int64_t p : params) {
+                for (int64_t p : sweep.values) {
                     if (raw_hnsw) raw_hnsw->hnsw.efSearch = int(p);  // SearchParametersHNSW is not honoured (DESIGN)
-                    if (ivf) faiss::ivflib::extract_index_ivf(raw.get())->nprobe = size_t(p);
+                    if (sweep.ivf) faiss::ivflib::extract_index_ivf(raw.get())->nprobe = size_t(p);
                     std::vector<int64_t> raw_kfs{0};
                     raw_kfs.insert(raw_kfs.end(), kfs.begin(), kfs.end());
                     for (int64_t kf : raw_kfs) {
@@ -296,7 +289,7 @@ int main(int argc, char** argv) try {
                         const Measured m = measure(
                                 [&](idx_t n, const float* x, float* d, idx_t* l) { searched->search(n, x, k, d, l); },
                                 xq, nq, n_single, D, k, repeats);
-                        record(rows, Row{coarse, "unprotected", pname, int(p), int(kf)}, m, raw_gt, data.probes.labels, nq, k,
+                        record(rows, Row{coarse, "unprotected", sweep.name, int(p), int(kf)}, m, raw_gt, data.probes.labels, nq, k,
                                raw_build_s, raw_bpe + (kf == 0 ? 0.0 : 4.0 * D));
                     }
                 }

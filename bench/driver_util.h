@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "index/IndexProtectedSlerp.h"
 #include "index/kernels/scan.h"
 #include "plugin/synth.h"
 
@@ -104,9 +105,8 @@ T value_or_die(absl::StatusOr<T> s) {
     return *std::move(s);
 }
 
-/// The drivers' synthetic data: G = dim / 16 groups of 16, seeded, a gallery of n identities
-/// and mated + nonmated probes.
-inline SynthSplit synth_data(int64_t dim, int64_t n, int64_t mated, int64_t nonmated, uint64_t seed) {
+/// The drivers' synthetic config: G = dim / 16 groups of 16, seeded, generator defaults.
+inline SynthConfig synth_config(int64_t dim, uint64_t seed) {
     if (dim % 16 != 0) {
         std::fprintf(stderr, "error: --dims must be multiples of 16, got %ld\n", long(dim));
         std::exit(1);
@@ -115,7 +115,37 @@ inline SynthSplit synth_data(int64_t dim, int64_t n, int64_t mated, int64_t nonm
     cfg.groups = int(dim / 16);
     cfg.group_dim = 16;
     cfg.seed = seed;
-    return value_or_die(synth_gallery(cfg, n, mated, nonmated));
+    return cfg;
+}
+
+/// The drivers' synthetic data under synth_config: a gallery of n identities and mated +
+/// nonmated probes.
+inline SynthSplit synth_data(int64_t dim, int64_t n, int64_t mated, int64_t nonmated, uint64_t seed) {
+    return value_or_die(synth_gallery(synth_config(dim, seed), n, mated, nonmated));
+}
+
+/// The coarse parameter a driver sweeps for a coarse factory string: efSearch (HNSW), nprobe
+/// (IVF), or none (Flat, PQ fast-scan: one pass with the value 0).
+struct CoarseSweep {
+    bool hnsw = false, ivf = false;
+    std::string name;
+    std::vector<int64_t> values;
+
+    CoarseSweep(const std::string& coarse, const std::vector<int64_t>& efs, const std::vector<int64_t>& nprobes)
+            : hnsw(coarse.rfind("HNSW", 0) == 0), ivf(coarse.rfind("IVF", 0) == 0) {
+        name = hnsw ? "efSearch" : ivf ? "nprobe" : "none";
+        values = hnsw ? efs : ivf ? nprobes : std::vector<int64_t>{0};
+    }
+    /// Puts value v of the swept parameter into the search options.
+    void apply(pslerp::SearchParametersProtectedSlerp& sp, int64_t v) const {
+        if (hnsw) sp.efSearch = int(v);
+        if (ivf) sp.nprobe = int(v);
+    }
+};
+
+/// "PSlerp<D/16>x16[(options)],<coarse>": the protected index the drivers build.
+inline std::string protected_factory(int dim, const std::string& options, const std::string& coarse) {
+    return "PSlerp" + std::to_string(dim / 16) + "x16" + (options.empty() ? "" : "(" + options + ")") + "," + coarse;
 }
 
 /// "" for "", else "_" + text with every character outside [A-Za-z0-9.-] replaced by '-'
