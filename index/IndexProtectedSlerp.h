@@ -55,7 +55,7 @@ struct IndexProtectedSlerp : faiss::Index {
     /// Learn a PCA rotation with the centring (train()).
     bool train_pca = false;
     /// What the coarse index holds of each entry (plugin/scheme.h): the linearised score
-    /// (default) or the protected template.
+    /// (default), the protected template, or the opt-in identity embedding.
     CoarseEmbedding coarse_embedding = CoarseEmbedding::kLinear;
     /// Optional coarse index over the protected entries' embeddings (dimension coarse_d());
     /// nullptr = exhaustive. Its labels are storage rows.
@@ -83,7 +83,8 @@ struct IndexProtectedSlerp : faiss::Index {
     /// Dimension of the coarse index's vectors.
     int coarse_d() const { return coarse_dim(params, coarse_embedding); }
     /// Metric the coarse index must use: L2 for the linearised embedding (its entries all have
-    /// norm coarse_radius, so L2 order is inner-product order), inner product for templates.
+    /// norm coarse_radius, so L2 order is inner-product order), inner product for the template
+    /// and identity embeddings.
     static faiss::MetricType coarse_metric(CoarseEmbedding embedding) {
         return embedding == CoarseEmbedding::kLinear ? faiss::METRIC_L2 : faiss::METRIC_INNER_PRODUCT;
     }
