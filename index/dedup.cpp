@@ -2,7 +2,6 @@
 
 #include <numeric>
 
-#include <faiss/clone_index.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
 
@@ -35,7 +34,7 @@ int64_t DedupResult::clusters_with_several() const {
     return std::count_if(size.begin(), size.end(), [](int64_t s) { return s > 1; });
 }
 
-DedupResult deduplicate(IndexProtectedSlerp& index, idx_t n, const float* x, const DedupOptions& opt) {
+DedupResult deduplicate(faiss::Index& index, idx_t n, const float* x, const DedupOptions& opt) {
     FAISS_THROW_IF_NOT_FMT(n >= 0 && (n == 0 || x), "pslerp: dedup: bad batch (n = %ld)", long(n));
     FAISS_THROW_IF_NOT_MSG(std::isfinite(opt.threshold), "pslerp: dedup: threshold must be finite");
     DedupResult res;
@@ -50,23 +49,14 @@ DedupResult deduplicate(IndexProtectedSlerp& index, idx_t n, const float* x, con
         for (size_t j = gal.lims[i]; j < gal.lims[i + 1]; ++j) res.existing[i].emplace_back(gal.labels[j], gal.distances[j]);
     }
 
-    // 2. Within the batch: protect it into a scratch index of the same kind (same parameters,
-    // centring and coarse type) and link every pair that matches in either direction.
-    std::unique_ptr<faiss::Index> coarse_copy;
-    if (index.coarse) {
-        coarse_copy.reset(faiss::clone_index(index.coarse.get()));
-        coarse_copy->reset();  // keeps the training (IVF centroids, PQ codebooks)
-    }
-    IndexProtectedSlerp scratch(index.params, std::move(coarse_copy), index.coarse_embedding);
-    scratch.centering = index.centering;
-    scratch.coarse_shift = index.coarse_shift;
-    scratch.coarse_radius = index.coarse_radius;
-    scratch.k_factor = index.k_factor;
-    scratch.range_shortlist = index.range_shortlist;
-    if (!scratch.is_trained) scratch.train(n, x);  // an untrained coarse stage learns from the batch
+    // 2. Within the batch: protect it into a scratch exhaustive index with the same parameters
+    // and centring (the batch is small; exact) and link every pair that matches.
+    const ProtectedIndex& pi = protected_of(index);
+    IndexProtectedSlerp scratch(pi.params);
+    scratch.centering = pi.centering;
     scratch.add(n, x);  // ids 0..n-1 = batch positions
     faiss::RangeSearchResult within(n);
-    scratch.range_search(n, x, opt.threshold, &within, opt.search);
+    scratch.range_search(n, x, opt.threshold, &within);
     std::vector<int64_t> parent(n);
     std::iota(parent.begin(), parent.end(), 0);
     for (idx_t i = 0; i < n; ++i) {
@@ -91,12 +81,10 @@ DedupResult deduplicate(IndexProtectedSlerp& index, idx_t n, const float* x, con
             for (int64_t u : res.unique) res.enrolled_ids.push_back(opt.ids[u]);
             index.add_with_ids(idx_t(res.unique.size()), xs.data(), res.enrolled_ids.data());
         } else {
+            // add() numbers from next_id(), in order.
+            const idx_t first = pi.next_id();
+            for (size_t u = 0; u < res.unique.size(); ++u) res.enrolled_ids.push_back(first + idx_t(u));
             index.add(idx_t(res.unique.size()), xs.data());
-            // add() numbers after the largest id: recover them from the storage tail.
-            const int64_t rows = index.store.rows();
-            for (size_t u = 0; u < res.unique.size(); ++u) {
-                res.enrolled_ids.push_back(index.store.ids[rows - res.unique.size() + u]);
-            }
         }
     }
     return res;

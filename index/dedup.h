@@ -1,11 +1,12 @@
 // De-duplication of enrolments: which features of a new batch match an entry already in the
-// index (score >= threshold), and which match each other within the batch (clusters), using
-// the index's own search (coarse-then-refine when it has a coarse index, so it scales to
-// millions of entries). Optionally enrols one representative of each new identity.
+// index (score >= threshold: the index's own range search, so an IVF index scales it to
+// millions of entries) and which match each other within the batch (clusters, found
+// exhaustively). Optionally enrols one representative of each new identity.
 #pragma once
 
 #include <vector>
 
+#include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
 
 namespace pslerp {
@@ -29,11 +30,12 @@ struct DedupOptions {
     /// Enrol the unique items (with `ids` when given, else the index's next ids).
     bool enroll_unique = false;
     const idx_t* ids = nullptr;
-    /// Search options for both the gallery and the within-batch search.
-    const SearchParametersProtectedSlerp* search = nullptr;
+    /// Search options of the gallery search (SearchParametersIVF for nprobe on an IVF index).
+    const faiss::SearchParameters* search = nullptr;
 };
 
-/// @param x  n raw features, size n * index.d
-DedupResult deduplicate(IndexProtectedSlerp& index, idx_t n, const float* x, const DedupOptions& opt);
+/// @param index  an IndexProtectedSlerp or IndexIVFProtectedSlerp
+/// @param x      n raw features, size n * index.d
+DedupResult deduplicate(faiss::Index& index, idx_t n, const float* x, const DedupOptions& opt);
 
 }  // namespace pslerp

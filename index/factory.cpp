@@ -10,11 +10,7 @@
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
-#include <faiss/IndexIVFFlat.h>
-#include <faiss/IndexIVFPQ.h>
-#include <faiss/IndexScalarQuantizer.h>
 #include <faiss/impl/FaissException.h>
-#include <faiss/index_factory.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -28,11 +24,8 @@ namespace pslerp {
 namespace {
 
 constexpr const char* kExpected =
-        "expected PSlerp<G>x<d>[(option=value,...)][,coarse] such as PSlerp8x16,HNSW32 or "
-        "PSlerp49x16(preset=slerpface),IVF256,Flat";
-constexpr const char* kCoarseExamples = "such as HNSW32, IVF256,Flat, IVF1024,PQ16 or IVF256,SQ8";
-constexpr int kDefaultKFactor = 10;
-constexpr int kDefaultRangeShortlist = 1000;
+        "expected [IVF<nlist>[_HNSW<M>],]PSlerp<G>x<d>[(option=value,...)] such as PSlerp8x16, IVF1024,PSlerp8x16 "
+        "or IVF65536_HNSW32,PSlerp8x16(t=0.9)";
 
 [[noreturn]] void fail(const std::string& description, const std::string& why) {
     throw faiss::FaissException(absl::StrCat("pslerp: factory string '", description, "': ", why));
@@ -102,32 +95,6 @@ std::string describe_quantizer(const faiss::Index* q) {
     return absl::StrCat("_<", type_name(*q), ">");
 }
 
-std::string describe_coarse(const faiss::Index& c) {
-    const std::type_info& t = typeid(c);
-    if (t == typeid(faiss::IndexFlat) || t == typeid(faiss::IndexFlatIP)) return "Flat";
-    if (t == typeid(faiss::IndexHNSWFlat)) return absl::StrCat("HNSW", hnsw_m(static_cast<const faiss::IndexHNSW&>(c)));
-    if (auto* ivf = dynamic_cast<const faiss::IndexIVF*>(&c)) {
-        const std::string head = absl::StrCat("IVF", ivf->nlist, describe_quantizer(ivf->quantizer), ",");
-        if (t == typeid(faiss::IndexIVFFlat)) return head + "Flat";
-        if (t == typeid(faiss::IndexIVFPQ)) {
-            auto& ivfpq = static_cast<const faiss::IndexIVFPQ&>(c);
-            // "np": no polysemous training, which only matters before training.
-            return absl::StrCat(head, "PQ", ivfpq.pq.M, ivfpq.pq.nbits != 8 ? absl::StrCat("x", ivfpq.pq.nbits) : "",
-                                !ivfpq.is_trained && !ivfpq.do_polysemous_training ? "np" : "");
-        }
-        if (t == typeid(faiss::IndexIVFScalarQuantizer)) {
-            switch (static_cast<const faiss::IndexIVFScalarQuantizer&>(c).sq.qtype) {
-                case faiss::ScalarQuantizer::QT_8bit: return head + "SQ8";
-                case faiss::ScalarQuantizer::QT_4bit: return head + "SQ4";
-                case faiss::ScalarQuantizer::QT_6bit: return head + "SQ6";
-                case faiss::ScalarQuantizer::QT_fp16: return head + "SQfp16";
-                default: break;
-            }
-        }
-    }
-    return absl::StrCat("<", type_name(c), ">");
-}
-
 /// name -> value of a Params::describe() string, in order.
 std::vector<Option> describe_tokens(const Params& p) {
     std::vector<Option> out;
@@ -161,12 +128,35 @@ bool same_unsettable(const Params& a, const Params& b) {
            a.attention_wq == b.attention_wq && a.attention_wk == b.attention_wk;
 }
 
+/// Reads "IVF<nlist>[_HNSW<M>]," at the start of `description`; returns the quantizer part
+/// ("" or "_HNSW32") in *quantizer and the position after the comma, or 0 without an IVF part.
+size_t parse_ivf_prefix(const std::string& description, int* nlist, int* hnsw_m) {
+    const std::string ivf = "IVF";
+    if (description.compare(0, ivf.size(), ivf) != 0) return 0;
+    size_t pos = ivf.size();
+    if (!read_count(description, &pos, nlist)) fail(description, absl::StrCat("bad list count after 'IVF': ", kExpected));
+    *hnsw_m = 0;
+    const std::string hnsw = "_HNSW";
+    if (description.compare(pos, hnsw.size(), hnsw) == 0) {
+        pos += hnsw.size();
+        if (!read_count(description, &pos, hnsw_m) || *hnsw_m < 2) {
+            fail(description, absl::StrCat("bad HNSW neighbour count after '_HNSW': ", kExpected));
+        }
+    }
+    if (pos >= description.size() || description[pos] != ',') {
+        fail(description, absl::StrCat("unexpected '", description.substr(pos), "' after the IVF part: ", kExpected));
+    }
+    return pos + 1;
+}
+
 }  // namespace
 
-std::unique_ptr<IndexProtectedSlerp> index_factory(int d, const std::string& description) {
+std::unique_ptr<faiss::Index> index_factory(int d, const std::string& description) {
+    int nlist = 0, hnsw_m = 0;
+    size_t pos = parse_ivf_prefix(description, &nlist, &hnsw_m);
     const std::string prefix = "PSlerp";
-    if (description.compare(0, prefix.size(), prefix) != 0) fail(description, kExpected);
-    size_t pos = prefix.size();
+    if (description.compare(pos, prefix.size(), prefix) != 0) fail(description, kExpected);
+    pos += prefix.size();
     int groups = 0, group_dim = 0;
     bool shape_ok = read_count(description, &pos, &groups) && pos < description.size() && description[pos] == 'x';
     if (shape_ok) {
@@ -186,12 +176,14 @@ std::unique_ptr<IndexProtectedSlerp> index_factory(int d, const std::string& des
         options = parse_options(description, description.substr(pos + 1, close - pos - 1));
         pos = close + 1;
     }
-    std::string coarse_spec;
     if (pos < description.size()) {
-        if (description[pos] != ',' || pos + 1 == description.size()) {
-            fail(description, absl::StrCat("unexpected '", description.substr(pos), "': ", kExpected));
+        if (description[pos] == ',') {
+            fail(description, absl::StrCat("a coarse stage after PSlerp ('", description.substr(pos + 1),
+                                           "') is retired: its embeddings were close to the raw features or lost "
+                                           "the mated entries. Put the IVF first, e.g. IVF1024,PSlerp",
+                                           groups, "x", group_dim));
         }
-        coarse_spec = description.substr(pos + 1);
+        fail(description, absl::StrCat("unexpected '", description.substr(pos), "': ", kExpected));
     }
 
     Params p = Params::defaults(groups, group_dim);
@@ -201,51 +193,46 @@ std::unique_ptr<IndexProtectedSlerp> index_factory(int d, const std::string& des
         if (++presets > 1) fail(description, "option preset given twice");
         if (auto s = p.set(o.name, o.value); !s.ok()) fail(description, std::string(s.message()));
     }
-    int k_factor = kDefaultKFactor, range_shortlist = kDefaultRangeShortlist;
     bool pca = false;
-    CoarseEmbedding embedding = CoarseEmbedding::kLinear;
+    int nprobe = 0;
     for (const Option& o : options) {
         if (o.name == "preset") continue;
-        if (o.name == "k_factor") {
-            k_factor = parse_positive(description, o);
-        } else if (o.name == "range_shortlist") {
-            range_shortlist = parse_positive(description, o);
-        } else if (o.name == "pca") {
+        if (o.name == "pca") {
             if (!absl::SimpleAtob(o.value, &pca)) {
                 fail(description, absl::StrCat("option pca: expected true|false, got '", o.value, "'"));
             }
-        } else if (o.name == "embedding") {
-            auto e = parse_embedding(o.value);
-            if (!e.ok()) fail(description, absl::StrCat("option ", e.status().message()));
-            embedding = *e;
+        } else if (o.name == "nprobe") {
+            if (nlist == 0) fail(description, "option nprobe: only an IVF index probes lists (IVF1024,PSlerp...)");
+            nprobe = parse_positive(description, o);
+        } else if (o.name == "k_factor" || o.name == "range_shortlist" || o.name == "embedding") {
+            fail(description, absl::StrCat("option ", o.name, " belonged to the retired coarse stage; use an IVF ",
+                                           "index (IVF1024,PSlerp", groups, "x", group_dim, ") and its nprobe"));
         } else if (auto s = p.set(o.name, o.value); !s.ok()) {
-            fail(description, absl::StrCat(s.message(), " (index options: k_factor, range_shortlist, pca, embedding)"));
+            fail(description, absl::StrCat(s.message(), " (index options: pca, nprobe)"));
         }
     }
     if (auto s = p.validate(); !s.ok()) fail(description, absl::StrCat("invalid parameters: ", s.message()));
 
-    std::unique_ptr<faiss::Index> coarse;
-    const int cd = coarse_dim(p, embedding);
-    if (!coarse_spec.empty()) {
-        try {
-            coarse.reset(faiss::index_factory(cd, coarse_spec.c_str(), IndexProtectedSlerp::coarse_metric(embedding)));
-        } catch (const std::exception& e) {
-            fail(description, absl::StrCat("coarse part '", coarse_spec, "' is not a FAISS factory string ",
-                                           kCoarseExamples, " (", e.what(), ")"));
-        }
-        if (coarse->ntotal != 0 || coarse->d != cd) {
-            fail(description, absl::StrCat("coarse part '", coarse_spec, "' does not give an empty index of dimension ", cd));
-        }
+    if (nlist == 0) {
+        auto index = std::make_unique<IndexProtectedSlerp>(p);
+        index->train_pca = pca;
+        return index;
     }
-    auto index = std::make_unique<IndexProtectedSlerp>(p, std::move(coarse), embedding);
-    index->k_factor = k_factor;
-    index->range_shortlist = range_shortlist;
+    std::unique_ptr<faiss::Index> quantizer;
+    if (hnsw_m > 0) {
+        quantizer = std::make_unique<faiss::IndexHNSWFlat>(d, hnsw_m, faiss::METRIC_L2);
+    } else {
+        quantizer = std::make_unique<faiss::IndexFlatL2>(d);
+    }
+    auto index = std::make_unique<IndexIVFProtectedSlerp>(std::move(quantizer), size_t(nlist), p);
     index->train_pca = pca;
+    if (nprobe > 0) index->nprobe = std::min<size_t>(size_t(nprobe), size_t(nlist));
     return index;
 }
 
-std::string describe_index(const IndexProtectedSlerp& index) {
-    const Params& p = index.params;
+std::string describe_index(const faiss::Index& index) {
+    const ProtectedIndex& pi = protected_of(index);
+    const Params& p = pi.params;
     const Params defaults = Params::defaults(p.groups, p.group_dim);
     const Params slerpface = Params::slerpface(p.groups, p.group_dim);
     std::vector<std::string> options = option_diff(defaults, p);
@@ -259,17 +246,14 @@ std::string describe_index(const IndexProtectedSlerp& index) {
             options.insert(options.begin(), "preset=slerpface");
         }
     }
-    if (index.k_factor != kDefaultKFactor) options.push_back(absl::StrCat("k_factor=", index.k_factor));
-    if (index.range_shortlist != kDefaultRangeShortlist) {
-        options.push_back(absl::StrCat("range_shortlist=", index.range_shortlist));
+    if (pi.train_pca) options.push_back("pca=true");
+    std::string head;
+    if (auto* ivf = dynamic_cast<const IndexIVFProtectedSlerp*>(&index)) {
+        head = absl::StrCat("IVF", ivf->nlist, describe_quantizer(ivf->quantizer), ",");
+        if (ivf->nprobe != default_nprobe(ivf->nlist)) options.push_back(absl::StrCat("nprobe=", ivf->nprobe));
     }
-    if (index.train_pca) options.push_back("pca=true");
-    if (index.coarse_embedding != CoarseEmbedding::kLinear) {
-        options.push_back(std::string("embedding=") + embedding_name(index.coarse_embedding));
-    }
-    std::string s = absl::StrCat("PSlerp", p.groups, "x", p.group_dim);
+    std::string s = absl::StrCat(head, "PSlerp", p.groups, "x", p.group_dim);
     if (!options.empty()) absl::StrAppend(&s, "(", absl::StrJoin(options, ","), ")");
-    if (index.coarse) absl::StrAppend(&s, ",", describe_coarse(*index.coarse));
     return s;
 }
 

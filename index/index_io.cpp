@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cmath>
 #include <algorithm>
 #include <cstring>
@@ -32,7 +33,11 @@ namespace {
 
 constexpr char kMagic[8] = {'P', 'S', 'L', 'E', 'R', 'P', 'I', 'X'};
 constexpr uint32_t kHeaderBytes = 32;
-constexpr uint32_t kSections = 5;
+constexpr uint32_t kSectionsV1 = 5;     // PARM CENT OPTS STOR CRSE
+constexpr uint32_t kSectionsFlat = 4;   // PARM CENT OPTS STOR
+constexpr uint32_t kSectionsIVF = 5;    // PARM CENT OPTS QUAN LIST
+constexpr uint8_t kKindFlat = 0;
+constexpr uint8_t kKindIVF = 1;
 constexpr size_t kChecksumBytes = 8;
 constexpr size_t kSectionHeaderBytes = 12;  // char[4] tag, u64 length
 
@@ -184,11 +189,14 @@ uint64_t payload_size(F&& f) {
 }
 
 struct Body {
-    const IndexProtectedSlerp& index;
-    std::vector<uint8_t> coarse;
+    const faiss::Index& index;
+    const ProtectedIndex& pi;
+    const IndexProtectedSlerp* flat;        // one of these two is set
+    const IndexIVFProtectedSlerp* ivf;
+    std::vector<uint8_t> quantizer;         // faiss::write_index bytes (IVF)
 
     void params(Sink& s) const {
-        const Params& p = index.params;
+        const Params& p = pi.params;
         s.pod<int32_t>(p.groups);
         s.pod<int32_t>(p.group_dim);
         s.pod<float>(p.t);
@@ -213,24 +221,24 @@ struct Body {
         s.en(p.weighting);
     }
     void centering(Sink& s) const {
-        s.vec(index.centering.mean);
-        s.vec(index.centering.rotation);
+        s.vec(pi.centering.mean);
+        s.vec(pi.centering.rotation);
     }
     void options(Sink& s) const {
-        s.u8(index.train_pca);
-        s.pod<int32_t>(index.k_factor);
-        s.pod<int32_t>(index.range_shortlist);
-        s.pod<uint64_t>(index.streams_used());
-        s.u8(index.seed().has_value());
-        s.pod<uint64_t>(index.seed().value_or(0));
+        s.pod<uint8_t>(ivf ? kKindIVF : kKindFlat);
+        s.u8(pi.train_pca);
+        s.pod<uint64_t>(pi.streams_used());
+        s.u8(pi.seed().has_value());
+        s.pod<uint64_t>(pi.seed().value_or(0));
         s.pod<int64_t>(index.ntotal);
-        s.en(index.coarse_embedding);
-        s.vec(index.coarse_shift);
-        s.pod<float>(index.coarse_radius);
-        s.pod<int64_t>(index.next_id());
+        s.pod<int64_t>(pi.next_id());
+        if (ivf) {
+            s.pod<uint64_t>(ivf->nlist);
+            s.pod<uint64_t>(ivf->nprobe);
+        }
     }
     void storage(Sink& s) const {
-        const EntryStorage& st = index.store;
+        const EntryStorage& st = flat->store;
         s.pod<int32_t>(st.layout.groups);
         s.pod<int32_t>(st.layout.group_dim);
         s.u8(st.layout.shared_key);
@@ -244,8 +252,20 @@ struct Body {
         s.vec(st.ids);
         s.vec(st.removed);
     }
-    void coarse_index(Sink& s) const { s.vec(coarse); }
-
+    void quantizer_section(Sink& s) const { s.vec(quantizer); }
+    void lists(Sink& s) const {
+        const faiss::InvertedLists& il = *ivf->invlists;
+        s.pod<uint64_t>(ivf->nlist);
+        s.pod<uint64_t>(ivf->code_size);
+        for (size_t l = 0; l < ivf->nlist; ++l) {
+            const size_t n = il.list_size(l);
+            faiss::InvertedLists::ScopedIds ids(&il, l);
+            faiss::InvertedLists::ScopedCodes codes(&il, l);
+            s.pod<uint64_t>(n);
+            s.bytes(ids.get(), n * sizeof(idx_t));
+            s.bytes(codes.get(), n * ivf->code_size);
+        }
+    }
     template <typename F>
     void section(Sink& s, const char (&tag)[5], F f) const {
         s.bytes(tag, 4);
@@ -256,26 +276,30 @@ struct Body {
     static uint64_t section_size(F f) {
         return kSectionHeaderBytes + payload_size(f);
     }
-
     void emit(Sink& s) const {
         auto P = [this](Sink& o) { params(o); };
         auto C = [this](Sink& o) { centering(o); };
         auto O = [this](Sink& o) { options(o); };
         auto S = [this](Sink& o) { storage(o); };
-        auto X = [this](Sink& o) { coarse_index(o); };
-        const uint64_t length = kHeaderBytes + section_size(P) + section_size(C) + section_size(O) +
-                                section_size(S) + section_size(X) + kChecksumBytes;
+        auto Q = [this](Sink& o) { quantizer_section(o); };
+        auto L = [this](Sink& o) { lists(o); };
+        uint64_t length = kHeaderBytes + section_size(P) + section_size(C) + section_size(O) + kChecksumBytes;
+        length += ivf ? section_size(Q) + section_size(L) : section_size(S);
         s.bytes(kMagic, sizeof kMagic);
         s.pod<uint32_t>(kIndexFormatVersion);
         s.pod<uint32_t>(kHeaderBytes);
         s.pod<uint64_t>(length);
-        s.pod<uint32_t>(kSections);
+        s.pod<uint32_t>(ivf ? kSectionsIVF : kSectionsFlat);
         s.pod<uint32_t>(0);
         section(s, "PARM", P);
         section(s, "CENT", C);
         section(s, "OPTS", O);
-        section(s, "STOR", S);
-        section(s, "CRSE", X);
+        if (ivf) {
+            section(s, "QUAN", Q);
+            section(s, "LIST", L);
+        } else {
+            section(s, "STOR", S);
+        }
         const uint64_t sum = s.checksum();
         s.stop_hashing();
         s.pod<uint64_t>(sum);
@@ -283,12 +307,14 @@ struct Body {
     }
 };
 
-Body make_body(const IndexProtectedSlerp& index) {
-    Body b{index, {}};
-    if (index.coarse) {
+Body make_body(const faiss::Index& index) {
+    Body b{index, protected_of(index), dynamic_cast<const IndexProtectedSlerp*>(&index),
+           dynamic_cast<const IndexIVFProtectedSlerp*>(&index), {}};
+    if (!b.flat && !b.ivf) bad("write_index: unknown pslerp index type");
+    if (b.ivf) {
         faiss::VectorIOWriter w;
-        faiss::write_index(index.coarse.get(), &w);
-        b.coarse = std::move(w.data);
+        faiss::write_index(b.ivf->quantizer, &w);
+        b.quantizer = std::move(w.data);
     }
     return b;
 }
@@ -366,7 +392,7 @@ class Cursor {
 struct SpanIOReader : faiss::IOReader {
     const uint8_t* data;
     size_t size, pos = 0;
-    SpanIOReader(const uint8_t* d, size_t n) : data(d), size(n) { name = "pslerp coarse section"; }
+    SpanIOReader(const uint8_t* d, size_t n) : data(d), size(n) { name = "pslerp quantizer section"; }
     size_t operator()(void* ptr, size_t item, size_t nitems) override {
         if (item == 0 || nitems == 0) return 0;
         const size_t k = std::min(nitems, (size - pos) / item);
@@ -420,77 +446,7 @@ Params read_params(Cursor c) {
     return p;
 }
 
-std::unique_ptr<IndexProtectedSlerp> parse(const uint8_t* data, size_t size) {
-    // Header, length and checksum first: nothing is parsed from a damaged file.
-    if (size < sizeof kMagic) {
-        if (size == 0 || std::memcmp(data, kMagic, size) == 0) {
-            bad(absl::StrCat("truncated index file: ", size, " bytes"));
-        }
-        bad("not a pslerp index file (wrong magic, expected \"PSLERPIX\")");
-    }
-    if (std::memcmp(data, kMagic, sizeof kMagic) != 0) bad("not a pslerp index file (wrong magic, expected \"PSLERPIX\")");
-    Cursor file(data, size, "index file header");
-    file.skip(sizeof kMagic);
-    const uint32_t version = file.pod<uint32_t>();
-    if (version > kIndexFormatVersion) {
-        bad(absl::StrCat("file format version ", version, " is newer than this pslerp (", kIndexFormatVersion,
-                         "); upgrade pslerp to read it"));
-    }
-    if (version == 0) bad("unknown file format version 0");
-    const uint32_t header_bytes = file.pod<uint32_t>();
-    const uint64_t length = file.pod<uint64_t>();
-    const uint32_t sections = file.pod<uint32_t>();
-    file.pod<uint32_t>();
-    if (header_bytes != kHeaderBytes) {
-        bad(absl::StrCat("header length is ", header_bytes, ", expected ", kHeaderBytes, " for version ", version));
-    }
-    if (length < kHeaderBytes + kChecksumBytes) bad(absl::StrCat("header gives an impossible file length ", length));
-    if (size < length) bad(absl::StrCat("truncated index file: ", size, " bytes, the header says ", length));
-    if (size > length) bad(absl::StrCat("index file has ", size - length, " bytes after its end (", length, " bytes)"));
-    if (sections != kSections) bad(absl::StrCat("header gives ", sections, " sections, expected ", kSections));
-    uint64_t stored;
-    std::memcpy(&stored, data + size - kChecksumBytes, kChecksumBytes);
-    if (io_checksum(data, size - kChecksumBytes) != stored) {
-        bad("checksum mismatch: the index file is corrupted");
-    }
-
-    Cursor body(data + kHeaderBytes, size - kHeaderBytes - kChecksumBytes, "index file");
-    const Params params = read_params(open_section(body, "PARM", "parameters"));
-    const int64_t D = params.dim();
-
-    Cursor cent = open_section(body, "CENT", "centring");
-    Centering centering;
-    centering.mean = cent.vec<float>("mean", {0, uint64_t(D)});
-    centering.rotation = cent.vec<float>("rotation", {0, uint64_t(D) * uint64_t(D)});
-    cent.finish();
-    if (!centering.rotation.empty() && centering.mean.empty()) {
-        bad("section 'CENT' (centring): a rotation without a mean");
-    }
-
-    Cursor opts = open_section(body, "OPTS", "index options");
-    const bool train_pca = opts.flag("train_pca");
-    const int32_t k_factor = opts.pod<int32_t>();
-    const int32_t range_shortlist = opts.pod<int32_t>();
-    const uint64_t streams_used = opts.pod<uint64_t>();
-    const bool has_seed = opts.flag("has_seed");
-    const uint64_t seed_value = opts.pod<uint64_t>();
-    const int64_t ntotal = opts.pod<int64_t>();
-    const auto embedding = opts.en<CoarseEmbedding>("coarse_embedding", 2);
-    const int64_t coarse_d = coarse_dim(params, embedding);
-    std::vector<float> coarse_shift = opts.vec<float>("coarse_shift", {0, uint64_t(coarse_d)});
-    const float coarse_radius = opts.pod<float>();
-    const int64_t next_id = opts.pod<int64_t>();
-    opts.finish();
-    if (next_id < 0) bad(absl::StrCat("section 'OPTS' (index options): next id ", next_id, " is negative"));
-    if (!std::isfinite(coarse_radius) || coarse_radius < 0) {
-        bad(absl::StrCat("section 'OPTS' (index options): coarse radius ", coarse_radius, " is not finite and >= 0"));
-    }
-    if (k_factor < 1 || range_shortlist < 1) {
-        bad(absl::StrCat("section 'OPTS' (index options): k_factor ", k_factor, " and range_shortlist ",
-                         range_shortlist, " must be >= 1"));
-    }
-
-    Cursor st = open_section(body, "STOR", "storage");
+EntryStorage read_storage(Cursor st, const Params& params) {
     EntryStorage store(params);
     const kernels::Layout& L = store.layout;
     const int32_t groups = st.pod<int32_t>();
@@ -518,47 +474,179 @@ std::unique_ptr<IndexProtectedSlerp> parse(const uint8_t* data, size_t size) {
     for (uint8_t r : store.removed) {
         if (r > 1) bad(absl::StrCat("section 'STOR' (storage): tombstone value ", int(r), ", expected 0 or 1"));
     }
+    return store;
+}
 
-    Cursor cr = open_section(body, "CRSE", "coarse index");
-    const uint64_t coarse_bytes = cr.pod<uint64_t>();
-    if (coarse_bytes != cr.left()) {
-        bad(absl::StrCat("section 'CRSE' (coarse index): claims ", coarse_bytes, " bytes, has ", cr.left()));
+/// The nested FAISS quantizer of an IVF file, checked against the index it belongs to.
+std::unique_ptr<faiss::Index> read_quantizer(Cursor q, int64_t D, uint64_t nlist) {
+    const uint64_t bytes = q.pod<uint64_t>();
+    if (bytes != q.left()) bad(absl::StrCat("section 'QUAN' (quantizer): claims ", bytes, " bytes, has ", q.left()));
+    SpanIOReader reader(q.here(), bytes);
+    std::unique_ptr<faiss::Index> quantizer;
+    try {
+        quantizer.reset(faiss::read_index(&reader));
+    } catch (const std::exception& e) {
+        bad(absl::StrCat("section 'QUAN' (quantizer): FAISS cannot read it: ", e.what()));
     }
-    std::unique_ptr<faiss::Index> coarse;
-    if (coarse_bytes > 0) {
-        SpanIOReader reader(cr.here(), coarse_bytes);
-        try {
-            coarse.reset(faiss::read_index(&reader));
-        } catch (const std::exception& e) {
-            bad(absl::StrCat("section 'CRSE' (coarse index): FAISS cannot read it: ", e.what()));
+    if (reader.pos != bytes) bad(absl::StrCat("section 'QUAN' (quantizer): FAISS read ", reader.pos, " of ", bytes, " bytes"));
+    if (quantizer->d != D || uint64_t(quantizer->ntotal) != nlist || quantizer->metric_type != faiss::METRIC_L2) {
+        bad(absl::StrCat("section 'QUAN' (quantizer): dimension ", quantizer->d, ", ", quantizer->ntotal,
+                         " centroids and its metric do not match dimension ", D, ", ", nlist, " lists and L2"));
+    }
+    return quantizer;
+}
+
+void read_lists(Cursor c, IndexIVFProtectedSlerp& ivf) {
+    const uint64_t nlist = c.pod<uint64_t>();
+    const uint64_t code_size = c.pod<uint64_t>();
+    if (nlist != ivf.nlist || code_size != ivf.code_size) {
+        bad(absl::StrCat("section 'LIST' (inverted lists): ", nlist, " lists of ", code_size, "-byte codes, expected ",
+                         ivf.nlist, " of ", ivf.code_size));
+    }
+    const uint64_t entry = sizeof(idx_t) + code_size;
+    for (uint64_t l = 0; l < nlist; ++l) {
+        const uint64_t n = c.pod<uint64_t>();
+        if (n > c.left() / entry) {
+            bad(absl::StrCat("section 'LIST' (inverted lists): list ", l, " claims ", n, " entries of ", entry,
+                             " bytes but only ", c.left(), " bytes are left"));
         }
-        if (reader.pos != coarse_bytes) {
-            bad(absl::StrCat("section 'CRSE' (coarse index): FAISS read ", reader.pos, " of its ", coarse_bytes, " bytes"));
+        const uint8_t* ids = c.here();
+        c.skip(n * sizeof(idx_t));
+        const uint8_t* codes = c.here();
+        c.skip(n * code_size);
+        if (n == 0) continue;
+        std::vector<idx_t> id_copy(n);
+        std::memcpy(id_copy.data(), ids, n * sizeof(idx_t));
+        ivf.invlists->add_entries(l, n, id_copy.data(), codes);
+    }
+    c.finish();
+}
+
+std::unique_ptr<faiss::Index> parse(const uint8_t* data, size_t size) {
+    // Header, length and checksum first: nothing is parsed from a damaged file.
+    if (size < sizeof kMagic) {
+        if (size == 0 || std::memcmp(data, kMagic, size) == 0) {
+            bad(absl::StrCat("truncated index file: ", size, " bytes"));
         }
-        if (coarse->d != coarse_d || coarse->ntotal != static_cast<faiss::Index::idx_t>(rows)) {
-            bad(absl::StrCat("section 'CRSE' (coarse index): dimension ", coarse->d, " and ", coarse->ntotal,
-                             " entries do not match ", coarse_d, " and the ", rows, " stored rows"));
+        bad("not a pslerp index file (wrong magic, expected \"PSLERPIX\")");
+    }
+    if (std::memcmp(data, kMagic, sizeof kMagic) != 0) bad("not a pslerp index file (wrong magic, expected \"PSLERPIX\")");
+    Cursor file(data, size, "index file header");
+    file.skip(sizeof kMagic);
+    const uint32_t version = file.pod<uint32_t>();
+    if (version > kIndexFormatVersion) {
+        bad(absl::StrCat("file format version ", version, " is newer than this pslerp (", kIndexFormatVersion,
+                         "); upgrade pslerp to read it"));
+    }
+    if (version == 0) bad("unknown file format version 0");
+    const uint32_t header_bytes = file.pod<uint32_t>();
+    const uint64_t length = file.pod<uint64_t>();
+    const uint32_t sections = file.pod<uint32_t>();
+    file.pod<uint32_t>();
+    if (header_bytes != kHeaderBytes) {
+        bad(absl::StrCat("header length is ", header_bytes, ", expected ", kHeaderBytes, " for version ", version));
+    }
+    if (length < kHeaderBytes + kChecksumBytes) bad(absl::StrCat("header gives an impossible file length ", length));
+    if (size < length) bad(absl::StrCat("truncated index file: ", size, " bytes, the header says ", length));
+    if (size > length) bad(absl::StrCat("index file has ", size - length, " bytes after its end (", length, " bytes)"));
+    const bool sections_ok = version == 1 ? sections == kSectionsV1 : (sections == kSectionsFlat || sections == kSectionsIVF);
+    if (!sections_ok) bad(absl::StrCat("header gives ", sections, " sections, impossible for version ", version));
+    uint64_t stored;
+    std::memcpy(&stored, data + size - kChecksumBytes, kChecksumBytes);
+    if (io_checksum(data, size - kChecksumBytes) != stored) {
+        bad("checksum mismatch: the index file is corrupted");
+    }
+
+    Cursor body(data + kHeaderBytes, size - kHeaderBytes - kChecksumBytes, "index file");
+    const Params params = read_params(open_section(body, "PARM", "parameters"));
+    const int64_t D = params.dim();
+
+    Cursor cent = open_section(body, "CENT", "centring");
+    Centering centering;
+    centering.mean = cent.vec<float>("mean", {0, uint64_t(D)});
+    centering.rotation = cent.vec<float>("rotation", {0, uint64_t(D) * uint64_t(D)});
+    cent.finish();
+    if (!centering.rotation.empty() && centering.mean.empty()) {
+        bad("section 'CENT' (centring): a rotation without a mean");
+    }
+
+    Cursor opts = open_section(body, "OPTS", "index options");
+    uint8_t kind = kKindFlat;
+    bool train_pca = false, has_seed = false, retired_coarse = false;
+    uint64_t streams_used = 0, seed_value = 0, nlist = 0, nprobe = 0;
+    int64_t ntotal = 0, next_id = 0;
+    if (version == 1) {
+        // Version 1: exhaustive index with an optional coarse stage (retired: opened without it).
+        train_pca = opts.flag("train_pca");
+        opts.pod<int32_t>();  // k_factor
+        opts.pod<int32_t>();  // range_shortlist
+        streams_used = opts.pod<uint64_t>();
+        has_seed = opts.flag("has_seed");
+        seed_value = opts.pod<uint64_t>();
+        ntotal = opts.pod<int64_t>();
+        opts.en<uint8_t>("coarse_embedding", 2);
+        opts.vec<float>("coarse_shift");
+        opts.pod<float>();  // coarse_radius
+        next_id = opts.pod<int64_t>();
+    } else {
+        kind = opts.pod<uint8_t>();
+        if (kind != kKindFlat && kind != kKindIVF) bad(absl::StrCat("section 'OPTS': unknown index kind ", int(kind)));
+        if ((kind == kKindIVF) != (sections == kSectionsIVF)) bad("section 'OPTS': index kind and sections disagree");
+        train_pca = opts.flag("train_pca");
+        streams_used = opts.pod<uint64_t>();
+        has_seed = opts.flag("has_seed");
+        seed_value = opts.pod<uint64_t>();
+        ntotal = opts.pod<int64_t>();
+        next_id = opts.pod<int64_t>();
+        if (kind == kKindIVF) {
+            nlist = opts.pod<uint64_t>();
+            nprobe = opts.pod<uint64_t>();
+            if (nlist < 1 || nlist > (uint64_t(1) << 31) || nprobe < 1 || nprobe > nlist) {
+                bad(absl::StrCat("section 'OPTS' (index options): nlist ", nlist, " and nprobe ", nprobe,
+                                 " are out of range"));
+            }
         }
-        if (coarse->metric_type != IndexProtectedSlerp::coarse_metric(embedding)) {
-            bad("section 'CRSE' (coarse index): its metric does not match the coarse embedding");
+    }
+    opts.finish();
+    if (next_id < 0) bad(absl::StrCat("section 'OPTS' (index options): next id ", next_id, " is negative"));
+    const std::optional<uint64_t> seed = has_seed ? std::optional<uint64_t>(seed_value) : std::nullopt;
+
+    std::unique_ptr<faiss::Index> out;
+    if (kind == kKindFlat) {
+        auto index = std::make_unique<IndexProtectedSlerp>(params);
+        index->store = read_storage(open_section(body, "STOR", "storage"), params);
+        if (version == 1) {
+            Cursor cr = open_section(body, "CRSE", "coarse index");
+            const uint64_t coarse_bytes = cr.pod<uint64_t>();
+            if (coarse_bytes != cr.left()) {
+                bad(absl::StrCat("section 'CRSE' (coarse index): claims ", coarse_bytes, " bytes, has ", cr.left()));
+            }
+            retired_coarse = coarse_bytes > 0;  // never parsed: the retired stage is dropped
         }
+        index->centering = std::move(centering);
+        index->train_pca = train_pca;
+        index->rebuild_after_load(streams_used, seed, next_id);
+        out = std::move(index);
+    } else {
+        std::unique_ptr<faiss::Index> quantizer = read_quantizer(open_section(body, "QUAN", "quantizer"), D, nlist);
+        auto index = std::make_unique<IndexIVFProtectedSlerp>(std::move(quantizer), nlist, params);
+        read_lists(open_section(body, "LIST", "inverted lists"), *index);
+        index->centering = std::move(centering);
+        index->train_pca = train_pca;
+        index->nprobe = nprobe;
+        index->is_trained = true;
+        index->rebuild_after_load(streams_used, seed, next_id);
+        out = std::move(index);
     }
     body.finish();
-
-    auto index = std::make_unique<IndexProtectedSlerp>(params, nullptr, embedding);
-    index->coarse_shift = std::move(coarse_shift);
-    index->coarse_radius = coarse_radius;
-    index->centering = std::move(centering);
-    index->train_pca = train_pca;
-    index->k_factor = k_factor;
-    index->range_shortlist = range_shortlist;
-    index->store = std::move(store);
-    index->coarse = std::move(coarse);
-    index->rebuild_after_load(streams_used, has_seed ? std::optional<uint64_t>(seed_value) : std::nullopt, next_id);
-    if (index->ntotal != ntotal) {
-        bad(absl::StrCat("the file says ", ntotal, " live entries, its storage holds ", index->ntotal));
+    if (out->ntotal != ntotal) bad(absl::StrCat("the file says ", ntotal, " live entries, its storage holds ", out->ntotal));
+    if (retired_coarse) {
+        std::fprintf(stderr,
+                     "pslerp: warning: this version-1 index file has a coarse stage, which is retired (its embeddings "
+                     "leaked the raw features); it is opened as an exhaustive index. Re-save it, or re-enrol into an "
+                     "IVF index (IVF1024,PSlerp...) for fast search.\n");
     }
-    return index;
+    return out;
 }
 
 /// A read-only mapping of a whole file, unmapped on destruction.
@@ -611,7 +699,7 @@ uint64_t io_checksum(const uint8_t* data, size_t size) {
     return h.finish();
 }
 
-std::vector<uint8_t> serialize_index(const IndexProtectedSlerp& index) {
+std::vector<uint8_t> serialize_index(const faiss::Index& index) {
     const Body body = make_body(index);
     std::vector<uint8_t> out;
     CountSink count;
@@ -622,7 +710,7 @@ std::vector<uint8_t> serialize_index(const IndexProtectedSlerp& index) {
     return out;
 }
 
-void write_index(const IndexProtectedSlerp& index, const std::string& path) {
+void write_index(const faiss::Index& index, const std::string& path) {
     const Body body = make_body(index);
     AtomicFile file;
     if (auto s = file.open(path); !s.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", s.message()));
@@ -631,7 +719,7 @@ void write_index(const IndexProtectedSlerp& index, const std::string& path) {
     if (auto s = file.commit(); !s.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", s.message()));
 }
 
-std::unique_ptr<IndexProtectedSlerp> deserialize_index(const uint8_t* data, size_t size) {
+std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size) {
     if (size > 0 && data == nullptr) bad("deserialize_index: null data");
     try {
         return parse(data, size);
@@ -642,7 +730,7 @@ std::unique_ptr<IndexProtectedSlerp> deserialize_index(const uint8_t* data, size
     }
 }
 
-std::unique_ptr<IndexProtectedSlerp> read_index(const std::string& path) {
+std::unique_ptr<faiss::Index> read_index(const std::string& path) {
     MappedFile file(path);
     try {
         return deserialize_index(file.data(), file.size());

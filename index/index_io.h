@@ -1,16 +1,17 @@
-// Index files: one self-contained, versioned, checksummed file per IndexProtectedSlerp
-// (DESIGN section 4). FAISS's own read_index/write_index cannot be extended from outside, so
-// pslerp has its own container and nests the coarse index in it with faiss::write_index.
+// Index files: one self-contained, versioned, checksummed file per pslerp index (exhaustive
+// IndexProtectedSlerp or IndexIVFProtectedSlerp). FAISS's own read_index/write_index cannot be
+// extended from outside, so pslerp has its own container and nests the IVF quantizer in it
+// with faiss::write_index.
 //
-// Format version 1. Every integer and float is little-endian; bools and enums are one byte;
+// Format version 2. Every integer and float is little-endian; bools and enums are one byte;
 // a vector is a u64 element count followed by its elements.
 //
 //   offset  size  field
 //   0       8     magic "PSLERPIX"
-//   8       4     u32 format version (1)
-//   12      4     u32 header length in bytes (32 in version 1; sections start there)
+//   8       4     u32 format version (2)
+//   12      4     u32 header length in bytes (32; sections start there)
 //   16      8     u64 file length in bytes, checksum included
-//   24      4     u32 number of sections (5)
+//   24      4     u32 number of sections (4 exhaustive, 5 IVF)
 //   28      4     u32 reserved, 0
 //   32      ...   sections, in this order, each: char[4] tag, u64 payload length, payload
 //     "PARM" Params: i32 groups, i32 group_dim, f32 t, u8 t_minus_importance, u8 key_mode,
@@ -20,16 +21,24 @@
 //            vec<f32> attention_wq, vec<f32> attention_wk, f32 attention_temperature,
 //            u8 weighting
 //     "CENT" Centering: vec<f32> mean (0 or D), vec<f32> rotation (0 or D*D, row-major)
-//     "OPTS" u8 train_pca, i32 k_factor, i32 range_shortlist, u64 streams_used,
-//            u8 has_seed, u64 seed (0 when unseeded), i64 ntotal (live entries, checked),
-//            u8 coarse_embedding, vec<f32> coarse_shift (0 or coarse_d), f32 coarse_radius,
-//            i64 next_id (the id add() gives next)
+//     "OPTS" u8 kind (0 exhaustive, 1 IVF), u8 train_pca, u64 streams_used, u8 has_seed,
+//            u64 seed (0 when unseeded), i64 ntotal (live entries, checked), i64 next_id;
+//            IVF only: u64 nlist, u64 nprobe
+//   exhaustive:
 //     "STOR" EntryStorage: i32 groups, i32 group_dim, u8 shared_key (the kernels' layout),
 //            u64 rows, then vec<f32> templates, vec<f32> keys, vec<u8> masks, vec<f32> ke,
 //            vec<f32> kmk, vec<f32> weights, vec<i64> ids, vec<u8> removed, each of
 //            rows * (per-row size of the layout) elements
-//     "CRSE" u64 byte count (0 = no coarse index), then that many bytes of faiss::write_index
+//   IVF:
+//     "QUAN" vec<u8>: the quantizer as faiss::write_index writes it (nlist centroids, L2)
+//     "LIST" u64 nlist, u64 code_size, then per list: u64 n, i64 ids[n], u8 codes[n * code_size]
+//            (codes in kernels::code_layout())
 //   end-8   8     u64 checksum: pslerp's 64-bit hash (io_checksum) of every byte before it
+//
+// Version 1 (exhaustive only, with the retired coarse stage: OPTS also held k_factor,
+// range_shortlist and the coarse embedding; a fifth section "CRSE" held the coarse index) still
+// opens, as an exhaustive index; a file that had a coarse index gets a warning on stderr and
+// loses it.
 //
 // Guarantees:
 // - Saving is atomic: a temporary file in the target's folder, fsync, rename, fsync of the
@@ -37,7 +46,7 @@
 // - Loading checks magic, version, length and checksum before parsing anything, then every
 //   count against the layout and against the bytes present before allocating. Any problem
 //   throws faiss::FaissException naming it (wrong magic, "file format version N is newer than
-//   this pslerp (1)", truncated, checksum mismatch, inconsistent sizes); nothing is returned
+//   this pslerp (2)", truncated, checksum mismatch, inconsistent sizes); nothing is returned
 //   half-loaded.
 // - A loaded index answers every search as the saved one did and continues the same key
 //   stream when seeded. Not saved: clamped_count() (counts since creation).
@@ -51,22 +60,23 @@
 #include <string>
 #include <vector>
 
+#include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
 
 namespace pslerp {
 
 /// Format version written by this build.
-constexpr uint32_t kIndexFormatVersion = 1;
+constexpr uint32_t kIndexFormatVersion = 2;
 
-/// Writes `index` to `path` atomically (see above).
-void write_index(const IndexProtectedSlerp& index, const std::string& path);
-/// Reads an index written by write_index.
-std::unique_ptr<IndexProtectedSlerp> read_index(const std::string& path);
+/// Writes `index` (an IndexProtectedSlerp or IndexIVFProtectedSlerp) to `path` atomically.
+void write_index(const faiss::Index& index, const std::string& path);
+/// Reads an index written by write_index: an IndexProtectedSlerp or an IndexIVFProtectedSlerp.
+std::unique_ptr<faiss::Index> read_index(const std::string& path);
 
 /// The file's bytes, in memory.
-std::vector<uint8_t> serialize_index(const IndexProtectedSlerp& index);
+std::vector<uint8_t> serialize_index(const faiss::Index& index);
 /// @param data  size bytes as produced by serialize_index or read from a file
-std::unique_ptr<IndexProtectedSlerp> deserialize_index(const uint8_t* data, size_t size);
+std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size);
 
 /// The 64-bit checksum of the format (four multiply-rotate lanes over 32-byte stripes, then an
 /// avalanche). Exposed for tests that forge files with valid checksums.

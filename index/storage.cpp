@@ -12,6 +12,46 @@ size_t interleaved(const kernels::Layout& L, int g, int i) {
 
 }  // namespace
 
+void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, float* te, float* tk,
+                  uint8_t* tm, float* ke, float* kmk, float* w) {
+    const int G = p.groups, d = p.group_dim, D = p.dim(), KD = p.key_dim();
+    const float* e = pr.templates.data() + i * D;
+    const float* k = pr.keys.data() + i * KD;
+    const uint8_t* m = pr.masks.data() + i * D;
+    std::fill(te, te + L.vec_floats(), 0.0f);
+    std::fill(tk, tk + L.key_floats(), 0.0f);
+    std::fill(tm, tm + L.mask_bytes(), uint8_t{0});
+    std::fill(ke, ke + L.group_floats(), 0.0f);
+    std::fill(kmk, kmk + L.group_floats(), 1.0f);
+    std::fill(w, w + L.group_floats(), 0.0f);
+    if (L.shared_key) std::copy(k, k + d, tk);
+    for (int g = 0; g < G; ++g) {
+        const float* kg = L.shared_key ? k : k + g * d;
+        double sum_ke = 0, sum_kmk = 0;
+        for (int j = 0; j < d; ++j) {
+            const size_t o = interleaved(L, g, j);
+            te[o] = e[g * d + j];
+            if (!L.shared_key) tk[o] = kg[j];
+            if (m[g * d + j]) {
+                tm[(g / kernels::kLanes) * d + j] |= static_cast<uint8_t>(1u << (g % kernels::kLanes));
+                sum_ke += static_cast<double>(kg[j]) * e[g * d + j];
+                sum_kmk += static_cast<double>(kg[j]) * kg[j];
+            }
+        }
+        ke[g] = static_cast<float>(sum_ke);
+        kmk[g] = static_cast<float>(sum_kmk);
+        w[g] = pr.weights[i * G + g];
+    }
+}
+
+void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint8_t* code) {
+    const kernels::CodeLayout c = kernels::code_layout(L);
+    std::fill(code, code + c.code_size, uint8_t{0});
+    float* f = reinterpret_cast<float*>(code);
+    encode_entry(p, L, pr, i, f + c.template_offset, f + c.key_offset, code + c.mask_offset, f + c.ke_offset,
+                 f + c.kmk_offset, f + c.weights_offset);
+}
+
 EntryStorage::EntryStorage(const Params& p) {
     layout.groups = p.groups;
     layout.group_dim = p.group_dim;
@@ -20,7 +60,6 @@ EntryStorage::EntryStorage(const Params& p) {
 
 void EntryStorage::append(const Params& p, const Protected& pr, const int64_t* new_ids) {
     const kernels::Layout& L = layout;
-    const int G = p.groups, d = p.group_dim, D = p.dim(), KD = p.key_dim();
     const int64_t r0 = rows(), n = pr.n;
     templates.resize((r0 + n) * L.vec_floats(), 0.0f);
     keys.resize((r0 + n) * L.key_floats(), 0.0f);
@@ -33,31 +72,9 @@ void EntryStorage::append(const Params& p, const Protected& pr, const int64_t* n
 #pragma omp parallel for if (n > 1024)
     for (int64_t i = 0; i < n; ++i) {
         const int64_t r = r0 + i;
-        const float* e = pr.templates.data() + i * D;
-        const float* k = pr.keys.data() + i * KD;
-        const uint8_t* m = pr.masks.data() + i * D;
-        float* te = templates.data() + r * L.vec_floats();
-        float* tk = keys.data() + r * L.key_floats();
-        uint8_t* tm = masks.data() + r * L.mask_bytes();
-        const size_t go = r * L.group_floats();
-        if (L.shared_key) std::copy(k, k + d, tk);
-        for (int g = 0; g < G; ++g) {
-            const float* kg = L.shared_key ? k : k + g * d;
-            double sum_ke = 0, sum_kmk = 0;
-            for (int j = 0; j < d; ++j) {
-                const size_t o = interleaved(L, g, j);
-                te[o] = e[g * d + j];
-                if (!L.shared_key) tk[o] = kg[j];
-                if (m[g * d + j]) {
-                    tm[(g / kernels::kLanes) * d + j] |= static_cast<uint8_t>(1u << (g % kernels::kLanes));
-                    sum_ke += static_cast<double>(kg[j]) * e[g * d + j];
-                    sum_kmk += static_cast<double>(kg[j]) * kg[j];
-                }
-            }
-            ke[go + g] = static_cast<float>(sum_ke);
-            kmk[go + g] = static_cast<float>(sum_kmk);
-            weights[go + g] = pr.weights[i * G + g];
-        }
+        encode_entry(p, L, pr, i, templates.data() + r * L.vec_floats(), keys.data() + r * L.key_floats(),
+                     masks.data() + r * L.mask_bytes(), ke.data() + r * L.group_floats(),
+                     kmk.data() + r * L.group_floats(), weights.data() + r * L.group_floats());
     }
 }
 

@@ -11,6 +11,15 @@
 
 namespace pslerp {
 
+/// Writes entry i of `pr` in the kernels' interleaved layout: template te, keys tk, mask bits
+/// tm and the per-group constants ke, kmk and weights w (sizes from the layout; padded lanes
+/// are zero, kmk 1).
+void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, float* te, float* tk,
+                  uint8_t* tm, float* ke, float* kmk, float* w);
+/// The same entry as one code of kernels::code_layout(L).code_size bytes (IVF lists); the code
+/// must be 4-byte aligned.
+void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint8_t* code);
+
 struct EntryStorage {
     kernels::Layout layout;
     std::vector<float> templates;  ///< rows * vec_floats, interleaved
@@ -27,7 +36,7 @@ struct EntryStorage {
     int64_t rows() const { return static_cast<int64_t>(ids.size()); }
     /// Appends protected entries (natural layout) with their ids.
     void append(const Params& p, const Protected& pr, const int64_t* new_ids);
-    /// Natural-layout template of row r (D floats), as the coarse index sees it.
+    /// Natural-layout template of row r (D floats).
     void template_row(const Params& p, int64_t r, float* out) const;
     /// Natural-layout key (key_dim floats) and keep mask (D bytes) of row r.
     void key_row(const Params& p, int64_t r, float* out) const;
@@ -43,7 +52,17 @@ struct EntryStorage {
     bool consistent() const;
 
     kernels::Entries view() const {
-        return {layout, templates.data(), keys.data(), masks.data(), ke.data(), kmk.data(), weights.data()};
+        return {layout,
+                templates.data(),
+                keys.data(),
+                masks.data(),
+                ke.data(),
+                kmk.data(),
+                weights.data(),
+                layout.vec_floats(),
+                layout.key_floats(),
+                layout.mask_bytes(),
+                layout.group_floats()};
     }
 };
 

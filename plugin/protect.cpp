@@ -144,14 +144,14 @@ absl::StatusOr<Probe> prepare_probes(const Params& p, const float* x, int64_t n)
     pr.xn.resize(n * p.dim());
     pr.t.resize(n * p.groups);
     if (auto s = normalize_groups(p, x, n, pr.xn.data()); !s.ok()) return s;
-    std::vector<float> w(p.groups);
-    for (int64_t i = 0; i < n; ++i) {
-        if (p.t_minus_importance) {
-            compute_importance(p, pr.xn.data() + i * p.dim(), w.data());
-        }
-        group_t(p, w.data(), pr.t.data() + i * p.groups);
-    }
+    for (int64_t i = 0; i < n; ++i) probe_t(p, pr.xn.data() + i * p.dim(), pr.t.data() + i * p.groups);
     return pr;
+}
+
+void probe_t(const Params& p, const float* xn, float* t) {
+    std::vector<float> w(p.groups, 0.0f);
+    if (p.t_minus_importance) compute_importance(p, xn, w.data());
+    group_t(p, w.data(), t);
 }
 
 float match_one(const Params& p, const float* xn, const float* t, const float* tmpl, const float* key,

@@ -49,6 +49,8 @@ struct Probe {
 
 /// Normalises n probes (already centred) and derives their slerp weights.
 absl::StatusOr<Probe> prepare_probes(const Params& p, const float* x, int64_t n);
+/// Slerp weights t (G) of one probe whose groups xn (D) are already normalised.
+void probe_t(const Params& p, const float* xn, float* t);
 
 /// Score of one prepared probe against one entry: sum_g w_g cos(transformed probe_g, e_g).
 /// @param xn, t  one probe (D, G); tmpl (D), key (key_dim), mask (D), weights (G): one entry

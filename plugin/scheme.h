@@ -51,49 +51,6 @@ void draw_mask(int d, int count, bool with_replacement, Rng& rng, uint8_t* mask)
 /// Combination weights of the G cosines for an entry of importance w.
 void combination_weights(const Params& p, const float* w, float* out);
 
-/// What the coarse stage of the index sees of an entry (DESIGN section 3).
-enum class CoarseEmbedding : uint8_t {
-    /// The protected template itself (dimension G*d), probed with the normalised raw probe.
-    kTemplate = 0,
-    /// The first-order Taylor expansion of the exact match score in the probe, around a probe
-    /// uncorrelated with the entry: per group W_g (f_e M e_g + f_c k_g + f_mk M k_g) with
-    /// coefficients from the entry's constants, plus one extra group whose first coordinate
-    /// carries the constant term and whose second is left free for the index to equalise
-    /// norms (dimension (G+1)*d). Its inner product with [probe groups, 1, 0...] tracks the
-    /// exact score closely (correlation about 0.97 on random data against 0.62 for the
-    /// template), so a short shortlist recovers the exact ranking.
-    kLinear = 1,
-    /// Opt-in, weaker protection: per group the part of the kept template orthogonal to the
-    /// kept key, normalised and scaled by W_g (dimension G*d), probed with the normalised raw
-    /// probe. It is close to the raw feature (cosine 0.95 with each group's kept coordinates
-    /// on synthetic data, test_coarse), so the coarse stage keeps the raw neighbourhoods:
-    /// mated entries are found nearly as often as by an unprotected index of the same kind
-    /// (bench/RESULTS.md section 2), where the other embeddings, whose position follows the
-    /// random keys, miss most of them on structured data. It does not find the entries that
-    /// the keys push into the exact top k. The price: the coarse index alone then links and
-    /// approximates identities. Anyone holding the whole index file can compute the same
-    /// vectors from its templates, keys and masks (the stolen-token inversion, DESIGN section
-    /// 7), but a coarse index copied, exported or sharded without the keys leaks what the
-    /// protected templates alone do not, and renewing keys does not renew it. See README
-    /// "Security".
-    kIdentity = 2,
-};
-
-/// "linear" / "template" / "identity", and back.
-const char* embedding_name(CoarseEmbedding mode);
-absl::StatusOr<CoarseEmbedding> parse_embedding(const std::string& name);
-
-/// Dimension of the coarse embedding.
-int coarse_dim(const Params& p, CoarseEmbedding mode);
-
-/// Coarse embedding of one protected entry in natural layout: template e (D), key (key_dim),
-/// mask (D) and combination weights w (G). Writes coarse_dim floats.
-void coarse_embedding(const Params& p, CoarseEmbedding mode, const float* e, const float* key,
-                      const uint8_t* mask, const float* w, float* out);
-
-/// Coarse query of one probe from its normalised groups xn (D). Writes coarse_dim floats.
-void coarse_query(const Params& p, CoarseEmbedding mode, const float* xn, float* out);
-
 /// Feature centring learned by train(): y = R (x - mean), R optional (PCA rotation whose
 /// components are dealt round-robin to the groups, so each group gets a share of the energy).
 struct Centering {

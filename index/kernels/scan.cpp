@@ -15,6 +15,35 @@ const KernelTable& kernels() {
     return chosen;
 }
 
+CodeLayout code_layout(const Layout& L) {
+    CodeLayout c{};
+    c.template_offset = 0;
+    c.key_offset = L.vec_floats();
+    c.ke_offset = c.key_offset + L.key_floats();
+    c.kmk_offset = c.ke_offset + L.group_floats();
+    c.weights_offset = c.kmk_offset + L.group_floats();
+    c.mask_offset = (c.weights_offset + L.group_floats()) * sizeof(float);
+    c.code_size = (c.mask_offset + L.mask_bytes() + 3) / 4 * 4;
+    return c;
+}
+
+Entries code_entries(const Layout& L, const uint8_t* codes) {
+    const CodeLayout c = code_layout(L);
+    const float* f = reinterpret_cast<const float*>(codes);
+    const size_t stride = c.code_size / sizeof(float);
+    Entries e;
+    e.layout = L;
+    e.templates = f + c.template_offset;
+    e.keys = f + c.key_offset;
+    e.ke = f + c.ke_offset;
+    e.kmk = f + c.kmk_offset;
+    e.weights = f + c.weights_offset;
+    e.masks = codes + c.mask_offset;
+    e.template_stride = e.key_stride = e.group_stride = stride;
+    e.mask_stride = c.code_size;
+    return e;
+}
+
 const char* simd_level() {
     return kernels().name;
 }

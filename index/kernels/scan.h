@@ -37,7 +37,10 @@ struct Layout {
     size_t query_floats() const { return 2 * vec_floats() + group_floats(); }
 };
 
-/// Read-only view of the stored entries (arrays of `ntotal` rows, strides from Layout).
+/// Read-only view of stored entries. Entry j of each array starts at j * its stride: the
+/// flat index keeps one array per field (structure of arrays, strides = the field sizes of
+/// Layout), an IVF list keeps whole entries one after another (one code per entry, every
+/// stride = the code size; see code_layout()).
 struct Entries {
     Layout layout;
     const float* templates = nullptr;  ///< vec_floats per entry
@@ -46,7 +49,23 @@ struct Entries {
     const float* ke = nullptr;         ///< <k_g, e_g>, group_floats per entry
     const float* kmk = nullptr;        ///< <k_g, M_g k_g>, group_floats per entry
     const float* weights = nullptr;    ///< combination weights, group_floats per entry
+    size_t template_stride = 0;        ///< floats from one entry's template to the next
+    size_t key_stride = 0;             ///< floats between keys
+    size_t mask_stride = 0;            ///< bytes between masks
+    size_t group_stride = 0;           ///< floats between per-group constants (ke, kmk, weights)
 };
+
+/// One entry stored as a single code (IVF lists): template, keys, ke, kmk, weights (floats),
+/// then the mask bytes, padded to a multiple of 4 bytes so that the next code's floats stay
+/// aligned to 4.
+struct CodeLayout {
+    size_t template_offset, key_offset, ke_offset, kmk_offset, weights_offset;  ///< in floats
+    size_t mask_offset;                                                        ///< in bytes
+    size_t code_size;                                                          ///< in bytes
+};
+CodeLayout code_layout(const Layout& L);
+/// View of n codes laid out by code_layout() starting at `codes` (4-byte aligned).
+Entries code_entries(const Layout& L, const uint8_t* codes);
 
 /// Scores entries [j0, j1) against nq prepared queries.
 /// @param queries  nq * layout.query_floats() floats

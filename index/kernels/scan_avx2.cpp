@@ -64,9 +64,9 @@ template <bool kShared>
 void expand(const Entries& E, int64_t j, Expanded& x) {
     const Layout& L = E.layout;
     const int d = L.group_dim;
-    const float* tm = E.templates + j * L.vec_floats();
-    const float* ky = E.keys + j * L.key_floats();
-    const uint8_t* mb = E.masks + j * L.mask_bytes();
+    const float* tm = E.templates + j * E.template_stride;
+    const float* ky = E.keys + j * E.key_stride;
+    const uint8_t* mb = E.masks + j * E.mask_stride;
     const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
     const __m256 one = _mm256_set1_ps(1.0f);
     for (size_t bi = 0; bi < L.mask_bytes(); ++bi) {
@@ -85,9 +85,9 @@ template <bool kShared, int NQ>
 int64_t score_entry(const Entries& E, int64_t j, const Expanded& x, const float* const* qs, float* const* outs) {
     const Layout& L = E.layout;
     const int d = L.group_dim;
-    const float* ky = E.keys + j * L.key_floats();
+    const float* ky = E.keys + j * E.key_stride;
     const size_t V = L.vec_floats();
-    const size_t gj = j * L.group_floats();
+    const size_t gj = j * E.group_stride;
     __m256 score[NQ];
     int64_t clamped = 0;
     for (int n = 0; n < NQ; ++n) score[n] = _mm256_setzero_ps();

@@ -11,10 +11,10 @@ namespace {
 int64_t score_entry(const Entries& E, int64_t j, const float* query, float* out) {
     const Layout& L = E.layout;
     const int d = L.group_dim;
-    const float* tm = E.templates + j * L.vec_floats();
-    const float* ky = E.keys + j * L.key_floats();
-    const uint8_t* mk = E.masks + j * L.mask_bytes();
-    const size_t gj = j * L.group_floats();
+    const float* tm = E.templates + j * E.template_stride;
+    const float* ky = E.keys + j * E.key_stride;
+    const uint8_t* mk = E.masks + j * E.mask_stride;
+    const size_t gj = j * E.group_stride;
     const float* q = query;
     const float* q2 = query + L.vec_floats();
     const float* t = query + 2 * L.vec_floats();

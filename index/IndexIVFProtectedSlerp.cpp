@@ -1,0 +1,372 @@
+#include "index/IndexIVFProtectedSlerp.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <typeinfo>
+
+#include <faiss/IndexHNSW.h>
+#include <faiss/impl/AuxIndexStructures.h>
+#include <faiss/impl/FaissAssert.h>
+#include <faiss/impl/IDSelector.h>
+#include <faiss/utils/Heap.h>
+
+#include "index/storage.h"
+
+namespace pslerp {
+
+namespace {
+
+constexpr size_t kScanBlock = 256;  // codes scored per kernel call
+
+size_t code_size_of(const Params& p) {
+    kernels::Layout L;
+    L.groups = p.groups;
+    L.group_dim = p.group_dim;
+    L.shared_key = p.key_mode == KeyMode::kShared;
+    return kernels::code_layout(L).code_size;
+}
+
+// Scores one prepared query against the codes of one list with the kernels of
+// index/kernels: the same closed form, in the same arithmetic, as the exhaustive index.
+struct Scanner : faiss::InvertedListScanner {
+    const ProtectedIndex& ix;
+    std::atomic<int64_t>& clamped_total;
+    std::vector<float> kq, t;
+    mutable std::vector<float> scores;
+    mutable int64_t clamped = 0;
+
+    Scanner(const ProtectedIndex& index, std::atomic<int64_t>& clamped_counter, size_t code_bytes, bool store_pairs,
+            const faiss::IDSelector* sel)
+            : faiss::InvertedListScanner(store_pairs, sel),
+              ix(index),
+              clamped_total(clamped_counter),
+              kq(index.layout.query_floats()),
+              t(index.params.groups),
+              scores(kScanBlock) {
+        keep_max = true;  // inner-product scores: FAISS 1.7.3 does not set this from the metric
+        code_size = code_bytes;
+    }
+    ~Scanner() override { clamped_total += clamped; }
+
+    void set_query(const float* xn) override {
+        probe_t(ix.params, xn, t.data());
+        kernels::prepare_query(ix.layout, xn, t.data(), kq.data());
+    }
+    void set_list(idx_t list, float) override { list_no = list; }
+
+    float distance_to_code(const uint8_t* code) const override {
+        float s;
+        clamped += kernels::kernels().score_range(kernels::code_entries(ix.layout, code), kq.data(), 1, 0, 1, &s, 1);
+        return s;
+    }
+
+    // Scores the codes block by block, then hands each kept (score, id) to `keep`.
+    template <typename Keep>
+    void scan(size_t n, const uint8_t* codes, const idx_t* ids, Keep&& keep) const {
+        const kernels::KernelTable& K = kernels::kernels();
+        const kernels::Entries E = kernels::code_entries(ix.layout, codes);
+        for (size_t j0 = 0; j0 < n; j0 += kScanBlock) {
+            const size_t j1 = std::min(n, j0 + kScanBlock);
+            clamped += K.score_range(E, kq.data(), 1, int64_t(j0), int64_t(j1), scores.data(), int64_t(kScanBlock));
+            for (size_t j = j0; j < j1; ++j) {
+                if (sel && !sel->is_member(ids[j])) continue;
+                keep(scores[j - j0], store_pairs ? idx_t(faiss::lo_build(list_no, j)) : ids[j]);
+            }
+        }
+    }
+
+    size_t scan_codes(size_t n, const uint8_t* codes, const idx_t* ids, float* simi, idx_t* idxi,
+                      size_t k) const override {
+        size_t updates = 0;
+        scan(n, codes, ids, [&](float s, idx_t id) {
+            if (s > simi[0]) {
+                faiss::minheap_replace_top(k, simi, idxi, s, id);
+                ++updates;
+            }
+        });
+        return updates;
+    }
+
+    void scan_codes_range(size_t n, const uint8_t* codes, const idx_t* ids, float radius,
+                          faiss::RangeQueryResult& result) const override {
+        scan(n, codes, ids, [&](float s, idx_t id) {
+            if (s >= radius) result.add(s, id);
+        });
+    }
+};
+
+}  // namespace
+
+size_t default_nprobe(size_t nlist) {
+    return std::min(nlist, std::max<size_t>(8, (nlist + 31) / 32));
+}
+
+IndexIVFProtectedSlerp::IndexIVFProtectedSlerp() : ProtectedIndex(Params()) {
+    code_size = code_size_of(params);
+    d = params.dim();
+    metric_type = faiss::METRIC_INNER_PRODUCT;
+}
+
+IndexIVFProtectedSlerp::IndexIVFProtectedSlerp(std::unique_ptr<faiss::Index> q, size_t nl, const Params& p)
+        : faiss::IndexIVF(q.get(), p.dim(), nl, code_size_of(p), faiss::METRIC_INNER_PRODUCT), ProtectedIndex(p) {
+    FAISS_THROW_IF_NOT_MSG(q, "pslerp: IVF: the quantizer is null");
+    FAISS_THROW_IF_NOT_FMT(q->d == p.dim(), "pslerp: IVF: the quantizer has dimension %d, expected %d", int(q->d),
+                           p.dim());
+    FAISS_THROW_IF_NOT_MSG(q->metric_type == faiss::METRIC_L2, "pslerp: IVF: the quantizer must use the L2 metric");
+    FAISS_THROW_IF_NOT_MSG(nl >= 1, "pslerp: IVF: nlist must be >= 1");
+    q.release();
+    own_fields = true;
+    // An HNSW quantizer is filled with k-means centroids, as FAISS's own IVF<n>_HNSW<M> does.
+    if (dynamic_cast<faiss::IndexHNSW*>(quantizer)) quantizer_trains_alone = 2;
+    nprobe = default_nprobe(nl);
+    set_direct_map_type(faiss::DirectMap::Hashtable);
+}
+
+IndexIVFProtectedSlerp::~IndexIVFProtectedSlerp() = default;
+
+void IndexIVFProtectedSlerp::train(idx_t n, const float* x) {
+    FAISS_THROW_IF_NOT_MSG(ntotal == 0, "pslerp: train: the index already holds entries; reset() first");
+    FAISS_THROW_IF_NOT_FMT(n >= idx_t(nlist), "pslerp: train: %ld training features for %zu lists; give at least as "
+                                              "many as lists (FAISS suggests 39 per list)",
+                           long(n), nlist);
+    Centering fitted = fit_centering(n, x);
+    const Centering saved = centering;
+    centering = std::move(fitted);
+    try {
+        const std::vector<float> xn = normalized_probes(n, x);
+        quantizer->reset();  // so that train_q1 trains again rather than keep old centroids
+        train_q1(size_t(n), xn.data(), verbose, faiss::METRIC_L2);
+    } catch (...) {
+        centering = saved;
+        throw;
+    }
+    is_trained = quantizer->is_trained && size_t(quantizer->ntotal) == nlist;
+    FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: train: the quantizer did not end up with nlist centroids");
+}
+
+void IndexIVFProtectedSlerp::add(idx_t n, const float* x) {
+    std::vector<idx_t> ids(std::max<idx_t>(n, 0));
+    std::iota(ids.begin(), ids.end(), next_id_);
+    add_with_ids(n, x, ids.data());
+}
+
+void IndexIVFProtectedSlerp::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    check_vectors(n, x, "add");
+    if (n == 0) return;
+    FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: add: the IVF index needs train() first (centring and centroids)");
+    check_new_ids(n, xids);
+    std::vector<float> xn;
+    const Protected pr = protect_new(n, x, &xn);
+    std::vector<idx_t> lists(n);
+    quantizer->assign(n, xn.data(), lists.data());
+    for (idx_t i = 0; i < n; ++i) {
+        FAISS_THROW_IF_NOT_FMT(lists[i] >= 0 && size_t(lists[i]) < nlist,
+                               "pslerp: add: the quantizer gave list %ld for entry %ld", long(lists[i]), long(i));
+    }
+    std::vector<uint8_t> codes(size_t(n) * code_size);
+#pragma omp parallel for if (n > 1024)
+    for (idx_t i = 0; i < n; ++i) encode_code(params, layout, pr, i, codes.data() + size_t(i) * code_size);
+    for (idx_t i = 0; i < n; ++i) {
+        const size_t offset = invlists->add_entry(lists[i], xids[i], codes.data() + size_t(i) * code_size);
+        direct_map.add_single_id(xids[i], lists[i], offset);
+    }
+    note_added(n, xids);
+    ntotal += n;
+}
+
+void IndexIVFProtectedSlerp::encode_vectors(idx_t n, const float* x, const idx_t* list_nos, uint8_t* codes,
+                                            bool include_listno) const {
+    check_vectors(n, x, "encode_vectors");
+    if (n == 0) return;
+    const Protected pr = protect_new(n, x);
+    const size_t prefix = include_listno ? coarse_code_size() : 0;
+    for (idx_t i = 0; i < n; ++i) {
+        uint8_t* out = codes + size_t(i) * (code_size + prefix);
+        if (include_listno) encode_listno(list_nos[i], out);
+        if (prefix % 4 == 0) {
+            encode_code(params, layout, pr, i, out + prefix);
+        } else {  // keep the floats of the code aligned while encoding
+            std::vector<uint8_t> tmp(code_size);
+            encode_code(params, layout, pr, i, tmp.data());
+            std::copy(tmp.begin(), tmp.end(), out + prefix);
+        }
+    }
+}
+
+const faiss::SearchParametersIVF* IndexIVFProtectedSlerp::ivf_params(const faiss::SearchParameters* p,
+                                                                     const char* what) const {
+    if (!p) return nullptr;
+    const auto* ivf = dynamic_cast<const faiss::SearchParametersIVF*>(p);
+    FAISS_THROW_IF_NOT_FMT(ivf, "pslerp: %s: the IVF index takes faiss::SearchParametersIVF (nprobe, max_codes, sel)",
+                           what);
+    FAISS_THROW_IF_NOT_FMT(ivf->nprobe >= 1, "pslerp: %s: nprobe must be >= 1", what);
+    return ivf;
+}
+
+void IndexIVFProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
+                                    const faiss::SearchParameters* params_in) const {
+    check_vectors(n, x, "search");
+    FAISS_THROW_IF_NOT_FMT(k > 0, "pslerp: search: k must be > 0, got %ld", long(k));
+    const faiss::SearchParametersIVF* sp = ivf_params(params_in, "search");
+    FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: search: the IVF index needs train() first");
+    if (n == 0) return;
+    const std::vector<float> xn = normalized_probes(n, x);
+    faiss::IndexIVF::search(n, xn.data(), k, distances, labels, sp);
+    // FAISS pads with -1 labels and -FLT_MAX; the exhaustive index pads with -inf.
+    for (idx_t j = 0; j < n * k; ++j) {
+        if (labels[j] < 0) distances[j] = -std::numeric_limits<float>::infinity();
+    }
+}
+
+void IndexIVFProtectedSlerp::range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
+                                          const faiss::SearchParameters* params_in) const {
+    check_vectors(n, x, "range_search");
+    FAISS_THROW_IF_NOT_MSG(result, "pslerp: range_search: result is null");
+    FAISS_THROW_IF_NOT_MSG(std::isfinite(radius), "pslerp: range_search: threshold must be finite");
+    const faiss::SearchParametersIVF* sp = ivf_params(params_in, "range_search");
+    FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: range_search: the IVF index needs train() first");
+    if (n == 0) {
+        result->do_allocation();
+        return;
+    }
+    const std::vector<float> xn = normalized_probes(n, x);
+    faiss::IndexIVF::range_search(n, xn.data(), radius, result, sp);
+    // Best first within each query, as the exhaustive index returns them.
+    std::vector<std::pair<float, idx_t>> hits;
+    for (idx_t i = 0; i < n; ++i) {
+        const size_t b = result->lims[i], e = result->lims[i + 1];
+        hits.clear();
+        for (size_t j = b; j < e; ++j) hits.emplace_back(result->distances[j], result->labels[j]);
+        std::sort(hits.begin(), hits.end(), [](const auto& u, const auto& v) {
+            return u.first != v.first ? u.first > v.first : u.second < v.second;
+        });
+        for (size_t j = b; j < e; ++j) std::tie(result->distances[j], result->labels[j]) = hits[j - b];
+    }
+}
+
+void IndexIVFProtectedSlerp::reset() {
+    faiss::IndexIVF::reset();
+    next_id_ = 0;
+}
+
+faiss::InvertedListScanner* IndexIVFProtectedSlerp::get_InvertedListScanner(bool store_pairs,
+                                                                            const faiss::IDSelector* sel) const {
+    return new Scanner(*this, clamped_, code_size, store_pairs, sel);
+}
+
+void IndexIVFProtectedSlerp::reconstruct_from_offset(int64_t, int64_t, float*) const {
+    FAISS_THROW_MSG("pslerp: reconstruct: protected entries cannot be decoded back to features");
+}
+
+void IndexIVFProtectedSlerp::sa_decode(idx_t, const uint8_t*, float*) const {
+    FAISS_THROW_MSG("pslerp: sa_decode: protected codes cannot be decoded back to features");
+}
+
+void IndexIVFProtectedSlerp::update_vectors(int, const idx_t*, const float*) {
+    FAISS_THROW_MSG("pslerp: update_vectors: remove the ids and add them again (fresh keys)");
+}
+
+bool IndexIVFProtectedSlerp::contains(idx_t id) const {
+    return direct_map.hashtable.count(id) != 0;
+}
+
+int64_t IndexIVFProtectedSlerp::score_ids(const float* kq, idx_t n, const idx_t* ids, float* out) const {
+    const kernels::KernelTable& K = kernels::kernels();
+    int64_t clamped = 0;
+    for (idx_t i = 0; i < n; ++i) {
+        auto it = direct_map.hashtable.find(ids[i]);
+        FAISS_THROW_IF_NOT_FMT(it != direct_map.hashtable.end(), "pslerp: verify: unknown id %ld", long(ids[i]));
+        const idx_t list = faiss::lo_listno(it->second), offset = faiss::lo_offset(it->second);
+        faiss::InvertedLists::ScopedCodes code(invlists, list, offset);
+        clamped += K.score_range(kernels::code_entries(layout, code.get()), kq, 1, 0, 1, out + i, 1);
+    }
+    return clamped;
+}
+
+void IndexIVFProtectedSlerp::check_compatible(const IndexIVFProtectedSlerp& other) const {
+    FAISS_THROW_IF_NOT_MSG(other.d == d && other.nlist == nlist && other.code_size == code_size,
+                           "pslerp: merge: the indexes differ in dimension, nlist or code size");
+    FAISS_THROW_IF_NOT_MSG(other.params.describe() == params.describe() && other.layout.shared_key == layout.shared_key,
+                           "pslerp: merge: the indexes use different scheme parameters");
+    FAISS_THROW_IF_NOT_MSG(other.centering.mean == centering.mean && other.centering.rotation == centering.rotation,
+                           "pslerp: merge: the indexes use different centrings (train one, then copy it)");
+    FAISS_THROW_IF_NOT_MSG(other.quantizer->ntotal == quantizer->ntotal, "pslerp: merge: the quantizers differ");
+    std::vector<float> a(d), b(d);
+    for (idx_t c = 0; c < quantizer->ntotal; ++c) {
+        quantizer->reconstruct(c, a.data());
+        other.quantizer->reconstruct(c, b.data());
+        FAISS_THROW_IF_NOT_MSG(a == b, "pslerp: merge: the indexes have different centroids (train one, then copy it)");
+    }
+}
+
+void IndexIVFProtectedSlerp::merge_from(faiss::Index& other_index, idx_t add_id) {
+    auto* other = dynamic_cast<IndexIVFProtectedSlerp*>(&other_index);
+    FAISS_THROW_IF_NOT_MSG(other, "pslerp: merge: the other index is not an IndexIVFProtectedSlerp");
+    FAISS_THROW_IF_NOT_MSG(other != this, "pslerp: merge: cannot merge an index into itself");
+    FAISS_THROW_IF_NOT_MSG(add_id == 0, "pslerp: merge: ids are kept as they are (add_id must be 0)");
+    check_compatible(*other);
+    for (const auto& [id, lo] : other->direct_map.hashtable) {
+        FAISS_THROW_IF_NOT_FMT(!contains(id), "pslerp: merge: id %ld is in both indexes", long(id));
+    }
+    for (size_t list = 0; list < nlist; ++list) {
+        const size_t n = other->invlists->list_size(list);
+        faiss::InvertedLists::ScopedCodes codes(other->invlists, list);
+        faiss::InvertedLists::ScopedIds ids(other->invlists, list);
+        for (size_t j = 0; j < n; ++j) {
+            const size_t offset = invlists->add_entry(list, ids[j], codes.get() + j * code_size);
+            direct_map.add_single_id(ids[j], list, offset);
+            next_id_ = std::max(next_id_, ids[j] + 1);
+        }
+    }
+    ntotal += other->ntotal;
+    other->faiss::IndexIVF::reset();
+}
+
+void IndexIVFProtectedSlerp::copy_subset_to(faiss::IndexIVF& other_index, int subset_type, idx_t a1,
+                                            idx_t a2) const {
+    auto* other = dynamic_cast<IndexIVFProtectedSlerp*>(&other_index);
+    FAISS_THROW_IF_NOT_MSG(other, "pslerp: copy_subset_to: the other index is not an IndexIVFProtectedSlerp");
+    FAISS_THROW_IF_NOT_MSG(other != this, "pslerp: copy_subset_to: cannot copy an index into itself");
+    check_compatible(*other);
+    // FAISS copies without a direct map; rebuild it after, refusing ids the target holds.
+    for (const auto& [id, lo] : direct_map.hashtable) {
+        FAISS_THROW_IF_NOT_FMT(!other->contains(id), "pslerp: copy_subset_to: id %ld is already in the target",
+                               long(id));
+    }
+    other->direct_map.set_type(faiss::DirectMap::NoMap, other->invlists, other->ntotal);
+    faiss::IndexIVF::copy_subset_to(*other, subset_type, a1, a2);
+    other->direct_map.set_type(faiss::DirectMap::Hashtable, other->invlists, other->ntotal);
+    for (const auto& [id, lo] : other->direct_map.hashtable) other->next_id_ = std::max(other->next_id_, id + 1);
+}
+
+double IndexIVFProtectedSlerp::imbalance() const {
+    if (ntotal == 0) return 0.0;
+    double sum2 = 0;
+    for (size_t list = 0; list < nlist; ++list) {
+        const double s = double(invlists->list_size(list));
+        sum2 += s * s;
+    }
+    // FAISS's imbalance factor: nlist * sum(size^2) / ntotal^2 (1 when balanced).
+    return sum2 * double(nlist) / (double(ntotal) * double(ntotal));
+}
+
+void IndexIVFProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id) {
+    size_t total = 0;
+    for (size_t list = 0; list < nlist; ++list) total += invlists->list_size(list);
+    direct_map.set_type(faiss::DirectMap::NoMap, invlists, 0);
+    direct_map.set_type(faiss::DirectMap::Hashtable, invlists, total);
+    idx_t largest = -1;
+    FAISS_THROW_IF_NOT_FMT(direct_map.hashtable.size() == total, "pslerp: the lists hold %zu entries but only %zu "
+                                                                 "distinct ids",
+                           total, direct_map.hashtable.size());
+    for (const auto& [id, lo] : direct_map.hashtable) {
+        FAISS_THROW_IF_NOT_FMT(id >= 0, "pslerp: negative id %ld in the lists", long(id));
+        largest = std::max(largest, id);
+    }
+    ntotal = idx_t(total);
+    next_id_ = largest + 1;
+    restore_state(streams_used, seed, next_id);
+}
+
+}  // namespace pslerp

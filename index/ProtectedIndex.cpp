@@ -1,0 +1,178 @@
+#include "index/ProtectedIndex.h"
+
+#include <algorithm>
+
+#include <faiss/impl/FaissAssert.h>
+
+#include "absl/container/flat_hash_set.h"
+
+namespace pslerp {
+
+namespace {
+
+void throw_if_error(const absl::Status& s) {
+    if (!s.ok()) FAISS_THROW_MSG("pslerp: " + std::string(s.message()));
+}
+
+}  // namespace
+
+ProtectedIndex::ProtectedIndex(const Params& p) : params(p) {
+    throw_if_error(p.validate());
+    layout.groups = p.groups;
+    layout.group_dim = p.group_dim;
+    layout.shared_key = p.key_mode == KeyMode::kShared;
+}
+
+ProtectedIndex::~ProtectedIndex() = default;
+
+faiss::Index& ProtectedIndex::index() {
+    return *dynamic_cast<faiss::Index*>(this);
+}
+
+const faiss::Index& ProtectedIndex::index() const {
+    return *dynamic_cast<const faiss::Index*>(this);
+}
+
+void ProtectedIndex::check_vectors(idx_t n, const float* x, const char* what) const {
+    FAISS_THROW_IF_NOT_FMT(n >= 0, "pslerp: %s: n must be >= 0, got %ld", what, long(n));
+    FAISS_THROW_IF_NOT_FMT(n == 0 || x != nullptr, "pslerp: %s: null input with n = %ld", what, long(n));
+}
+
+void ProtectedIndex::check_new_ids(idx_t n, const idx_t* xids) const {
+    FAISS_THROW_IF_NOT_MSG(n == 0 || xids, "pslerp: add_with_ids: ids are null");
+    absl::flat_hash_set<idx_t> batch;
+    batch.reserve(n);
+    for (idx_t i = 0; i < n; ++i) {
+        FAISS_THROW_IF_NOT_FMT(xids[i] >= 0, "pslerp: add: id %ld is negative", long(xids[i]));
+        FAISS_THROW_IF_NOT_FMT(!contains(xids[i]), "pslerp: add: id %ld is already in the index", long(xids[i]));
+        FAISS_THROW_IF_NOT_FMT(batch.insert(xids[i]).second, "pslerp: add: id %ld appears twice in the batch",
+                               long(xids[i]));
+    }
+}
+
+void ProtectedIndex::check_known(idx_t n, const idx_t* ids, const char* what) const {
+    for (idx_t i = 0; i < n; ++i) {
+        FAISS_THROW_IF_NOT_FMT(contains(ids[i]), "pslerp: %s: unknown id %ld", what, long(ids[i]));
+    }
+}
+
+std::vector<float> ProtectedIndex::normalized_probes(idx_t n, const float* x) const {
+    const int D = params.dim();
+    std::vector<float> xn(n * D);
+    centering.apply(x, n, D, xn.data());
+    throw_if_error(normalize_groups(params, xn.data(), n, xn.data()));
+    return xn;
+}
+
+ProtectedIndex::Prepared ProtectedIndex::prepare(idx_t n, const float* x) const {
+    const int D = params.dim();
+    std::vector<float> xc(n * D);
+    centering.apply(x, n, D, xc.data());
+    auto probe = prepare_probes(params, xc.data(), n);
+    throw_if_error(probe.status());
+    Prepared q;
+    q.xn = std::move(probe->xn);
+    const size_t qf = layout.query_floats();
+    q.kq.resize(n * qf);
+#pragma omp parallel for if (n > 256)
+    for (idx_t i = 0; i < n; ++i) {
+        kernels::prepare_query(layout, q.xn.data() + i * D, probe->t.data() + i * params.groups, q.kq.data() + i * qf);
+    }
+    return q;
+}
+
+Centering ProtectedIndex::fit_centering(idx_t n, const float* x) const {
+    check_vectors(n, x, "train");
+    auto c = Centering::fit(x, n, params.dim(), params.groups, train_pca);
+    throw_if_error(c.status());
+    return *std::move(c);
+}
+
+Protected ProtectedIndex::protect_new(idx_t n, const float* x, std::vector<float>* xn) const {
+    const int D = params.dim();
+    std::vector<float> xc(n * D);
+    centering.apply(x, n, D, xc.data());
+    if (xn) {
+        xn->resize(n * D);
+        throw_if_error(normalize_groups(params, xc.data(), n, xn->data()));
+    }
+    ProtectInputs in;
+    // Streams are reserved before use, so concurrent const callers (encode_vectors) never share one.
+    in.stream_offset = streams_used_.fetch_add(static_cast<uint64_t>(n));
+    auto pr = protect(params, xc.data(), n, rng_, in);
+    if (!pr.ok()) {
+        streams_used_.fetch_sub(static_cast<uint64_t>(n));
+        throw_if_error(pr.status());
+    }
+    return *std::move(pr);
+}
+
+void ProtectedIndex::note_added(idx_t n, const idx_t* xids) {
+    for (idx_t i = 0; i < n; ++i) next_id_ = std::max(next_id_, xids[i] + 1);
+}
+
+float ProtectedIndex::verify(const float* x, idx_t id) const {
+    float s;
+    verify_batch(1, x, &id, &s);
+    return s;
+}
+
+void ProtectedIndex::verify_batch(idx_t n, const float* x, const idx_t* ids, float* scores) const {
+    check_vectors(n, x, "verify");
+    FAISS_THROW_IF_NOT_MSG(n == 0 || (ids && scores), "pslerp: verify: null ids or scores");
+    check_known(n, ids, "verify");
+    if (n == 0) return;
+    const Prepared q = prepare(n, x);
+    const size_t qf = layout.query_floats();
+    int64_t clamped = 0;
+    for (idx_t i = 0; i < n; ++i) clamped += score_ids(q.kq.data() + i * qf, 1, ids + i, scores + i);
+    clamped_ += clamped;
+}
+
+float ProtectedIndex::verify_identity(const float* x, idx_t n_ids, const idx_t* ids) const {
+    check_vectors(1, x, "verify");
+    FAISS_THROW_IF_NOT_MSG(n_ids > 0 && ids, "pslerp: verify: an identity needs at least one id");
+    check_known(n_ids, ids, "verify");
+    const Prepared q = prepare(1, x);
+    std::vector<float> scores(n_ids);
+    clamped_ += score_ids(q.kq.data(), n_ids, ids, scores.data());
+    return *std::max_element(scores.begin(), scores.end());
+}
+
+void ProtectedIndex::set_seed(uint64_t seed) {
+    rng_ = RandomSource(seed);
+    seed_ = seed;
+}
+
+void ProtectedIndex::restore_state(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id) {
+    streams_used_ = streams_used;
+    next_id_ = std::max<idx_t>(next_id, next_id_);
+    if (seed) {
+        set_seed(*seed);
+    } else {
+        rng_ = RandomSource();
+        seed_.reset();
+    }
+}
+
+ProtectedIndex* as_protected(faiss::Index* index) {
+    return dynamic_cast<ProtectedIndex*>(index);
+}
+
+const ProtectedIndex* as_protected(const faiss::Index* index) {
+    return dynamic_cast<const ProtectedIndex*>(index);
+}
+
+ProtectedIndex& protected_of(faiss::Index& index) {
+    ProtectedIndex* p = as_protected(&index);
+    FAISS_THROW_IF_NOT_MSG(p, "pslerp: not a pslerp index (IndexProtectedSlerp or IndexIVFProtectedSlerp)");
+    return *p;
+}
+
+const ProtectedIndex& protected_of(const faiss::Index& index) {
+    const ProtectedIndex* p = as_protected(&index);
+    FAISS_THROW_IF_NOT_MSG(p, "pslerp: not a pslerp index (IndexProtectedSlerp or IndexIVFProtectedSlerp)");
+    return *p;
+}
+
+}  // namespace pslerp
