@@ -139,7 +139,7 @@ int main(int argc, char** argv) try {
             const double flat_add_s = now_s() - t0;
             std::vector<float>().swap(data.gallery.x);  // both indexes hold their own copy
 
-            const double bpe_prot = double(idx.storage_bytes_per_entry());
+            const double bpe_prot = double(idx.bytes_per_entry());
             const double bpe_flat = double(D * sizeof(float));
             std::printf("   enrolment %.1f s (%.0f entries/s, %d threads), flat add %.2f s\n"
                         "   bytes/entry: protected %.0f, IndexFlatIP %.0f (x%.2f)\n",

@@ -1,4 +1,4 @@
-// Small helpers shared by the benchmark drivers (bench_search, bench_recall): a flag parser,
+// Small helpers shared by the benchmark drivers (bench_search, bench_ivf, bench_dedup): a flag parser,
 // timing, medians, and the provenance every result file carries (command, git commit, SIMD
 // level, thread count, load average).
 #pragma once
@@ -124,32 +124,8 @@ inline SynthSplit synth_data(int64_t dim, int64_t n, int64_t mated, int64_t nonm
     return value_or_die(synth_gallery(synth_config(dim, seed), n, mated, nonmated));
 }
 
-/// The coarse parameter a driver sweeps for a coarse factory string: efSearch (HNSW), nprobe
-/// (IVF), or none (Flat, PQ fast-scan: one pass with the value 0).
-struct CoarseSweep {
-    bool hnsw = false, ivf = false;
-    std::string name;
-    std::vector<int64_t> values;
-
-    CoarseSweep(const std::string& coarse, const std::vector<int64_t>& efs, const std::vector<int64_t>& nprobes)
-            : hnsw(coarse.rfind("HNSW", 0) == 0), ivf(coarse.rfind("IVF", 0) == 0) {
-        name = hnsw ? "efSearch" : ivf ? "nprobe" : "none";
-        values = hnsw ? efs : ivf ? nprobes : std::vector<int64_t>{0};
-    }
-    /// Puts value v of the swept parameter into the search options.
-    void apply(pslerp::SearchParametersProtectedSlerp& sp, int64_t v) const {
-        if (hnsw) sp.efSearch = int(v);
-        if (ivf) sp.nprobe = int(v);
-    }
-};
-
-/// "PSlerp<D/16>x16[(options)],<coarse>": the protected index the drivers build.
-inline std::string protected_factory(int dim, const std::string& options, const std::string& coarse) {
-    return "PSlerp" + std::to_string(dim / 16) + "x16" + (options.empty() ? "" : "(" + options + ")") + "," + coarse;
-}
-
 /// "" for "", else "_" + text with every character outside [A-Za-z0-9.-] replaced by '-'
-/// (result files of runs with index options, e.g. "embedding=identity").
+/// (result files of runs with index options, e.g. "t=0.9").
 inline std::string file_suffix(const std::string& text) {
     if (text.empty()) return "";
     std::string out = "_" + text;

@@ -245,6 +245,17 @@ void IndexIVFProtectedSlerp::range_search(idx_t n, const float* x, float radius,
     }
 }
 
+size_t IndexIVFProtectedSlerp::remove_ids(const faiss::IDSelector& sel) {
+    // FAISS's hash-table direct map removes only an IDSelectorArray: list the members first.
+    std::vector<idx_t> gone;
+    for (const auto& [id, lo] : direct_map.hashtable) {
+        if (sel.is_member(id)) gone.push_back(id);
+    }
+    if (gone.empty()) return 0;
+    const faiss::IDSelectorArray members(gone.size(), gone.data());
+    return faiss::IndexIVF::remove_ids(members);
+}
+
 void IndexIVFProtectedSlerp::reset() {
     faiss::IndexIVF::reset();
     next_id_ = 0;

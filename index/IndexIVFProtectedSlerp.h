@@ -57,6 +57,8 @@ struct IndexIVFProtectedSlerp : faiss::IndexIVF, ProtectedIndex {
     /// Every entry of the probed lists with score >= radius, best first per query.
     void range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
                       const faiss::SearchParameters* params = nullptr) const override;
+    /// Removes the selected ids (any IDSelector); returns how many were removed.
+    size_t remove_ids(const faiss::IDSelector& sel) override;
     void reset() override;
 
     /// Protects n raw features (centred here) with fresh keys into codes; list_nos are not

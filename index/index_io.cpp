@@ -489,9 +489,11 @@ std::unique_ptr<faiss::Index> read_quantizer(Cursor q, int64_t D, uint64_t nlist
         bad(absl::StrCat("section 'QUAN' (quantizer): FAISS cannot read it: ", e.what()));
     }
     if (reader.pos != bytes) bad(absl::StrCat("section 'QUAN' (quantizer): FAISS read ", reader.pos, " of ", bytes, " bytes"));
-    if (quantizer->d != D || uint64_t(quantizer->ntotal) != nlist || quantizer->metric_type != faiss::METRIC_L2) {
+    // An untrained IVF has no centroids yet.
+    const bool centroids_ok = uint64_t(quantizer->ntotal) == nlist || quantizer->ntotal == 0;
+    if (quantizer->d != D || !centroids_ok || quantizer->metric_type != faiss::METRIC_L2) {
         bad(absl::StrCat("section 'QUAN' (quantizer): dimension ", quantizer->d, ", ", quantizer->ntotal,
-                         " centroids and its metric do not match dimension ", D, ", ", nlist, " lists and L2"));
+                         " centroids and its metric do not match dimension ", D, ", ", nlist, " lists (or none) and L2"));
     }
     return quantizer;
 }
@@ -634,8 +636,9 @@ std::unique_ptr<faiss::Index> parse(const uint8_t* data, size_t size) {
         index->centering = std::move(centering);
         index->train_pca = train_pca;
         index->nprobe = nprobe;
-        index->is_trained = true;
+        index->is_trained = index->quantizer->is_trained && size_t(index->quantizer->ntotal) == nlist;
         index->rebuild_after_load(streams_used, seed, next_id);
+        if (!index->is_trained && index->ntotal > 0) bad("section 'LIST': entries in an untrained IVF index");
         out = std::move(index);
     }
     body.finish();

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <random>
 
+#include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
@@ -274,10 +275,10 @@ TEST(Index, BadInputsGiveClearErrors) {
 TEST(Index, BytesPerEntryStated) {
     IndexProtectedSlerp index(Params::defaults(8, 16));
     // 128 template + 128 key floats, 16 mask bytes, 3 x 8 group constants, id and tombstone.
-    EXPECT_EQ(index.storage_bytes_per_entry(), 4u * (128 + 128 + 24) + 16 + 8 + 1);
+    EXPECT_EQ(index.bytes_per_entry(), 4u * (128 + 128 + 24) + 16 + 8 + 1);
     Params shared = Params::defaults(8, 16);
     shared.key_mode = KeyMode::kShared;
-    EXPECT_EQ(IndexProtectedSlerp(shared).storage_bytes_per_entry(), 4u * (128 + 16 + 24) + 16 + 8 + 1);
+    EXPECT_EQ(IndexProtectedSlerp(shared).bytes_per_entry(), 4u * (128 + 16 + 24) + 16 + 8 + 1);
 }
 
 }  // namespace
@@ -286,18 +287,33 @@ TEST(Index, BytesPerEntryStated) {
 namespace pslerp {
 namespace {
 
-TEST(Index, ForeignSearchParametersAreRejected) {
+TEST(Index, IvfSearchParametersAreRejectedAndSelectorsHonoured) {
     IndexProtectedSlerp index(Params::defaults(2, 8));
     auto x = testing_util::random_features(4, 16, 3);
     index.add(4, x.data());
-    faiss::SearchParameters foreign;
-    float D[1];
-    idx_t I[1];
-    EXPECT_THROW(index.search(1, x.data(), 1, D, I, &foreign), faiss::FaissException);
+    faiss::SearchParametersIVF ivf;
+    ivf.nprobe = 4;
+    float D[4];
+    idx_t I[4];
+    try {
+        index.search(1, x.data(), 1, D, I, &ivf);
+        ADD_FAILURE() << "IVF parameters were accepted by the exhaustive index";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(std::string(e.what()).find("IndexIVFProtectedSlerp"), std::string::npos) << e.what();
+    }
     faiss::RangeSearchResult r(1);
-    EXPECT_THROW(index.range_search(1, x.data(), 0.5f, &r, &foreign), faiss::FaissException);
-    SearchParametersProtectedSlerp ours;
-    EXPECT_NO_THROW(index.search(1, x.data(), 1, D, I, &ours));
+    EXPECT_THROW(index.range_search(1, x.data(), 0.5f, &r, &ivf), faiss::FaissException);
+    // A plain SearchParameters restricts the search to its selector's ids.
+    faiss::IDSelectorRange odd_free(2, 4);  // ids 2 and 3
+    faiss::SearchParameters sp;
+    sp.sel = &odd_free;
+    index.search(1, x.data(), 4, D, I, &sp);
+    EXPECT_TRUE(I[0] == 2 || I[0] == 3);
+    EXPECT_TRUE(I[1] == 2 || I[1] == 3);
+    EXPECT_NE(I[0], I[1]);
+    EXPECT_EQ(I[2], -1);
+    EXPECT_EQ(I[3], -1);
+    EXPECT_TRUE(std::isinf(D[2]) && D[2] < 0);
 }
 
 }  // namespace
