@@ -54,6 +54,7 @@ DedupResult deduplicate(faiss::Index& index, idx_t n, const float* x, const Dedu
     const ProtectedIndex& pi = protected_of(index);
     IndexProtectedSlerp scratch(pi.params);
     scratch.centering = pi.centering;
+    if (pi.seed()) scratch.set_seed(*pi.seed());  // a seeded (test, benchmark) index stays reproducible
     scratch.add(n, x);  // ids 0..n-1 = batch positions
     faiss::RangeSearchResult within(n);
     scratch.range_search(n, x, opt.threshold, &within);
