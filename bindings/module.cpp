@@ -1,4 +1,4 @@
-// pybind11 module `pslerp._pslerp`: thin bindings of the scheme (plugin/), the index (index/)
+// pybind11 module `pslerp._pslerp`: thin bindings of the scheme (plugin/), the indexes (index/)
 // and the evaluation metrics (bench/eval.h). Each function checks its arrays (numpy float32 /
 // int64, C-contiguous, shape), releases the GIL, makes one C++ call and hands results back
 // without copying where it can. Defaults and conveniences live in pslerp/__init__.py.
@@ -12,12 +12,15 @@
 
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include <faiss/Index.h>
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
@@ -28,6 +31,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "bench/eval.h"
+#include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
 #include "index/dedup.h"
 #include "index/factory.h"
@@ -170,13 +174,7 @@ std::string fspath(const py::object& path) {
     return py::str(py::module_::import("os").attr("fspath")(path));
 }
 
-// ---------------------------------------------------------------- enum options
-
-CoarseEmbedding embedding_of(const std::string& s) {
-    auto e = parse_embedding(s);
-    if (!e.ok()) throw py::value_error(std::string(e.status().message()));
-    return *e;
-}
+// ---------------------------------------------------------------- options
 
 /// A string option of Params: read with Params::get, written through Params::set.
 void string_option(py::class_<Params>& c, const char* attr, const char* option, const char* doc) {
@@ -272,79 +270,96 @@ RandomSource random_source(std::optional<uint64_t> seed) {
 
 // ---------------------------------------------------------------- index helpers
 
-/// Per-call search options: a SearchParameters object and/or keywords (keywords win).
-struct CallParams {
-    SearchParametersProtectedSlerp sp;
-    bool any = false;
-};
+using SearchParametersPtr = std::unique_ptr<faiss::SearchParameters>;
 
-CallParams call_params(const py::object& params, std::optional<int> k_factor, std::optional<int> nprobe,
-                       std::optional<int> efSearch, std::optional<int> range_shortlist = std::nullopt) {
-    CallParams c;
-    if (!params.is_none()) {
-        if (!py::isinstance<SearchParametersProtectedSlerp>(params)) {
-            throw py::value_error("params: expected pslerp.SearchParameters, got " +
-                                  std::string(py::str(params.get_type().attr("__name__"))));
-        }
-        const auto& given = params.cast<const SearchParametersProtectedSlerp&>();
-        c.sp.k_factor = given.k_factor;
-        c.sp.nprobe = given.nprobe;
-        c.sp.efSearch = given.efSearch;
-        c.sp.range_shortlist = given.range_shortlist;
-        c.any = true;
-    }
-    auto set = [&](std::optional<int> v, int& field, const char* name) {
-        if (!v) return;
-        if (*v < 0) throw py::value_error(absl::StrCat(name, ": must be >= 0 (0 = the index's default), got ", *v));
-        field = *v;
-        c.any = true;
-    };
-    set(k_factor, c.sp.k_factor, "k_factor");
-    set(nprobe, c.sp.nprobe, "nprobe");
-    set(efSearch, c.sp.efSearch, "efSearch");
-    set(range_shortlist, c.sp.range_shortlist, "range_shortlist");
-    return c;
+/// The exhaustive index's searches take no per-call options.
+SearchParametersPtr exhaustive_options() {
+    return nullptr;
 }
 
-py::array queries(const IndexProtectedSlerp& index, py::handle x, const char* name) {
-    return checked<float>(x, name, {-1, index.d});
+/// The IVF's per-call option: nprobe given -> a SearchParametersIVF; None -> the index's nprobe.
+SearchParametersPtr ivf_options(std::optional<int64_t> nprobe) {
+    if (!nprobe) return nullptr;
+    if (*nprobe < 1) throw py::value_error(absl::StrCat("nprobe: must be >= 1, got ", *nprobe));
+    auto sp = std::make_unique<faiss::SearchParametersIVF>();
+    sp->nprobe = size_t(*nprobe);
+    return sp;
 }
 
-std::unique_ptr<faiss::Index> read_faiss(const uint8_t* data, size_t size) {
-    faiss::VectorIOReader reader;
-    reader.data.assign(data, data + size);
-    return std::unique_ptr<faiss::Index>(faiss::read_index(&reader));
+/// FAISS's hash-table direct map (the IVF) removes only through an IDSelectorArray; the
+/// exhaustive index asks every stored id, which an IDSelectorBatch answers in constant time.
+size_t remove_ids_of(IndexProtectedSlerp& index, idx_t n, const idx_t* ids) {
+    faiss::IDSelectorBatch sel(n, ids);
+    return index.remove_ids(sel);
 }
 
-/// A coarse index from None, a faiss factory string, serialised FAISS bytes, or a python3-faiss
-/// object (serialised by pslerp._faiss_serialize, which checks the FAISS version).
-std::unique_ptr<faiss::Index> coarse_from(const py::object& coarse, const Params& p, CoarseEmbedding e) {
-    if (coarse.is_none()) return nullptr;
-    if (py::isinstance<py::str>(coarse)) {
-        const std::string desc = coarse.cast<std::string>();
-        py::gil_scoped_release nogil;
-        return std::unique_ptr<faiss::Index>(
-                faiss::index_factory(coarse_dim(p, e), desc.c_str(), IndexProtectedSlerp::coarse_metric(e)));
+size_t remove_ids_of(IndexIVFProtectedSlerp& index, idx_t n, const idx_t* ids) {
+    faiss::IDSelectorArray sel(n, ids);
+    return index.remove_ids(sel);
+}
+
+/// `index` as a `T`; throws when it is another kind of pslerp index.
+template <class T>
+std::unique_ptr<T> downcast(std::unique_ptr<faiss::Index> index) {
+    auto* t = dynamic_cast<T*>(index.get());
+    if (!t) throw std::runtime_error("pslerp: the data holds another kind of pslerp index");
+    index.release();
+    return std::unique_ptr<T>(t);
+}
+
+/// A built or loaded index as the Python object of its class.
+py::object to_python(std::unique_ptr<faiss::Index> index) {
+    if (dynamic_cast<IndexIVFProtectedSlerp*>(index.get())) {
+        return py::cast(downcast<IndexIVFProtectedSlerp>(std::move(index)));
     }
-    py::object bytes = coarse;
-    if (!py::isinstance<py::bytes>(coarse) && !py::isinstance<py::bytearray>(coarse) &&
-        !py::isinstance<py::memoryview>(coarse) && !py::isinstance<py::array>(coarse)) {
-        bytes = py::module_::import("pslerp").attr("_faiss_serialize")(coarse);
-    }
-    auto info = py::reinterpret_borrow<py::buffer>(bytes).request();
-    auto [data, size] = byte_span(info, "coarse");
+    return py::cast(downcast<IndexProtectedSlerp>(std::move(index)));
+}
+
+std::vector<uint8_t> serialized(const faiss::Index& index) {
     py::gil_scoped_release nogil;
-    return read_faiss(data, size);
+    return serialize_index(index);
 }
 
-std::optional<py::bytes> coarse_bytes(const IndexProtectedSlerp& index) {
-    if (!index.coarse) return std::nullopt;
-    faiss::VectorIOWriter w;
-    {
+std::unique_ptr<faiss::Index> deserialized(const py::buffer& data) {
+    auto info = data.request();
+    auto [ptr, size] = byte_span(info, "data");
+    py::gil_scoped_release nogil;
+    return deserialize_index(ptr, size);
+}
+
+/// The IVF's quantizer from None (flat L2), a faiss factory string ("HNSW32"), serialised FAISS
+/// bytes, or a python3-faiss index (serialised by pslerp._faiss_serialize, which checks the
+/// FAISS version). The constructor checks its metric; the dimension is checked here because
+/// faiss::IndexIVF's constructor would fail first with a less helpful message.
+std::unique_ptr<faiss::Index> quantizer_from(const py::object& q, int d) {
+    std::unique_ptr<faiss::Index> out;
+    if (q.is_none()) {
+        out = std::make_unique<faiss::IndexFlatL2>(d);
+    } else if (py::isinstance<py::str>(q)) {
+        const std::string desc = q.cast<std::string>();
         py::gil_scoped_release nogil;
-        faiss::write_index(index.coarse.get(), &w);
+        out.reset(faiss::index_factory(d, desc.c_str(), faiss::METRIC_L2));
+    } else {
+        py::object bytes = q;
+        if (!py::isinstance<py::bytes>(q) && !py::isinstance<py::bytearray>(q) && !py::isinstance<py::memoryview>(q) &&
+            !py::isinstance<py::array>(q)) {
+            bytes = py::module_::import("pslerp").attr("_faiss_serialize")(q);
+        }
+        auto info = py::reinterpret_borrow<py::buffer>(bytes).request();
+        auto [data, size] = byte_span(info, "quantizer");
+        faiss::VectorIOReader reader;
+        reader.data.assign(data, data + size);
+        py::gil_scoped_release nogil;
+        out.reset(faiss::read_index(&reader));
     }
-    return to_bytes(w.data);
+    if (out->d != d) {
+        throw py::value_error(absl::StrCat("quantizer: expected dimension ", d, " (params.dim), got ", out->d));
+    }
+    return out;
+}
+
+py::array queries(const faiss::Index& index, py::handle x, const char* name) {
+    return checked<float>(x, name, {-1, index.d});
 }
 
 py::object range_result(faiss::RangeSearchResult& res, py::ssize_t n) {
@@ -357,13 +372,6 @@ py::object range_result(faiss::RangeSearchResult& res, py::ssize_t n) {
         std::copy_n(res.labels, total, I.mutable_data());
     }
     return py::make_tuple(to_array(std::move(lims), {n + 1}), D, I);
-}
-
-std::unique_ptr<IndexProtectedSlerp> deserialize(py::buffer data) {
-    auto info = data.request();
-    auto [ptr, size] = byte_span(info, "data");
-    py::gil_scoped_release nogil;
-    return deserialize_index(ptr, size);
 }
 
 // ---------------------------------------------------------------- eval helpers
@@ -576,15 +584,6 @@ void bind_scheme(py::module_& m) {
             py::arg("q"), py::arg("templates"), py::arg("keys"), py::arg("masks"), py::arg("params"),
             py::arg("weights"), "(nq, n) scores of every probe against every entry (see pslerp.match_all).");
 
-    m.def("coarse_dim", [](const Params& p, const std::string& e) { return coarse_dim(p, embedding_of(e)); },
-          py::arg("params"), py::arg("embedding") = "linear",
-          "Dimension of the coarse index's vectors for these parameters and embedding ('linear' or 'template').");
-    m.def(
-            "coarse_metric",
-            [](const std::string& e) { return int(IndexProtectedSlerp::coarse_metric(embedding_of(e))); },
-            py::arg("embedding") = "linear",
-            "FAISS metric the coarse index must use: faiss.METRIC_L2 (1) for 'linear', faiss.METRIC_INNER_PRODUCT "
-            "(0) for 'template'.");
 }
 
 void bind_synth(py::module_& m) {
@@ -714,32 +713,207 @@ void bind_eval(py::module_& m) {
             "p_mated, p_nonmated, d_local. lo >= hi uses the range of all scores.");
 }
 
-void bind_index(py::module_& m) {
-    py::class_<SearchParametersProtectedSlerp>(m, "SearchParameters", R"doc(
-Per-call search options; fields left at 0 take the index's defaults.
-k_factor: shortlist size k * k_factor (coarse search); nprobe: IVF lists probed; efSearch:
-HNSW candidate queue; range_shortlist: candidates re-scored per query by range_search with a
-coarse index.)doc")
-            .def(py::init([](int k_factor, int nprobe, int efSearch, int range_shortlist) {
-                     SearchParametersProtectedSlerp sp;
-                     sp.k_factor = k_factor;
-                     sp.nprobe = nprobe;
-                     sp.efSearch = efSearch;
-                     sp.range_shortlist = range_shortlist;
-                     return sp;
-                 }),
-                 py::kw_only(), py::arg("k_factor") = 0, py::arg("nprobe") = 0, py::arg("efSearch") = 0,
-                 py::arg("range_shortlist") = 0)
-            .def_readwrite("k_factor", &SearchParametersProtectedSlerp::k_factor)
-            .def_readwrite("nprobe", &SearchParametersProtectedSlerp::nprobe)
-            .def_readwrite("efSearch", &SearchParametersProtectedSlerp::efSearch)
-            .def_readwrite("range_shortlist", &SearchParametersProtectedSlerp::range_shortlist)
-            .def("__repr__", [](const SearchParametersProtectedSlerp& s) {
-                return absl::StrCat("pslerp.SearchParameters(k_factor=", s.k_factor, ", nprobe=", s.nprobe,
-                                    ", efSearch=", s.efSearch, ", range_shortlist=", s.range_shortlist, ")");
-            });
+template <class Index>
+using IndexClass = py::class_<Index, faiss::Index, std::unique_ptr<Index>>;
 
-    py::class_<DedupResult>(m, "DedupResult", "Outcome of IndexProtectedSlerp.deduplicate.")
+/// Binds what both index classes share, once. Only their per-call search options differ:
+/// `options` makes FAISS search parameters from the extra arguments of search, range_search and
+/// deduplicate (its parameters Opt...: none for the exhaustive index, nprobe for the IVF), `kw`
+/// are those arguments' pybind11 annotations and `options_doc` their documentation.
+template <class Index, class... Opt, class... Kw>
+void bind_protected(IndexClass<Index>& c, SearchParametersPtr (*options)(Opt...), const std::string& options_doc,
+                    const Kw&... kw) {
+    const std::string name = py::str(c.attr("__name__"));
+    c.def_property_readonly("d", [](const Index& i) { return i.d; }, "Raw dimension G * d.");
+    c.def_property_readonly("ntotal", [](const Index& i) { return i.ntotal; }, "Live entries.");
+    c.def("__len__", [](const Index& i) { return i.ntotal; });
+    c.def_property_readonly("is_trained", [](const Index& i) { return i.is_trained; },
+                            "False while train() is needed (an IVF index before train()).");
+    c.def_property_readonly("params", [](const Index& i) { return i.params; }, "A copy of the scheme parameters.");
+    c.def_property_readonly("bytes_per_entry", [](const Index& i) { return i.bytes_per_entry(); },
+                            "Bytes stored per entry (protected entry and id).");
+    c.def_property_readonly("clamped_count", [](const Index& i) { return i.clamped_count(); },
+                            "Probe-key cosines clamped as antipodal since creation.");
+    c.def_property_readonly("is_centered", [](const Index& i) { return i.centering.trained(); },
+                            "True once train() learned a centring.");
+    c.def_readwrite("train_pca", &Index::train_pca, "train() also learns a PCA rotation (factory option pca=true).");
+    c.def_property_readonly("seed", [](const Index& i) { return i.seed(); }, "The seed given to set_seed, or None.");
+    c.def_property_readonly("next_id", [](const Index& i) { return i.next_id(); },
+                            "The id add() gives next (after the largest id ever added).");
+    c.def("describe", [](const Index& i) { return describe_index(i); }, "A factory string for this index.");
+    c.def("__repr__", [name](const Index& i) {
+        return absl::StrCat("pslerp.", name, "('", describe_index(i), "', ntotal=", i.ntotal, ")");
+    });
+
+    c.def(
+            "train",
+            [](Index& i, py::handle x) {
+                auto xa = queries(i, x, "x");
+                if (xa.shape(0) == 0) throw py::value_error("x: train needs at least one vector");
+                py::gil_scoped_release nogil;
+                i.train(xa.shape(0), data_of<float>(xa));
+            },
+            py::arg("x"), "Learns the centring (and the IVF's centroids) from representative raw features x (n, d).");
+    c.def(
+            "add",
+            [](Index& i, py::handle x) {
+                auto xa = queries(i, x, "x");
+                py::gil_scoped_release nogil;
+                i.add(xa.shape(0), data_of<float>(xa));
+            },
+            py::arg("x"), "Protects and adds raw features x (n, d); ids follow the largest id so far.");
+    c.def(
+            "add_with_ids",
+            [](Index& i, py::handle x, py::handle ids) {
+                auto xa = queries(i, x, "x");
+                auto ia = checked<int64_t>(ids, "ids", {xa.shape(0)});
+                py::gil_scoped_release nogil;
+                i.add_with_ids(xa.shape(0), data_of<float>(xa), data_of<int64_t>(ia));
+            },
+            py::arg("x"), py::arg("ids"),
+            "Adds raw features x (n, d) under external ids (n,) int64 (>= 0, new and distinct).");
+    c.def(
+            "search",
+            [options](const Index& i, py::handle x, int64_t k, Opt... opt) {
+                auto xa = queries(i, x, "x");
+                if (k <= 0) throw py::value_error(absl::StrCat("k: must be > 0, got ", k));
+                const SearchParametersPtr sp = options(opt...);
+                const py::ssize_t n = xa.shape(0);
+                py::array_t<float> D({n, py::ssize_t(k)});
+                py::array_t<int64_t> I({n, py::ssize_t(k)});
+                float* dp = D.mutable_data();
+                int64_t* ip = I.mutable_data();
+                {
+                    py::gil_scoped_release nogil;
+                    i.search(n, data_of<float>(xa), k, dp, ip, sp.get());
+                }
+                return py::make_tuple(D, I);
+            },
+            py::arg("x"), py::arg("k"), kw...,
+            ("k best entries for each raw probe x (n, d): (D (n, k) float32 scores, best first, I (n, k) int64 "
+             "ids); missing results have id -1 and score -inf." +
+             options_doc)
+                    .c_str());
+    c.def(
+            "range_search",
+            [options](const Index& i, py::handle x, float thresh, Opt... opt) {
+                auto xa = queries(i, x, "x");
+                if (!std::isfinite(thresh)) throw py::value_error("thresh: must be finite");
+                const SearchParametersPtr sp = options(opt...);
+                const py::ssize_t n = xa.shape(0);
+                faiss::RangeSearchResult res(n);
+                {
+                    py::gil_scoped_release nogil;
+                    i.range_search(n, data_of<float>(xa), thresh, &res, sp.get());
+                }
+                return range_result(res, n);
+            },
+            py::arg("x"), py::arg("thresh"), kw...,
+            ("Every entry scoring >= thresh for each raw probe x (n, d): (lims (n+1,) int64, D float32, I int64); "
+             "probe i's results are D[lims[i]:lims[i+1]], best first." +
+             options_doc)
+                    .c_str());
+    c.def(
+            "remove_ids",
+            [](Index& i, py::handle ids) {
+                auto ia = checked<int64_t>(ids, "ids", {-1});
+                py::gil_scoped_release nogil;
+                return remove_ids_of(i, ia.shape(0), data_of<int64_t>(ia));
+            },
+            py::arg("ids"), "Removes the entries with these ids ((n,) int64); returns how many were present.");
+    c.def("reset", &Index::reset, py::call_guard<py::gil_scoped_release>(),
+          "Removes every entry (keeps the training).");
+
+    auto verify_batch = [](const Index& i, py::handle x, py::handle ids) {
+        auto xa = queries(i, x, "x");
+        auto ia = checked<int64_t>(ids, "ids", {xa.shape(0)});
+        py::array_t<float> out(xa.shape(0));
+        float* op = out.mutable_data();
+        {
+            py::gil_scoped_release nogil;
+            i.verify_batch(xa.shape(0), data_of<float>(xa), data_of<int64_t>(ia), op);
+        }
+        return out;
+    };
+    c.def("verify_batch", verify_batch, py::arg("x"), py::arg("ids"),
+          "(n,) float32 scores of probe x[i] (x (n, d)) against the entry with id ids[i] ((n,) int64).");
+    c.def(
+            "verify",
+            [verify_batch](const Index& i, py::handle x, py::handle id) -> py::object {
+                if (!py::isinstance<py::array>(x) || py::reinterpret_borrow<py::array>(x).ndim() != 1) {
+                    return verify_batch(i, x, id);
+                }
+                auto xa = checked<float>(x, "x", {i.d});
+                if (!py::isinstance<py::int_>(id) && !py::isinstance(id, py::module_::import("numpy").attr("integer"))) {
+                    throw py::value_error("id: expected an int for a single probe");
+                }
+                const idx_t one = id.cast<idx_t>();
+                float s;
+                {
+                    py::gil_scoped_release nogil;
+                    s = i.verify(data_of<float>(xa), one);
+                }
+                return py::float_(s);
+            },
+            py::arg("x"), py::arg("id"),
+            "1:1 score. x (d,) with an int id -> float; x (n, d) with ids (n,) int64 -> (n,) float32 scores of "
+            "probe i against entry ids[i] (as verify_batch). Unknown ids raise RuntimeError.");
+    c.def(
+            "verify_identity",
+            [](const Index& i, py::handle x, py::handle ids) {
+                auto xa = checked<float>(x, "x", {i.d});
+                auto ia = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ids);
+                if (!ia || ia.ndim() != 1 || ia.shape(0) == 0) {
+                    throw py::value_error("ids: expected a non-empty 1-D sequence of int64 ids");
+                }
+                py::gil_scoped_release nogil;
+                return i.verify_identity(data_of<float>(xa), ia.shape(0), ia.data());
+            },
+            py::arg("x"), py::arg("ids"),
+            "1:1 against one identity enrolled several times: the best score of probe x (d,) over the entries "
+            "with these ids.");
+    c.def("contains", [](const Index& i, idx_t id) { return i.contains(id); }, py::arg("id"),
+          "True if an entry with this id is present.");
+    c.def("set_seed", [](Index& i, uint64_t seed) { i.set_seed(seed); }, py::arg("seed"),
+          "Makes keys, masks and fills reproducible. Tests and benchmarks only: never for real enrolments.");
+    c.def(
+            "deduplicate",
+            [options](Index& i, py::handle x, float threshold, bool enroll, py::handle ids, Opt... opt) {
+                auto xa = queries(i, x, "x");
+                if (!std::isfinite(threshold)) throw py::value_error("threshold: must be finite");
+                const SearchParametersPtr sp = options(opt...);
+                DedupOptions o;
+                o.threshold = threshold;
+                o.enroll_unique = enroll;
+                o.search = sp.get();
+                py::array ia;
+                if (!ids.is_none()) {
+                    ia = checked<int64_t>(ids, "ids", {xa.shape(0)});
+                    o.ids = data_of<int64_t>(ia);
+                }
+                py::gil_scoped_release nogil;
+                return deduplicate(i, xa.shape(0), data_of<float>(xa), o);
+            },
+            py::arg("x"), py::arg("threshold") = 0.9f, py::arg("enroll") = false, py::arg("ids") = py::none(), kw...,
+            ("De-duplicates a batch x (n, d) of raw features against the gallery (this index's range search) and "
+             "within itself at a score threshold; with enroll=True adds one representative per new identity (under "
+             "ids[i] when ids (n,) int64 is given). Returns a DedupResult." +
+             options_doc)
+                    .c_str());
+    c.def(
+            "clone",
+            [](const Index& i) {
+                py::gil_scoped_release nogil;
+                const std::vector<uint8_t> b = serialize_index(i);
+                return downcast<Index>(deserialize_index(b.data(), b.size()));
+            },
+            "A deep copy (through serialisation).");
+    c.def(py::pickle([](const Index& i) { return to_bytes(serialized(i)); },
+                     [](const py::bytes& b) { return downcast<Index>(deserialized(b)); }));
+}
+
+void bind_index(py::module_& m) {
+    py::class_<DedupResult>(m, "DedupResult", "Outcome of deduplicate().")
             .def_property_readonly(
                     "existing", [](const DedupResult& r) { return r.existing; },
                     "Per batch item: [(id, score), ...] gallery entries scoring >= threshold, best first.")
@@ -762,250 +936,90 @@ coarse index.)doc")
                                     ", clusters_with_several=", r.clusters_with_several(), ")");
             });
 
-    using Index = IndexProtectedSlerp;
-    py::class_<Index, std::unique_ptr<Index>> c(m, "IndexProtectedSlerp", R"doc(
-A FAISS-style index over protected face templates (DESIGN section 3).
+    // faiss::Index belongs to another library: registered for this module only, so that no
+    // other pybind11 module's binding of it can clash with this one.
+    py::class_<faiss::Index>(m, "Index", py::module_local(), R"doc(
+Base class of the pslerp indexes (a faiss::Index): IndexProtectedSlerp (exhaustive, exact) and
+IndexIVFProtectedSlerp (IVF). Not constructible; use index_factory or the subclasses.)doc");
 
-``IndexProtectedSlerp(params=Params(), coarse=None, embedding="linear")``. ``coarse`` is
-None (exhaustive search), a faiss factory string ("HNSW32", "IVF256,Flat") built at
-``coarse_dim(params, embedding)`` with ``coarse_metric(embedding)``, serialised FAISS bytes
-(faiss.serialize_index), or a python3-faiss index object (copied through serialisation; the
-faiss module's version must be pslerp.FAISS_VERSION). The coarse index must be empty and of
-that dimension and metric. ``embedding``: what the coarse index holds of each entry, "linear"
-(default), "template", or "identity" (opt-in, weaker protection: the coarse index then holds
-an approximation of each raw feature; README "Security").
+    IndexClass<IndexProtectedSlerp> flat(m, "IndexProtectedSlerp", R"doc(
+The exhaustive FAISS-style index over protected face templates: every search scores every
+entry exactly (the oracle of IndexIVFProtectedSlerp).
+
+``IndexProtectedSlerp(params=Params())``, or ``index_factory(d, "PSlerp8x16")``. train() is
+optional: it learns a feature centring.
 
 Inputs are numpy float32 C-contiguous (n, d) arrays of raw features, ids int64. Scores are
 similarities (higher is better); missing results have label -1 and score -inf.
 Thread safety: search, range_search and verify may run concurrently from several Python
-threads (the GIL is released); add, add_with_ids, remove_ids, train, reset and set_seed need
-exclusive access, as in FAISS.)doc");
-    c.def(py::init([](const Params& p, py::object coarse, const std::string& embedding) {
-              const CoarseEmbedding e = embedding_of(embedding);
-              auto ci = coarse_from(coarse, p, e);
-              return std::make_unique<Index>(p, std::move(ci), e);
-          }),
-          py::arg("params") = Params(), py::arg("coarse") = py::none(), py::arg("embedding") = "linear");
-    c.def_property_readonly("d", [](const Index& i) { return i.d; }, "Raw dimension G * d.");
-    c.def_property_readonly("ntotal", [](const Index& i) { return i.ntotal; }, "Live entries.");
-    c.def("__len__", [](const Index& i) { return i.ntotal; });
-    c.def_property_readonly("is_trained", [](const Index& i) { return i.is_trained; },
-                            "False while a coarse index needs train().");
-    c.def_property_readonly("params", [](const Index& i) { return i.params; }, "A copy of the scheme parameters.");
-    c.def_property_readonly(
-            "bytes_per_entry",
-            [](const Index& i) { return double(i.storage_bytes_per_entry()) + i.coarse_bytes_per_entry(); },
-            "Bytes per entry: protected storage plus the coarse index's share.");
-    c.def_property_readonly("storage_bytes_per_entry", &Index::storage_bytes_per_entry,
-                            "Bytes per entry of the protected storage alone.");
-    c.def_property_readonly("coarse_bytes_per_entry", &Index::coarse_bytes_per_entry,
-                            "Bytes per entry of the coarse index (0 without one).");
-    c.def_property_readonly("coarse_d", &Index::coarse_d, "Dimension of the coarse index's vectors.");
-    c.def_property_readonly(
-            "coarse_embedding", [](const Index& i) { return std::string(embedding_name(i.coarse_embedding)); },
-            "What the coarse index holds: 'linear' or 'template'.");
-    c.def_property_readonly("has_coarse", [](const Index& i) { return bool(i.coarse); },
-                            "True if searches go through a coarse index.");
-    c.def_readwrite("k_factor", &Index::k_factor, "Default shortlist factor of coarse search.");
-    c.def_readwrite("range_shortlist", &Index::range_shortlist,
-                    "Default candidates per query of range_search with a coarse index.");
-    c.def_property_readonly("clamped_count", &Index::clamped_count,
-                            "Probe-key cosines clamped as antipodal since creation.");
-    c.def_property_readonly("is_centered", [](const Index& i) { return i.centering.trained(); },
-                            "True once train() learned a centring.");
-    c.def("describe", &describe_index, "A factory string for this index.");
-    c.def("__repr__", [](const Index& i) {
-        return absl::StrCat("pslerp.IndexProtectedSlerp('", describe_index(i), "', ntotal=", i.ntotal, ")");
-    });
+threads (the GIL is released); add, add_with_ids, remove_ids, train, reset, compact and
+set_seed need exclusive access, as in FAISS.)doc");
+    flat.def(py::init([](const Params& p) { return std::make_unique<IndexProtectedSlerp>(p); }),
+             py::arg("params") = Params());
+    bind_protected(flat, &exhaustive_options, "");
+    flat.def("compact", &IndexProtectedSlerp::compact, py::call_guard<py::gil_scoped_release>(),
+             "Reclaims the space of removed entries.");
 
-    c.def(
-            "train",
-            [](Index& i, py::handle x) {
-                auto xa = queries(i, x, "x");
-                if (xa.shape(0) == 0) throw py::value_error("x: train needs at least one vector");
-                py::gil_scoped_release nogil;
-                i.train(xa.shape(0), data_of<float>(xa));
-            },
-            py::arg("x"), "Learns the centring (and trains the coarse index) from raw features x (n, d).");
-    c.def(
-            "add",
-            [](Index& i, py::handle x) {
-                auto xa = queries(i, x, "x");
-                py::gil_scoped_release nogil;
-                i.add(xa.shape(0), data_of<float>(xa));
-            },
-            py::arg("x"), "Protects and adds raw features x (n, d); ids follow the largest id so far.");
-    c.def(
-            "add_with_ids",
-            [](Index& i, py::handle x, py::handle ids) {
-                auto xa = queries(i, x, "x");
-                auto ia = checked<int64_t>(ids, "ids", {xa.shape(0)});
-                py::gil_scoped_release nogil;
-                i.add_with_ids(xa.shape(0), data_of<float>(xa), data_of<int64_t>(ia));
-            },
-            py::arg("x"), py::arg("ids"),
-            "Adds raw features x (n, d) under external ids (n,) int64 (>= 0, new and distinct).");
-    auto search = [](bool exhaustive) {
-        return [exhaustive](const Index& i, py::handle x, int64_t k, py::object params, std::optional<int> k_factor,
-                            std::optional<int> nprobe, std::optional<int> efSearch) {
-            auto xa = queries(i, x, "x");
-            if (k <= 0) throw py::value_error(absl::StrCat("k: must be > 0, got ", k));
-            const CallParams cp = call_params(params, k_factor, nprobe, efSearch);
-            const py::ssize_t n = xa.shape(0);
-            py::array_t<float> D({n, py::ssize_t(k)});
-            py::array_t<int64_t> I({n, py::ssize_t(k)});
-            float* dp = D.mutable_data();
-            int64_t* ip = I.mutable_data();
-            {
-                py::gil_scoped_release nogil;
-                if (exhaustive) i.search_exhaustive(n, data_of<float>(xa), k, dp, ip);
-                else i.search(n, data_of<float>(xa), k, dp, ip, cp.any ? &cp.sp : nullptr);
-            }
-            return py::make_tuple(D, I);
-        };
-    };
-    c.def("search", search(false), py::arg("x"), py::arg("k"), py::arg("params") = py::none(), py::kw_only(),
-          py::arg("k_factor") = py::none(), py::arg("nprobe") = py::none(), py::arg("efSearch") = py::none(),
-          R"doc(k best entries for each raw probe x (n, d): (D (n, k) float32 scores, best first,
-I (n, k) int64 ids). Options: a SearchParameters object and/or keywords k_factor, nprobe,
-efSearch (keywords win).)doc");
-    c.def("search_exhaustive", search(true), py::arg("x"), py::arg("k"), py::arg("params") = py::none(),
-          py::kw_only(), py::arg("k_factor") = py::none(), py::arg("nprobe") = py::none(),
-          py::arg("efSearch") = py::none(),
-          "Exact search over every entry whatever the coarse index (the oracle of coarse search); "
-          "search options are accepted and ignored.");
-    c.def(
-            "range_search",
-            [](const Index& i, py::handle x, float thresh, py::object params, std::optional<int> k_factor,
-               std::optional<int> nprobe, std::optional<int> efSearch, std::optional<int> range_shortlist) {
-                auto xa = queries(i, x, "x");
-                if (!std::isfinite(thresh)) throw py::value_error("thresh: must be finite");
-                const CallParams cp = call_params(params, k_factor, nprobe, efSearch, range_shortlist);
-                const py::ssize_t n = xa.shape(0);
-                faiss::RangeSearchResult res(n);
-                {
-                    py::gil_scoped_release nogil;
-                    i.range_search(n, data_of<float>(xa), thresh, &res, cp.any ? &cp.sp : nullptr);
-                }
-                return range_result(res, n);
-            },
-            py::arg("x"), py::arg("thresh"), py::arg("params") = py::none(), py::kw_only(),
-            py::arg("k_factor") = py::none(), py::arg("nprobe") = py::none(), py::arg("efSearch") = py::none(),
-            py::arg("range_shortlist") = py::none(),
-            R"doc(Every entry scoring >= thresh for each raw probe x (n, d): (lims (n+1,) int64,
-D float32, I int64); probe i's results are D[lims[i]:lims[i+1]], best first.)doc");
-    c.def(
-            "remove_ids",
-            [](Index& i, py::handle ids) {
-                auto ia = checked<int64_t>(ids, "ids", {-1});
-                faiss::IDSelectorBatch sel(ia.shape(0), data_of<int64_t>(ia));
-                py::gil_scoped_release nogil;
-                return i.remove_ids(sel);
-            },
-            py::arg("ids"), "Removes the entries with these ids ((n,) int64); returns how many were present.");
-    c.def("reset", &Index::reset, py::call_guard<py::gil_scoped_release>(),
-          "Removes every entry (keeps the training).");
-    c.def("compact", &Index::compact, py::call_guard<py::gil_scoped_release>(),
-          "Reclaims removed rows and rebuilds the coarse index.");
-    c.def(
-            "verify_identity",
-            [](const Index& i, py::handle x, py::handle ids) {
-                auto xa = checked<float>(x, "x", {i.d});
-                auto ia = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(ids);
-                if (!ia || ia.ndim() != 1 || ia.shape(0) == 0) {
-                    throw py::value_error("ids: expected a non-empty 1-D sequence of int64 ids");
-                }
-                py::gil_scoped_release nogil;
-                return i.verify_identity(data_of<float>(xa), ia.shape(0), ia.data());
-            },
-            py::arg("x"), py::arg("ids"),
-            "1:1 against one identity enrolled several times: the best score of probe x (d,) over "
-            "the entries with these ids.")
-        .def(
-            "verify",
-            [](const Index& i, py::handle x, py::handle id) -> py::object {
-                if (py::isinstance<py::array>(x) && py::reinterpret_borrow<py::array>(x).ndim() == 1) {
-                    auto xa = checked<float>(x, "x", {i.d});
-                    if (!py::isinstance<py::int_>(id) && !py::isinstance(id, py::module_::import("numpy").attr("integer"))) {
-                        throw py::value_error("id: expected an int for a single probe");
-                    }
-                    const idx_t one = id.cast<idx_t>();
-                    float s;
-                    {
-                        py::gil_scoped_release nogil;
-                        s = i.verify(data_of<float>(xa), one);
-                    }
-                    return py::float_(s);
-                }
-                auto xa = queries(i, x, "x");
-                auto ia = checked<int64_t>(id, "ids", {xa.shape(0)});
-                py::array_t<float> out(xa.shape(0));
-                float* op = out.mutable_data();
-                {
-                    py::gil_scoped_release nogil;
-                    i.verify_batch(xa.shape(0), data_of<float>(xa), data_of<int64_t>(ia), op);
-                }
-                return std::move(out);
-            },
-            py::arg("x"), py::arg("id"),
-            R"doc(1:1 score. x (d,) with an int id -> float; x (n, d) with ids (n,) int64 -> (n,) float32
-scores of probe i against entry ids[i]. Unknown ids raise RuntimeError.)doc");
-    c.def("contains", &Index::contains, py::arg("id"), "True if an entry with this id is present.");
-    c.def("set_seed", &Index::set_seed, py::arg("seed"),
-          "Makes keys, masks and fills reproducible. Tests and benchmarks only: never for real enrolments.");
-    c.def(
-            "deduplicate",
-            [](Index& i, py::handle x, float threshold, bool enroll, py::handle ids, py::object params,
-               std::optional<int> k_factor, std::optional<int> nprobe, std::optional<int> efSearch,
-               std::optional<int> range_shortlist) {
-                auto xa = queries(i, x, "x");
-                if (!std::isfinite(threshold)) throw py::value_error("threshold: must be finite");
-                const CallParams cp = call_params(params, k_factor, nprobe, efSearch, range_shortlist);
-                DedupOptions o;
-                o.threshold = threshold;
-                o.enroll_unique = enroll;
-                o.search = cp.any ? &cp.sp : nullptr;
-                py::array ia;
-                if (!ids.is_none()) {
-                    ia = checked<int64_t>(ids, "ids", {xa.shape(0)});
-                    o.ids = data_of<int64_t>(ia);
-                }
-                py::gil_scoped_release nogil;
-                return deduplicate(i, xa.shape(0), data_of<float>(xa), o);
-            },
-            py::arg("x"), py::arg("threshold") = 0.9f, py::arg("enroll") = false, py::arg("ids") = py::none(),
-            py::arg("params") = py::none(), py::kw_only(), py::arg("k_factor") = py::none(),
-            py::arg("nprobe") = py::none(), py::arg("efSearch") = py::none(), py::arg("range_shortlist") = py::none(),
-            R"doc(De-duplicates a batch x (n, d) of raw features against the gallery and within
-itself at a score threshold; with enroll=True adds one representative per new identity
-(under ids[i] when ids (n,) int64 is given). Returns a DedupResult.)doc");
-    c.def("_coarse_bytes", &coarse_bytes, "The coarse index as faiss.serialize_index bytes, or None.");
-    c.def(
-            "clone",
-            [](const Index& i) {
-                py::gil_scoped_release nogil;
-                auto b = serialize_index(i);
-                return deserialize_index(b.data(), b.size());
-            },
-            "A deep copy (through serialisation).");
-    c.def(py::pickle(
-            [](const Index& i) {
-                std::vector<uint8_t> b;
-                {
-                    py::gil_scoped_release nogil;
-                    b = serialize_index(i);
-                }
-                return to_bytes(b);
-            },
-            [](py::bytes b) { return deserialize(b); }));
+    IndexClass<IndexIVFProtectedSlerp> ivf(m, "IndexIVFProtectedSlerp", R"doc(
+An IVF index whose inverted lists hold only protected entries: the scalable search path.
 
-    m.def("index_factory", &index_factory, py::arg("d"), py::arg("description"),
-          py::call_guard<py::gil_scoped_release>(),
-          R"doc(An IndexProtectedSlerp from a factory string, e.g. "PSlerp8x16", "PSlerp8x16,HNSW32",
-"PSlerp49x16(preset=slerpface),IVF256,Flat". d must equal G * group_dim.)doc");
+``IndexIVFProtectedSlerp(params, nlist, quantizer=None)``, or
+``index_factory(d, "IVF1024,PSlerp8x16")``. ``quantizer`` is None (flat L2 over the
+centroids), a faiss factory string such as "HNSW32" (L2, dimension params.dim), serialised
+FAISS bytes, or a python3-faiss index (copied through serialisation; the faiss module's
+version must be pslerp.FAISS_VERSION). train() (at least nlist representative features,
+preferably not the enrolled ones) learns the centring and the centroids; it is needed before
+add and search.
+
+A search probes the ``nprobe`` lists nearest to the probe (default default_nprobe(nlist),
+about 3% of the lists) and scores their entries exactly; with nprobe = nlist it returns what
+the exhaustive index returns. Each stored entry also reveals its list (README "Security").
+Inputs, scores and thread safety as IndexProtectedSlerp; merge_from also needs exclusive
+access to both indexes.)doc");
+    ivf.def(py::init([](const Params& p, size_t nlist, const py::object& quantizer) {
+                auto q = quantizer_from(quantizer, p.dim());
+                return std::make_unique<IndexIVFProtectedSlerp>(std::move(q), nlist, p);
+            }),
+            py::arg("params"), py::arg("nlist"), py::arg("quantizer") = py::none());
+    bind_protected(ivf, &ivf_options,
+                   " nprobe: lists probed for this call (>= 1; default: index.nprobe).", py::kw_only(),
+                   py::arg("nprobe") = py::none());
+    ivf.def_property_readonly("nlist", [](const IndexIVFProtectedSlerp& i) { return i.nlist; }, "Number of lists.");
+    ivf.def_property(
+            "nprobe", [](const IndexIVFProtectedSlerp& i) { return i.nprobe; },
+            [](IndexIVFProtectedSlerp& i, int64_t nprobe) {
+                if (nprobe < 1) throw py::value_error(absl::StrCat("nprobe: must be >= 1, got ", nprobe));
+                i.nprobe = size_t(nprobe);
+            },
+            "Lists probed by default (values above nlist probe every list).");
+    ivf.def("imbalance", &IndexIVFProtectedSlerp::imbalance,
+            "FAISS's imbalance factor of the list sizes: nlist * sum(size^2) / ntotal^2 (1 = balanced).");
+    ivf.def(
+            "merge_from",
+            [](IndexIVFProtectedSlerp& i, IndexIVFProtectedSlerp& other) { i.merge_from(other, 0); },
+            py::arg("other"), py::call_guard<py::gil_scoped_release>(),
+            "Moves every entry of `other` (same parameters, centring and centroids: e.g. a copy of this index "
+            "made before adding) into this index, keeping ids; `other` ends empty. Ids must not collide.");
+
+    m.def("default_nprobe", &default_nprobe, py::arg("nlist"),
+          "The nprobe an IVF index of nlist lists uses unless told otherwise (about 3% of the lists, at least 8).");
+    m.def(
+            "index_factory",
+            [](int d, const std::string& description) {
+                std::unique_ptr<faiss::Index> index;
+                {
+                    py::gil_scoped_release nogil;
+                    index = index_factory(d, description);
+                }
+                return to_python(std::move(index));
+            },
+            py::arg("d"), py::arg("description"),
+            R"doc(A pslerp index from a factory string: "PSlerp8x16" (exhaustive IndexProtectedSlerp),
+"IVF1024,PSlerp8x16" or "IVF65536_HNSW32,PSlerp8x16(t=0.9,nprobe=64)" (IndexIVFProtectedSlerp).
+d must equal G * group_dim.)doc");
     m.def(
             "write_index",
-            [](const Index& i, py::object path) {
+            [](const faiss::Index& i, const py::object& path) {
                 const std::string p = fspath(path);
                 py::gil_scoped_release nogil;
                 write_index(i, p);
@@ -1013,26 +1027,27 @@ itself at a score threshold; with enroll=True adds one representative per new id
             py::arg("index"), py::arg("path"), "Saves the index to one file, atomically.");
     m.def(
             "read_index",
-            [](py::object path) {
+            [](const py::object& path) {
                 const std::string p = fspath(path);
-                py::gil_scoped_release nogil;
-                return read_index(p);
-            },
-            py::arg("path"), "Loads an index saved by write_index.");
-    m.def(
-            "serialize_index",
-            [](const Index& i) {
-                std::vector<uint8_t> b;
+                std::unique_ptr<faiss::Index> index;
                 {
                     py::gil_scoped_release nogil;
-                    b = serialize_index(i);
+                    index = read_index(p);
                 }
+                return to_python(std::move(index));
+            },
+            py::arg("path"), "Loads an index saved by write_index (either class).");
+    m.def(
+            "serialize_index",
+            [](const faiss::Index& i) {
+                std::vector<uint8_t> b = serialized(i);
                 const py::ssize_t n = b.size();
                 return to_array(std::move(b), {n});
             },
             py::arg("index"), "The index file's bytes as a numpy uint8 array.");
-    m.def("deserialize_index", &deserialize, py::arg("data"),
-          "An index from serialize_index's output (numpy uint8, bytes, bytearray or memoryview).");
+    m.def(
+            "deserialize_index", [](const py::buffer& data) { return to_python(deserialized(data)); }, py::arg("data"),
+            "An index from serialize_index's output (numpy uint8, bytes, bytearray or memoryview).");
 }
 
 }  // namespace

@@ -96,6 +96,16 @@ struct Scanner : faiss::InvertedListScanner {
     }
 };
 
+// Checked before faiss::IndexIVF's constructor reads it.
+faiss::Index* checked_quantizer(faiss::Index* q, size_t nlist, const Params& p) {
+    FAISS_THROW_IF_NOT_MSG(q, "pslerp: IVF: the quantizer is null");
+    FAISS_THROW_IF_NOT_FMT(q->d == p.dim(), "pslerp: IVF: the quantizer has dimension %d, expected %d", int(q->d),
+                           p.dim());
+    FAISS_THROW_IF_NOT_MSG(q->metric_type == faiss::METRIC_L2, "pslerp: IVF: the quantizer must use the L2 metric");
+    FAISS_THROW_IF_NOT_MSG(nlist >= 1, "pslerp: IVF: nlist must be >= 1");
+    return q;
+}
+
 }  // namespace
 
 size_t default_nprobe(size_t nlist) {
@@ -109,12 +119,9 @@ IndexIVFProtectedSlerp::IndexIVFProtectedSlerp() : ProtectedIndex(Params()) {
 }
 
 IndexIVFProtectedSlerp::IndexIVFProtectedSlerp(std::unique_ptr<faiss::Index> q, size_t nl, const Params& p)
-        : faiss::IndexIVF(q.get(), p.dim(), nl, code_size_of(p), faiss::METRIC_INNER_PRODUCT), ProtectedIndex(p) {
-    FAISS_THROW_IF_NOT_MSG(q, "pslerp: IVF: the quantizer is null");
-    FAISS_THROW_IF_NOT_FMT(q->d == p.dim(), "pslerp: IVF: the quantizer has dimension %d, expected %d", int(q->d),
-                           p.dim());
-    FAISS_THROW_IF_NOT_MSG(q->metric_type == faiss::METRIC_L2, "pslerp: IVF: the quantizer must use the L2 metric");
-    FAISS_THROW_IF_NOT_MSG(nl >= 1, "pslerp: IVF: nlist must be >= 1");
+        : faiss::IndexIVF(checked_quantizer(q.get(), nl, p), p.dim(), nl, code_size_of(p),
+                          faiss::METRIC_INNER_PRODUCT),
+          ProtectedIndex(p) {
     q.release();
     own_fields = true;
     // An HNSW quantizer is filled with k-means centroids, as FAISS's own IVF<n>_HNSW<M> does.
@@ -210,6 +217,7 @@ void IndexIVFProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* dis
     FAISS_THROW_IF_NOT_FMT(k > 0, "pslerp: search: k must be > 0, got %ld", long(k));
     const faiss::SearchParametersIVF* sp = ivf_params(params_in, "search");
     FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: search: the IVF index needs train() first");
+    FAISS_THROW_IF_NOT_MSG(sp || nprobe >= 1, "pslerp: search: the index's nprobe must be >= 1");
     if (n == 0) return;
     const std::vector<float> xn = normalized_probes(n, x);
     faiss::IndexIVF::search(n, xn.data(), k, distances, labels, sp);
@@ -226,6 +234,7 @@ void IndexIVFProtectedSlerp::range_search(idx_t n, const float* x, float radius,
     FAISS_THROW_IF_NOT_MSG(std::isfinite(radius), "pslerp: range_search: threshold must be finite");
     const faiss::SearchParametersIVF* sp = ivf_params(params_in, "range_search");
     FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: range_search: the IVF index needs train() first");
+    FAISS_THROW_IF_NOT_MSG(sp || nprobe >= 1, "pslerp: range_search: the index's nprobe must be >= 1");
     if (n == 0) {
         result->do_allocation();
         return;

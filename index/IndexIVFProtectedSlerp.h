@@ -56,7 +56,8 @@ struct IndexIVFProtectedSlerp : faiss::IndexIVF, ProtectedIndex {
     /// @param x  n raw probes (n * d); params: SearchParametersIVF or null (nprobe of the index)
     void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override;
-    /// Every entry of the probed lists with score >= radius, best first per query.
+    /// Every entry of the probed lists with score >= radius, best first per query (equal
+    /// scores by id).
     void range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
                       const faiss::SearchParameters* params = nullptr) const override;
     /// Removes the selected ids (any IDSelector); returns how many were removed.

@@ -195,7 +195,10 @@ void IndexProtectedSlerp::range_search(idx_t n, const float* x, float radius, fa
         for (idx_t i = 0; i < n; ++i) hits[i].insert(hits[i].end(), p[i].begin(), p[i].end());
     }
     for (idx_t i = 0; i < n; ++i) {
-        std::sort(hits[i].begin(), hits[i].end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+        // Best first; equal scores by id, as the IVF orders them.
+        std::sort(hits[i].begin(), hits[i].end(), [&](const auto& a, const auto& b) {
+            return a.first != b.first ? a.first > b.first : store.ids[a.second] < store.ids[b.second];
+        });
         result->lims[i] = hits[i].size();  // do_allocation() turns counts into offsets
     }
     result->do_allocation();

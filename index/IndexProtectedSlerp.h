@@ -52,7 +52,7 @@ struct IndexProtectedSlerp : faiss::Index, ProtectedIndex {
     /// @param labels     n * k external ids
     void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override;
-    /// Every entry with score >= radius, best first per query.
+    /// Every entry with score >= radius, best first per query (equal scores by id).
     void range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
                       const faiss::SearchParameters* params = nullptr) const override;
     /// Tombstones the selected ids; returns how many were removed. compact() reclaims space;

@@ -2,16 +2,24 @@
 
 A raw face feature of dimension D = G * d is split into G groups; each group is rotated on its
 sphere toward a random key by spherical linear interpolation (slerp), some coordinates are
-dropped, and only the protected template, its key and its drop mask are stored.
-``IndexProtectedSlerp`` keeps such templates in a FAISS-style index (add / search /
-range_search / remove_ids / verify) and matches raw probes against them.
+dropped, and only the protected template, its key and its drop mask are stored. Two FAISS-style
+indexes keep such templates and match raw probes against them (add / search / range_search /
+remove_ids / verify):
+
+- ``IndexProtectedSlerp``: exhaustive, exact search over every entry (the oracle).
+- ``IndexIVFProtectedSlerp``: an IVF whose lists hold only protected entries; a search scores
+  the entries of the ``nprobe`` lists nearest to the probe (default ``default_nprobe(nlist)``,
+  about 3% of the lists; ``nprobe=nlist`` gives exactly the exhaustive answer). It needs
+  train() on representative features first.
 
 Index API, with FAISS's names::
 
     import numpy as np, pslerp
-    index = pslerp.index_factory(128, "PSlerp8x16,HNSW32")
+    index = pslerp.index_factory(128, "IVF1024,PSlerp8x16")   # or "PSlerp8x16": exhaustive
+    index.train(xt)                       # xt: (>= nlist, 128) float32, not the enrolled ones
     index.add(x)                          # x: (n, 128) float32 raw features
-    D, I = index.search(q, 5, efSearch=64)
+    D, I = index.search(q, 5)             # the index's nprobe
+    D, I = index.search(q, 5, nprobe=64)  # this call only
     pslerp.write_index(index, "gallery.pslerp")
 
 The scheme's functions (deterministic when keys and masks are given)::
@@ -35,12 +43,12 @@ from ._pslerp import (  # noqa: F401  (re-exported)
     FAISS_VERSION,
     HAS_EXTRACTOR,
     DedupResult,
+    Index,
+    IndexIVFProtectedSlerp,
     IndexProtectedSlerp,
     Params,
-    SearchParameters,
     SynthConfig,
-    coarse_dim,
-    coarse_metric,
+    default_nprobe,
     deserialize_index,
     equal_error_rate,
     index_factory,
@@ -62,14 +70,14 @@ __all__ = [
     "FAISS_VERSION",
     "HAS_EXTRACTOR",
     "DedupResult",
+    "Index",
+    "IndexIVFProtectedSlerp",
     "IndexProtectedSlerp",
     "Params",
-    "SearchParameters",
     "SynthConfig",
     "SynthSplit",
-    "coarse_dim",
-    "coarse_metric",
     "deduplicate",
+    "default_nprobe",
     "deserialize_index",
     "equal_error_rate",
     "generate_keys",
@@ -200,13 +208,18 @@ def synth(identities: int = 1000, samples_per_identity: int = 2, *, groups: int 
 # ----------------------------------------------------------------------------- index conveniences
 
 
-def deduplicate(index: IndexProtectedSlerp, x: np.ndarray, threshold: float = 0.9,
-                enroll: bool = False, ids: Optional[np.ndarray] = None, **search_options) -> DedupResult:
-    """Same as index.deduplicate(x, threshold, enroll, ids, **search_options)."""
+def deduplicate(index: Index, x: np.ndarray, threshold: float = 0.9, enroll: bool = False,
+                ids: Optional[np.ndarray] = None, **search_options) -> DedupResult:
+    """Same as index.deduplicate(x, threshold, enroll, ids, **search_options).
+
+    search_options: nprobe=... for an IndexIVFProtectedSlerp (lists probed by the gallery
+    search); the exhaustive index takes none.
+    """
     return index.deduplicate(x, threshold, enroll, ids, **search_options)
 
 
-def _import_faiss():
+def _faiss_serialize(quantizer) -> np.ndarray:
+    """A python3-faiss index as faiss.serialize_index bytes (IndexIVFProtectedSlerp's quantizer)."""
     try:
         import faiss  # python3-faiss: its own copy of FAISS
     except ImportError as e:  # pragma: no cover - depends on the system
@@ -215,29 +228,7 @@ def _import_faiss():
         raise RuntimeError(
             f"faiss python module version {getattr(faiss, '__version__', 'unknown')} does not match the FAISS "
             f"pslerp was built with ({FAISS_VERSION}); FAISS objects can only be exchanged between equal versions")
-    return faiss
-
-
-def _faiss_serialize(coarse) -> np.ndarray:
-    """A python3-faiss index as faiss.serialize_index bytes (called by IndexProtectedSlerp())."""
-    faiss = _import_faiss()
-    if not isinstance(coarse, faiss.Index):
-        raise ValueError(f"coarse: expected None, a faiss factory string, bytes or a faiss.Index, "
-                         f"got {type(coarse).__name__}")
-    return faiss.serialize_index(coarse)
-
-
-def _coarse_index(self: IndexProtectedSlerp):
-    """A copy of the coarse index as a python3-faiss object (None without one).
-
-    The copy goes through faiss serialisation and needs the faiss module of the same version
-    as pslerp's FAISS (pslerp.FAISS_VERSION). Its labels are storage rows, not external ids.
-    """
-    data = self._coarse_bytes()
-    if data is None:
-        return None
-    faiss = _import_faiss()
-    return faiss.deserialize_index(np.frombuffer(data, dtype=np.uint8))
-
-
-IndexProtectedSlerp.coarse_index = _coarse_index
+    if not isinstance(quantizer, faiss.Index):
+        raise ValueError(f"quantizer: expected None, a faiss factory string, bytes or a faiss.Index, "
+                         f"got {type(quantizer).__name__}")
+    return faiss.serialize_index(quantizer)
