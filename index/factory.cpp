@@ -226,7 +226,8 @@ std::unique_ptr<faiss::Index> index_factory(int d, const std::string& descriptio
     }
     auto index = std::make_unique<IndexIVFProtectedSlerp>(std::move(quantizer), size_t(nlist), p);
     index->train_pca = pca;
-    if (nprobe > 0) index->nprobe = std::min<size_t>(size_t(nprobe), size_t(nlist));
+    if (nprobe > nlist) fail(description, absl::StrCat("option nprobe: ", nprobe, " is more than the ", nlist, " lists"));
+    if (nprobe > 0) index->nprobe = size_t(nprobe);
     return index;
 }
 

@@ -96,8 +96,36 @@ bool Args::flag(const std::string& name) {
     return it->second == "true" || it->second == "1";
 }
 
+namespace {
+
+/// Options of the retired coarse stage, with what replaced them: an old script gets told what
+/// to use instead rather than "unknown option".
+const std::map<std::string, std::string>& retired_options() {
+    static const std::map<std::string, std::string> retired = {
+            {"k-factor", "use an IVF index (--factory IVF1024,PSlerp8x16 at enrolment) and --nprobe"},
+            {"ef-search",
+             "use an IVF index and --nprobe (for very many lists, an HNSW quantizer: IVF65536_HNSW32,PSlerp8x16)"},
+            {"range-shortlist", "use an IVF index: a range search scores every member of the --nprobe lists"},
+            {"embedding", "an IVF index assigns each entry's list from its centred raw feature (IVF1024,PSlerp8x16)"},
+    };
+    return retired;
+}
+
+}  // namespace
+
+absl::Status Args::check_retired() const {
+    for (const auto& [name, replacement] : retired_options()) {
+        if (values_.count(name)) {
+            return absl::InvalidArgumentError(
+                    absl::StrCat("--", name, " belonged to the retired coarse stage; ", replacement));
+        }
+    }
+    return absl::OkStatus();
+}
+
 absl::Status Args::finish() const {
     if (!parse_error_.empty()) return absl::InvalidArgumentError(parse_error_);
+    if (absl::Status s = check_retired(); !s.ok()) return s;
     std::vector<std::string> unknown;
     for (const auto& [name, used] : used_) {
         if (!used) unknown.push_back("--" + name);

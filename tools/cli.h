@@ -29,7 +29,11 @@ class Args {
     bool flag(const std::string& name);
     const std::vector<std::string>& positional() const { return positional_; }
 
-    /// Error if the command line was malformed or named an option nobody read.
+    /// Error naming the replacement if the command line gives an option of the retired coarse
+    /// stage (--k-factor, --ef-search, --range-shortlist, --embedding). finish() checks it too.
+    absl::Status check_retired() const;
+    /// Error if the command line was malformed, gave a retired option or named an option
+    /// nobody read.
     absl::Status finish() const;
 
   private:

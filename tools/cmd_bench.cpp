@@ -1,13 +1,17 @@
 // pslerp bench: protected search beside FAISS on a synthetic gallery, in one run. The full
-// drivers (sizes, thread counts, coarse sweeps, plots) are in bench/.
+// drivers (sizes, thread counts, nprobe sweeps, plots) are in bench/.
 #include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include <faiss/IndexFlat.h>
+#include <faiss/IndexIVF.h>
 #include <faiss/index_factory.h>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "index/factory.h"
 #include "index/kernels/scan.h"
@@ -20,11 +24,39 @@ namespace {
 
 constexpr char kUsage[] =
         "usage: pslerp bench [--n 100000] [--queries 256] [--groups 8] [--group-dim 16]\n"
-        "                    [--factory PSlerp8x16[,COARSE]] [-k 10] [--repeats 5] [--seed 42]\n"
-        "                    [--k-factor N] [--nprobe N] [--ef-search N]\n"
-        "Times the protected index against FAISS on the same raw vectors (IndexFlatIP, and the same\n"
-        "coarse factory string when one is given), medians of repeats, and reports recall@k of the\n"
-        "coarse-then-refine search against exhaustive protected search.\n";
+        "                    [--factory PSlerp8x16 | IVF1024,PSlerp8x16] [--nprobe N] [-k 10]\n"
+        "                    [--repeats 5] [--seed 42] [--train auto]\n"
+        "Times the protected index against FAISS on the same raw vectors in one run, medians of\n"
+        "repeats: IndexFlatIP, and for an IVF factory string also FAISS IndexIVFFlat with the same\n"
+        "nlist, quantizer and nprobe (--nprobe, else the index's own), with the ratios. Indexes are\n"
+        "trained on --train features of other synthetic identities (default 50 per list for an IVF,\n"
+        "else 10000). For an IVF, recall@1 and recall@k against the exact search (nprobe = nlist:\n"
+        "exhaustive protected search for the protected index, IndexFlatIP for FAISS).\n";
+
+/// Fraction of the exact top-1 found at rank 1, and of the exact top-k found in the top-k.
+std::pair<double, double> recall(const std::vector<idx_t>& got, const std::vector<idx_t>& exact, int64_t nq,
+                                 int64_t k) {
+    int64_t hit1 = 0, hit = 0;
+    for (int64_t i = 0; i < nq; ++i) {
+        hit1 += got[i * k] == exact[i * k];
+        for (int64_t j = 0; j < k; ++j) {
+            if (exact[i * k + j] < 0) continue;
+            hit += std::count(got.begin() + i * k, got.begin() + (i + 1) * k, exact[i * k + j]);
+        }
+    }
+    return {double(hit1) / nq, double(hit) / (nq * k)};
+}
+
+/// Rank-1 identification: probe i is a sample of gallery identity labels[i], enrolled as id labels[i].
+double rank1(const std::vector<idx_t>& I, const std::vector<int64_t>& labels, int64_t k) {
+    int64_t hit = 0;
+    for (size_t i = 0; i < labels.size(); ++i) hit += I[i * k] == labels[i];
+    return double(hit) / double(labels.size());
+}
+
+void print_row(const char* name, const Latency& l) {
+    std::printf("%-36s %12.4f %14.5f %10.0f", name, l.single_ms, l.batch_ms, 1e3 / l.batch_ms);
+}
 
 absl::Status run(Args& args) {
     auto n = args.integer("n", 100000);
@@ -34,70 +66,102 @@ absl::Status run(Args& args) {
     auto k = args.integer("k", 10);
     auto repeats = args.integer("repeats", 5);
     auto seed = args.integer("seed", 42);
+    auto train_arg = args.integer("train", 0);
     auto sp = search_options(args);
     const std::string factory_arg = args.str("factory", "");
     for (const auto& s : {n.status(), nq.status(), groups.status(), gd.status(), k.status(), repeats.status(),
-                          seed.status(), sp.status()}) {
+                          seed.status(), train_arg.status(), sp.status()}) {
         if (!s.ok()) return s;
     }
     if (auto s = args.finish(); !s.ok()) return s;
-    if (*n < 1 || *nq < 1 || *k < 1 || *repeats < 1) return absl::InvalidArgumentError("sizes must be >= 1");
+    if (*n < 1 || *nq < 1 || *k < 1 || *repeats < 1 || *train_arg < 0) {
+        return absl::InvalidArgumentError("sizes must be >= 1");
+    }
     const std::string factory = factory_arg.empty() ? absl::StrFormat("PSlerp%dx%d", *groups, *gd) : factory_arg;
     SynthConfig cfg;
     cfg.groups = int(*groups);
     cfg.group_dim = int(*gd);
     cfg.seed = uint64_t(*seed);
+    auto index = make_index(cfg.dim(), factory);
+    if (!index.ok()) return index.status();
+    if (auto s = sp->bind(**index); !s.ok()) return s;
+    const faiss::IndexIVF* ivf = as_ivf(**index);
+    const int64_t ntrain = *train_arg > 0 ? *train_arg : ivf ? std::max<int64_t>(10000, 50 * int64_t(ivf->nlist)) : 10000;
+
     auto split = synth_gallery(cfg, *n, *nq, 0);
     if (!split.ok()) return split.status();
+    auto train = synth_identities(cfg, *n, ntrain);
+    if (!train.ok()) return train.status();
     const int64_t D = split->gallery.dim;
-    std::unique_ptr<IndexProtectedSlerp> index;
-    try {
-        index = index_factory(int(D), factory);
-    } catch (const std::exception& e) {
-        return absl::InvalidArgumentError(e.what());
-    }
-    std::printf("pslerp bench: %s, N=%ld, D=%ld, %ld queries, k=%ld, %d threads, kernel %s, seed %ld\n",
-                factory.c_str(), long(*n), long(D), long(*nq), long(*k), omp_get_max_threads(),
-                kernels::simd_level(), long(*seed));
+    const float* xb = split->gallery.x.data();
+    const float* q = split->probes.x.data();
+    std::printf("pslerp bench: %s, N=%ld, D=%ld, %ld queries, k=%ld, %d threads, kernel %s, data seed %ld, "
+                "trained on %ld features of other identities\n",
+                describe_index(**index).c_str(), long(*n), long(D), long(*nq), long(*k), omp_get_max_threads(),
+                kernels::simd_level(), long(*seed), long(ntrain));
     double t0 = now_seconds();
-    index->train(std::min<int64_t>(*n, 100000), split->gallery.x.data());
-    enroll_in_batches(*index, *n, split->gallery.x.data(), nullptr);
+    if (auto s = train_index(**index, ntrain, train->x.data()); !s.ok()) return s;
+    enroll_in_batches(**index, *n, xb, split->gallery.labels.data());
     const double build = now_seconds() - t0;
     faiss::IndexFlatIP flat(D);
-    flat.add(*n, split->gallery.x.data());
-    const float* q = split->probes.x.data();
-    const Latency lp = measure_latency(*index, q, *nq, *k, int(*repeats), &*sp);
+    flat.add(*n, xb);
+
+    const Latency lp = measure_latency(**index, q, *nq, *k, int(*repeats), sp->params());
     const Latency lf = measure_latency(flat, q, *nq, *k, int(*repeats));
-    std::printf("build %.2f s; %zu B/entry storage + %.1f B/entry coarse (FAISS flat %ld)\n", build,
-                index->storage_bytes_per_entry(), index->coarse_bytes_per_entry(), long(4 * D));
-    std::printf("%-28s %12s %14s\n", "", "single (ms)", "batch (ms/q)");
-    std::printf("%-28s %12.4f %14.5f\n", "protected", lp.single_ms, lp.batch_ms);
-    std::printf("%-28s %12.4f %14.5f\n", "FAISS IndexFlatIP", lf.single_ms, lf.batch_ms);
-    std::printf("%-28s %12.2f %14.2f\n", "ratio protected / flat", lp.single_ms / lf.single_ms, lp.batch_ms / lf.batch_ms);
-    if (index->coarse) {
-        // Recall of coarse-then-refine against exhaustive protected search, and the same coarse
-        // index on the raw vectors as the unprotected reference.
-        std::vector<float> De(*nq * *k), Dc(*nq * *k);
-        std::vector<idx_t> Ie(*nq * *k), Ic(*nq * *k);
-        index->search_exhaustive(*nq, q, *k, De.data(), Ie.data());
-        index->search(*nq, q, *k, Dc.data(), Ic.data(), &*sp);
-        int64_t hit = 0, hit1 = 0;
-        for (int64_t i = 0; i < *nq; ++i) {
-            hit1 += Ic[i * *k] == Ie[i * *k];
-            for (int64_t j = 0; j < *k; ++j) {
-                hit += std::count(Ic.begin() + i * *k, Ic.begin() + (i + 1) * *k, Ie[i * *k + j]);
-            }
-        }
-        std::printf("recall@1 %.4f, recall@%ld %.4f against exhaustive protected search\n", double(hit1) / *nq,
-                    long(*k), double(hit) / (*nq * *k));
-        const std::string coarse_str = factory.substr(factory.find(',') + 1);
-        std::unique_ptr<faiss::Index> raw(faiss::index_factory(int(D), coarse_str.c_str(), faiss::METRIC_INNER_PRODUCT));
-        raw->train(std::min<int64_t>(*n, 100000), split->gallery.x.data());
-        raw->add(*n, split->gallery.x.data());
+    std::vector<float> Dp(*nq * *k), Df(*nq * *k);
+    std::vector<idx_t> Ip(*nq * *k), If(*nq * *k);
+    (*index)->search(*nq, q, *k, Dp.data(), Ip.data(), sp->params());
+    flat.search(*nq, q, *k, Df.data(), If.data());
+    const std::vector<int64_t>& labels = split->probes.labels;
+
+    std::printf("protected build %.2f s (training included); %zu B/entry (FAISS flat %ld, IVFFlat %ld)\n", build,
+                protected_of(**index).bytes_per_entry(), long(4 * D), long(4 * D + 8));
+    std::printf("%-36s %12s %14s %10s %8s", "", "single (ms)", "batch (ms/q)", "batch QPS", "rank-1");
+    if (ivf) std::printf(" %9s %9s", "recall@1", absl::StrCat("recall@", *k).c_str());
+    std::printf("\n");
+    const std::string ivf_part = factory.substr(0, factory.find(','));  // "IVF1024" or "IVF4096_HNSW32"
+    const std::string pname = ivf ? absl::StrFormat("protected %s, nprobe %d", ivf_part,
+                                                    sp->nprobe > 0 ? size_t(sp->nprobe) : ivf->nprobe)
+                                  : std::string("protected exhaustive");
+    print_row(pname.c_str(), lp);
+    std::printf(" %8.4f", rank1(Ip, labels, *k));
+    if (ivf) {
+        // nprobe = nlist scores every entry: exactly the exhaustive protected search.
+        faiss::SearchParametersIVF all;
+        all.nprobe = ivf->nlist;
+        std::vector<float> De(*nq * *k);
+        std::vector<idx_t> Ie(*nq * *k);
+        (*index)->search(*nq, q, *k, De.data(), Ie.data(), &all);
+        const auto [r1, rk] = recall(Ip, Ie, *nq, *k);
+        std::printf(" %9.4f %9.4f", r1, rk);
+    }
+    std::printf("\n");
+    print_row("FAISS IndexFlatIP", lf);
+    std::printf(" %8.4f\n", rank1(If, labels, *k));
+    std::printf("%-36s %12.2f %14.2f\n", "ratio protected / FAISS flat", lp.single_ms / lf.single_ms,
+                lp.batch_ms / lf.batch_ms);
+    if (ivf) {
+        // The same IVF on the raw vectors: the IVF part of the factory string, flat codes.
+        const std::string raw_str = ivf_part + ",Flat";
+        std::unique_ptr<faiss::Index> raw(faiss::index_factory(int(D), raw_str.c_str(), faiss::METRIC_INNER_PRODUCT));
+        auto* raw_ivf = dynamic_cast<faiss::IndexIVF*>(raw.get());
+        raw_ivf->nprobe = sp->nprobe > 0 ? size_t(sp->nprobe) : ivf->nprobe;
+        t0 = now_seconds();
+        raw->train(ntrain, train->x.data());
+        raw->add(*n, xb);
+        const double raw_build = now_seconds() - t0;
         const Latency lr = measure_latency(*raw, q, *nq, *k, int(*repeats));
-        std::printf("%-28s %12.4f %14.5f\n", ("FAISS " + coarse_str + " (raw)").c_str(), lr.single_ms, lr.batch_ms);
-        std::printf("%-28s %12.2f %14.2f\n", "ratio protected / raw coarse", lp.single_ms / lr.single_ms,
+        std::vector<float> Dr(*nq * *k);
+        std::vector<idx_t> Ir(*nq * *k);
+        raw->search(*nq, q, *k, Dr.data(), Ir.data());
+        const auto [r1, rk] = recall(Ir, If, *nq, *k);
+        const std::string rname = absl::StrFormat("FAISS %s, nprobe %d", raw_str, raw_ivf->nprobe);
+        print_row(rname.c_str(), lr);
+        std::printf(" %8.4f %9.4f %9.4f\n", rank1(Ir, labels, *k), r1, rk);
+        std::printf("%-36s %12.2f %14.2f\n", "ratio protected / FAISS IVF", lp.single_ms / lr.single_ms,
                     lp.batch_ms / lr.batch_ms);
+        std::printf("FAISS %s build %.2f s; protected IVF lists imbalance %.2f\n", raw_str.c_str(), raw_build,
+                    dynamic_cast<const IndexIVFProtectedSlerp&>(**index).imbalance());
     }
     return absl::OkStatus();
 }

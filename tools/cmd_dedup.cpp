@@ -14,10 +14,12 @@ namespace {
 constexpr char kUsage[] =
         "usage: pslerp dedup --index INDEX <batch.npy|.fvecs|image folder> --threshold T\n"
         "                    [--enroll [--ids ids.npy] [--save NEW_INDEX]] [--report report.csv]\n"
-        "                    [--k-factor N] [--nprobe N] [--ef-search N] [--aligned] [--model-dir DIR]\n"
+        "                    [--nprobe N] [--aligned] [--model-dir DIR]\n"
         "Reports batch items matching a gallery entry (score >= T) and clusters of items matching\n"
         "each other. --enroll adds one representative of each new identity and saves the index\n"
-        "(to --save, else back to INDEX, atomically).\n";
+        "(to --save, else back to INDEX, atomically). On an IVF index the gallery side is a range\n"
+        "search of the --nprobe nearest lists (default: the index's own nprobe); a duplicate in an\n"
+        "unprobed list is missed, so raise --nprobe for a stricter check.\n";
 
 absl::Status run(Args& args) {
     auto path = args.required("index");
@@ -38,6 +40,7 @@ absl::Status run(Args& args) {
     if (auto s = args.finish(); !s.ok()) return s;
     auto index = load_index(*path);
     if (!index.ok()) return index.status();
+    if (auto s = sp->bind(**index); !s.ok()) return s;
     if (b->dim != (*index)->d) {
         return absl::InvalidArgumentError(absl::StrFormat("batch has dimension %d, the index %d", b->dim, (*index)->d));
     }
@@ -51,14 +54,19 @@ absl::Status run(Args& args) {
     opt.threshold = float(*thr);
     opt.enroll_unique = enroll;
     opt.ids = ids.empty() ? nullptr : ids.data();
-    opt.search = &*sp;
+    opt.search = sp->params();
     const double t0 = now_seconds();
-    const DedupResult r = deduplicate(**index, b->n, b->x.data(), opt);
+    DedupResult r;
+    try {
+        r = deduplicate(**index, b->n, b->x.data(), opt);
+    } catch (const std::exception& e) {
+        return from_exception(e);
+    }
     const double t1 = now_seconds();
-    std::printf("batch of %ld against %ld entries in %.2f s: %ld match the gallery, %ld clusters within the batch, "
-                "%zu new\n",
-                long(b->n), long((*index)->ntotal - int64_t(r.enrolled_ids.size())), t1 - t0,
-                long(r.duplicates_of_existing()), long(r.clusters_with_several()), r.unique.size());
+    std::printf("batch of %ld against %ld entries (%s) in %.2f s: %ld match the gallery, %ld clusters within the "
+                "batch, %zu new\n",
+                long(b->n), long((*index)->ntotal - int64_t(r.enrolled_ids.size())), sp->describe(**index).c_str(),
+                t1 - t0, long(r.duplicates_of_existing()), long(r.clusters_with_several()), r.unique.size());
     if (!report.empty()) {
         std::ofstream f(report);
         f << "item,cluster,gallery_id,score\n";
@@ -72,7 +80,11 @@ absl::Status run(Args& args) {
         if (!f) return absl::InternalError("cannot write " + report);
     }
     if (enroll) {
-        write_index(**index, save);
+        try {
+            write_index(**index, save);
+        } catch (const std::exception& e) {
+            return from_exception(e, absl::StatusCode::kInternal);
+        }
         std::printf("enrolled %zu new entries; wrote %s\n", r.enrolled_ids.size(), save.c_str());
     }
     return absl::OkStatus();

@@ -1,7 +1,9 @@
 // pslerp enroll: raw features (or an image folder) in, protected index file out.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <system_error>
 
 #include "absl/strings/str_format.h"
 #include "index/factory.h"
@@ -16,15 +18,23 @@ namespace {
 
 constexpr char kUsage[] =
         "usage: pslerp enroll <features.npy|.fvecs|image folder> --out INDEX [--factory PSlerp8x16]\n"
-        "                     [--ids ids.npy] [--train train.npy | --no-train] [--batch 20000]\n"
-        "                     [--aligned] [--model-dir DIR] [--seed S (tests only)]\n"
+        "                     [--ids ids.npy] [--train train.npy | --train-on-enrolled | --no-train]\n"
+        "                     [--batch 20000] [--aligned] [--model-dir DIR] [--seed S (tests only)]\n"
         "                     [--learn-importance [--labels labels.npy] [--attention]]\n"
         "Protects every feature with fresh keys and masks and writes one index file. Without --ids,\n"
         "ids are row numbers (for an image folder: rows in folder order, with the identity of each\n"
-        "id written to INDEX.identities.tsv). The centring is learned from --train, or from the\n"
-        "features themselves unless --no-train. --learn-importance fits per-group importance\n"
-        "weights (or, with --attention, self-attention projections) on labelled features (an\n"
-        "image folder's identities, or --labels) with LibTorch; they are stored in the index.\n";
+        "id written to INDEX.identities.tsv).\n"
+        "--factory PSlerp8x16 is the exhaustive index (every entry scored per query);\n"
+        "IVF1024,PSlerp8x16 an IVF index (a query scores the entries of its nprobe nearest lists),\n"
+        "for large galleries; about 4 * sqrt(N) lists suit N entries.\n"
+        "Training: --train gives representative features, preferably of OTHER people than the\n"
+        "enrolled ones: an IVF index stores its k-means centroids, each an average of training\n"
+        "features, in the file. An IVF index needs --train, or --train-on-enrolled to accept that its\n"
+        "centroids average enrolled faces. The exhaustive index only learns the centring (a mean),\n"
+        "from --train or else the enrolled features, unless --no-train.\n"
+        "--learn-importance fits per-group importance weights (or, with --attention, self-attention\n"
+        "projections) on labelled features (an image folder's identities, or --labels) with LibTorch;\n"
+        "they are stored in the index.\n";
 
 absl::Status run(Args& args) {
     auto out = args.required("out");
@@ -33,6 +43,7 @@ absl::Status run(Args& args) {
     const std::string ids_path = args.str("ids", "");
     const std::string train_path = args.str("train", "");
     const bool no_train = args.flag("no-train");
+    const bool train_on_enrolled = args.flag("train-on-enrolled");
     const bool learn = args.flag("learn-importance");
     const bool attention = args.flag("attention");
     const std::string labels_path = args.str("labels", "");
@@ -40,26 +51,34 @@ absl::Status run(Args& args) {
     auto seed = args.integer("seed", -1);
     if (!batch.ok()) return batch.status();
     if (!seed.ok()) return seed.status();
+    if (auto s = args.check_retired(); !s.ok()) return s;
     if (args.positional().size() != 1) return absl::InvalidArgumentError("expected one input (features or folder)");
+    if (int(!train_path.empty()) + int(no_train) + int(train_on_enrolled) > 1) {
+        return absl::InvalidArgumentError("give at most one of --train, --train-on-enrolled, --no-train");
+    }
     auto f = load_features(args.positional()[0], args);
     if (!f.ok()) return f.status();
     if (auto s = args.finish(); !s.ok()) return s;
     if (*batch <= 0) return absl::InvalidArgumentError("--batch must be > 0");
 
-    std::unique_ptr<IndexProtectedSlerp> index;
-    try {
-        index = index_factory(int(f->dim), factory);
-    } catch (const std::exception& e) {
-        return absl::InvalidArgumentError(e.what());
+    auto index = make_index(f->dim, factory);
+    if (!index.ok()) return index.status();
+    ProtectedIndex& pi = protected_of(**index);
+    const faiss::IndexIVF* ivf = as_ivf(**index);
+    if (ivf && no_train) {
+        return absl::InvalidArgumentError("an IVF index cannot skip training (its lists need centroids): "
+                                          "give --train FILE instead of --no-train");
     }
-    if (index->coarse && index->coarse_embedding == CoarseEmbedding::kIdentity) {
-        std::fprintf(stderr,
-                     "pslerp enroll: WARNING embedding=identity: the coarse index holds an approximation of each "
-                     "raw feature; protect the index file like raw features (README, Security)\n");
+    if (ivf && train_path.empty() && !train_on_enrolled) {
+        return absl::InvalidArgumentError(absl::StrCat(
+                "an IVF index needs training: give --train FILE with representative features of other people than "
+                "the enrolled ones (the ",
+                ivf->nlist, " k-means centroids are stored in the index file, each an average of its training "
+                "features), or --train-on-enrolled to train on the enrolled features themselves (less private)"));
     }
     if (*seed >= 0) {
         std::fprintf(stderr, "pslerp enroll: WARNING --seed makes keys reproducible: for tests only\n");
-        index->set_seed(uint64_t(*seed));
+        pi.set_seed(uint64_t(*seed));
     }
     std::vector<int64_t> ids(f->n);
     if (!ids_path.empty()) {
@@ -77,15 +96,26 @@ absl::Status run(Args& args) {
             Args none({});
             auto t = load_features(train_path, none);
             if (!t.ok()) return t.status();
-            if (t->dim != f->dim) return absl::InvalidArgumentError("--train features have another dimension");
+            if (t->dim != f->dim) {
+                return absl::InvalidArgumentError(
+                        absl::StrFormat("--train features have dimension %d, the enrolled ones %d", t->dim, f->dim));
+            }
             tr = std::move(*t);
             train = &tr;
         }
-        const int64_t nt = std::min<int64_t>(train->n, 200000);
-        std::fprintf(stderr, "training centring%s on %ld vectors\n", index->coarse ? " and coarse index" : "", long(nt));
-        index->train(nt, train->x.data());
-    } else if (!index->is_trained) {
-        return absl::InvalidArgumentError("the coarse index needs training: drop --no-train or give --train");
+        std::error_code ec;
+        const bool on_enrolled =
+                train == &*f || std::filesystem::equivalent(train_path, args.positional()[0], ec);
+        std::fprintf(stderr, "training %s on %ld %s features\n", ivf ? "centring and centroids" : "centring",
+                     long(train->n), on_enrolled ? "enrolled" : "--train");
+        if (auto s = train_index(**index, train->n, train->x.data()); !s.ok()) return s;
+        if (ivf && on_enrolled) {
+            std::fprintf(stderr,
+                         "pslerp enroll: WARNING the IVF was trained on the enrolled features: its %zu centroids, "
+                         "stored in the index file, average enrolled faces (about %ld each), which is less private "
+                         "than centroids of other people's features (--train)\n",
+                         ivf->nlist, long(train->n / int64_t(ivf->nlist)));
+        }
     }
     if (learn) {
         std::vector<int64_t> labels = f->labels;
@@ -97,15 +127,15 @@ absl::Status run(Args& args) {
         if (labels.empty()) return absl::InvalidArgumentError("--learn-importance needs labels (an image folder or --labels)");
 #ifdef PSLERP_HAVE_EXTRACTOR
         std::vector<float> xc(f->x.size());
-        index->centering.apply(f->x.data(), f->n, int(f->dim), xc.data());
+        pi.centering.apply(f->x.data(), f->n, int(f->dim), xc.data());
         std::vector<int> il(labels.begin(), labels.end());
         ImportanceLearnerOptions lo;
-        lo.groups = index->params.groups;
-        lo.group_dim = index->params.group_dim;
+        lo.groups = pi.params.groups;
+        lo.group_dim = pi.params.group_dim;
         lo.learn_attention = attention;
         auto learned = LearnImportance(xc.data(), f->n, il.data(), lo);
         if (!learned.ok()) return learned.status();
-        Params& p = index->params;
+        Params& p = pi.params;
         if (attention) {
             p.importance = ImportanceKind::kSelfAttention;
             p.attention_wq = learned->attention_wq;
@@ -123,23 +153,32 @@ absl::Status run(Args& args) {
         return absl::UnimplementedError("--learn-importance needs the extractor build (LibTorch)");
 #endif
     }
-    enroll_in_batches(*index, f->n, f->x.data(), ids.data(), *batch);
+    enroll_in_batches(**index, f->n, f->x.data(), ids.data(), *batch);
     const double t1 = now_seconds();
-    write_index(*index, *out);
+    try {
+        write_index(**index, *out);
+    } catch (const std::exception& e) {
+        return from_exception(e, absl::StatusCode::kInternal);
+    }
     if (!f->names.empty()) {
         if (auto s = write_identities(*out, ids, *f); !s.ok()) return s;
         std::printf("identities of the enrolled images: %s\n", identities_path(*out).c_str());
     }
-    std::printf("enrolled %ld entries (%s) in %.2f s (%.0f /s); %zu bytes per entry + %.0f coarse; wrote %s\n",
-                long(index->ntotal), factory.c_str(), t1 - t0, f->n / std::max(t1 - t0, 1e-9),
-                index->storage_bytes_per_entry(), index->coarse_bytes_per_entry(), out->c_str());
+    std::printf("enrolled %ld entries (%s) in %.2f s (%.0f /s, training included); %zu bytes per entry",
+                long((*index)->ntotal), describe_index(**index).c_str(), t1 - t0, f->n / std::max(t1 - t0, 1e-9),
+                pi.bytes_per_entry());
+    if (auto* ix = dynamic_cast<const IndexIVFProtectedSlerp*>(ivf)) {
+        std::printf(", %zu lists (imbalance %.2f, nprobe %zu)", ix->nlist, ix->imbalance(), ix->nprobe);
+    }
+    std::printf("; wrote %s\n", out->c_str());
     return absl::OkStatus();
 }
 
 }  // namespace
 
 int cmd_enroll(const std::vector<std::string>& argv) {
-    return run_command("enroll", argv, {"no-train", "aligned", "learn-importance", "attention"}, kUsage, run);
+    return run_command("enroll", argv, {"no-train", "train-on-enrolled", "aligned", "learn-importance", "attention"},
+                       kUsage, run);
 }
 
 }  // namespace pslerp::cli

@@ -1,34 +1,86 @@
 // pslerp info: what an index file holds.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <vector>
 
+#include <faiss/IndexFlat.h>
+
+#include "index/IndexIVFProtectedSlerp.h"
+#include "index/IndexProtectedSlerp.h"
 #include "index/factory.h"
 #include "index/kernels/scan.h"
 #include "tools/common.h"
 
 namespace pslerp::cli {
+namespace {
+
+void print_ivf(const IndexIVFProtectedSlerp& ix) {
+    std::vector<size_t> sizes(ix.nlist);
+    for (size_t l = 0; l < ix.nlist; ++l) sizes[l] = ix.invlists->list_size(l);
+    std::sort(sizes.begin(), sizes.end());
+    const size_t empty = size_t(std::count(sizes.begin(), sizes.end(), size_t(0)));
+    const bool is_default = ix.nprobe == default_nprobe(ix.nlist);
+    std::printf("kind         IVF: a query scores the entries of its nprobe nearest lists\n");
+    std::printf("nlist        %zu (quantizer %s, %s)\n", ix.nlist,
+                dynamic_cast<const faiss::IndexFlat*>(ix.quantizer) ? "flat L2" : "HNSW over the centroids",
+                ix.is_trained ? "trained" : "UNTRAINED");
+    std::printf("nprobe       %zu (%s; %.1f%% of the lists per query)\n", ix.nprobe,
+                is_default ? "the default for this nlist" : "set at creation, not the default", 100.0 * ix.nprobe / ix.nlist);
+    if (ix.ntotal > 0) {
+        std::printf("list sizes   min %zu / median %zu / max %zu; %zu of %zu lists empty\n", sizes.front(),
+                    sizes[sizes.size() / 2], sizes.back(), empty, ix.nlist);
+        std::printf("imbalance    %.3f (nlist * sum(size^2) / ntotal^2; 1 = balanced)\n", ix.imbalance());
+    }
+    std::printf("bytes/entry  %zu: protected code %zu + id %zu\n", ix.bytes_per_entry(), ix.code_size,
+                sizeof(idx_t));
+    std::printf("centroids    %zu x %ld floats = %.1f KiB (each an average of training features)\n", ix.nlist,
+                long(ix.d), double(ix.nlist) * ix.d * sizeof(float) / 1024);
+}
+
+void print_exhaustive(const IndexProtectedSlerp& ix) {
+    std::printf("kind         exhaustive: a query scores every entry\n");
+    std::printf("rows         %ld stored (%ld removed, reclaimed by compaction)\n", long(ix.store.rows()),
+                long(ix.store.rows() - ix.ntotal));
+    std::printf("bytes/entry  %zu: protected template, key, mask and constants, id, removal flag\n",
+                ix.bytes_per_entry());
+}
+
+}  // namespace
 
 int cmd_info(const std::vector<std::string>& argv) {
     Args args(argv, {"help"});
     if (args.flag("help")) {
-        std::cout << "usage: pslerp info INDEX\n";
+        std::cout << "usage: pslerp info INDEX\n"
+                     "Parameters, entries, bytes per entry and key state of an index file; for an IVF index\n"
+                     "also nlist, nprobe, list sizes and their imbalance.\n";
         return 0;
     }
     if (auto s = args.finish(); !s.ok()) return fail("info", s);
     if (args.positional().size() != 1) return fail("info", absl::InvalidArgumentError("expected one index file"));
     auto index = load_index(args.positional()[0]);
     if (!index.ok()) return fail("info", index.status());
-    const IndexProtectedSlerp& ix = **index;
+    const faiss::Index& ix = **index;
+    const ProtectedIndex& pi = protected_of(ix);
     std::printf("index        %s\n", describe_index(ix).c_str());
-    std::printf("dimension    %ld (%d groups x %d)\n", long(ix.d), ix.params.groups, ix.params.group_dim);
-    std::printf("parameters   %s\n", ix.params.describe().c_str());
-    std::printf("entries      %ld live, %ld rows stored\n", long(ix.ntotal), long(ix.store.rows()));
-    std::printf("centring     %s\n", ix.centering.trained() ? (ix.centering.rotation.empty() ? "mean" : "mean + PCA") : "none");
-    std::printf("coarse       %s\n", ix.coarse ? (ix.coarse->is_trained ? "trained" : "untrained") : "none (exhaustive)");
-    std::printf("bytes/entry  %zu protected storage + %.1f coarse index\n", ix.storage_bytes_per_entry(),
-                ix.coarse_bytes_per_entry());
+    std::printf("dimension    %ld (%d groups x %d)\n", long(ix.d), pi.params.groups, pi.params.group_dim);
+    std::printf("parameters   %s\n", pi.params.describe().c_str());
+    std::printf("entries      %ld (next id %ld)\n", long(ix.ntotal), long(pi.next_id()));
+    std::printf("centring     %s\n",
+                pi.centering.trained() ? (pi.centering.rotation.empty() ? "mean" : "mean + PCA") : "none");
+    if (auto* ivf = dynamic_cast<const IndexIVFProtectedSlerp*>(&ix)) {
+        print_ivf(*ivf);
+    } else if (auto* ex = dynamic_cast<const IndexProtectedSlerp*>(&ix)) {
+        print_exhaustive(*ex);
+    }
     std::printf("kernel       %s\n", kernels::simd_level());
-    std::printf("keys         %s\n", ix.seed() ? "SEEDED (test index: keys are reproducible)" : "OS random generator");
+    if (pi.seed()) {
+        std::printf("keys         SEEDED (test index: keys are reproducible from the stored seed); %lu streams used\n",
+                    static_cast<unsigned long>(pi.streams_used()));
+    } else {
+        std::printf("keys         OS random generator (not reproducible); %lu streams used\n",
+                    static_cast<unsigned long>(pi.streams_used()));
+    }
     return 0;
 }
 

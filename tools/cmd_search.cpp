@@ -11,10 +11,12 @@ namespace {
 
 constexpr char kUsage[] =
         "usage: pslerp search --index INDEX <probes.npy|.fvecs|image folder> [-k 10]\n"
-        "                     [--k-factor N] [--nprobe N] [--ef-search N] [--labels truth.npy]\n"
-        "                     [--out PREFIX] [--aligned] [--model-dir DIR]\n"
+        "                     [--nprobe N] [--labels truth.npy] [--out PREFIX] [--aligned]\n"
+        "                     [--model-dir DIR]\n"
         "Writes PREFIX_scores.npy (n x k float32) and PREFIX_ids.npy (n x k int64) with --out;\n"
-        "with --labels (gallery id per probe, -1 for none) prints rank-1 identification.\n";
+        "with --labels (gallery id per probe, -1 for none) prints rank-1 identification.\n"
+        "--nprobe (IVF index only): lists scanned per query, instead of the index's own nprobe;\n"
+        "more is slower and finds more; nlist scans every list (exact).\n";
 
 absl::Status run(Args& args) {
     auto path = args.required("index");
@@ -32,16 +34,21 @@ absl::Status run(Args& args) {
     if (*k <= 0) return absl::InvalidArgumentError("-k must be > 0");
     auto index = load_index(*path);
     if (!index.ok()) return index.status();
+    if (auto s = sp->bind(**index); !s.ok()) return s;
     if (q->dim != (*index)->d) {
         return absl::InvalidArgumentError(absl::StrFormat("probes have dimension %d, the index %d", q->dim, (*index)->d));
     }
     std::vector<float> D(q->n * *k);
     std::vector<idx_t> I(q->n * *k);
     const double t0 = now_seconds();
-    (*index)->search(q->n, q->x.data(), *k, D.data(), I.data(), &*sp);
+    try {
+        (*index)->search(q->n, q->x.data(), *k, D.data(), I.data(), sp->params());
+    } catch (const std::exception& e) {
+        return from_exception(e);
+    }
     const double t1 = now_seconds();
-    std::printf("searched %ld probes against %ld entries: %.3f s (%.1f queries/s)\n", long(q->n),
-                long((*index)->ntotal), t1 - t0, q->n / std::max(t1 - t0, 1e-9));
+    std::printf("searched %ld probes against %ld entries (%s): %.3f s (%.1f queries/s)\n", long(q->n),
+                long((*index)->ntotal), sp->describe(**index).c_str(), t1 - t0, q->n / std::max(t1 - t0, 1e-9));
     if (!labels_path.empty()) {
         auto truth = load_ids(labels_path, q->n);
         if (!truth.ok()) return truth.status();

@@ -8,6 +8,7 @@
 #include "index/array_io.h"
 #include "plugin/synth.h"
 #include "tools/cli.h"
+#include "tools/common.h"
 
 namespace pslerp::cli {
 namespace {
@@ -16,9 +17,11 @@ constexpr char kUsage[] =
     "usage: pslerp synth --out DIR [--gallery 100000] [--mated 1000] [--nonmated 1000]\n"
     "                    [--groups 8] [--group-dim 16] [--seed 42] [--offset-norm 0]\n"
     "                    [--noise 0.52] [--noisy-fraction 0.25] [--noisy-scale 2.5]\n"
-    "                    [--format npy|fvecs]\n"
+    "                    [--format npy|fvecs] [--train 0]\n"
     "Writes gallery, gallery_labels, probes, probe_labels (mated probes first, labelled with\n"
-    "their gallery identity; non-mated probes labelled -1) into DIR.\n";
+    "their gallery identity; non-mated probes labelled -1) into DIR. --train N also writes\n"
+    "train: N features of other identities from the same population (neither enrolled nor\n"
+    "probes), for `pslerp enroll --train` (an IVF index's centroids).\n";
 
 absl::Status run(Args& args, std::string& summary) {
     absl::StatusOr<std::string> out = args.required("out");
@@ -34,16 +37,18 @@ absl::Status run(Args& args, std::string& summary) {
     absl::StatusOr<double> noise = args.number("noise", config.noise);
     absl::StatusOr<double> noisy_fraction = args.number("noisy-fraction", config.noisy_group_fraction);
     absl::StatusOr<double> noisy_scale = args.number("noisy-scale", config.noisy_group_scale);
+    absl::StatusOr<int64_t> train = args.integer("train", 0);
     const std::string format = args.str("format", "npy");
     for (const absl::Status& st : {gallery.status(), mated.status(), nonmated.status(), groups.status(),
                                    group_dim.status(), seed.status(), offset.status(), noise.status(),
-                                   noisy_fraction.status(), noisy_scale.status()}) {
+                                   noisy_fraction.status(), noisy_scale.status(), train.status()}) {
         if (!st.ok()) return st;
     }
     if (absl::Status st = args.finish(); !st.ok()) return st;
     if (format != "npy" && format != "fvecs") {
         return absl::InvalidArgumentError("--format must be npy or fvecs, got '" + format + "'");
     }
+    if (*train < 0) return absl::InvalidArgumentError("--train must be >= 0");
     if (*groups < 1 || *groups > 4096 || *group_dim < 2 || *group_dim > 1024) {
         return absl::InvalidArgumentError("--groups must be in [1, 4096] and --group-dim in [2, 1024]");
     }
@@ -62,6 +67,8 @@ absl::Status run(Args& args, std::string& summary) {
     const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<SynthSplit> split = synth_gallery(config, *gallery, *mated, *nonmated);
     if (!split.ok()) return split.status();
+    absl::StatusOr<SynthSet> others = synth_identities(config, *gallery + *nonmated, *train);
+    if (!others.ok()) return others.status();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     const std::string dir = *out + "/";
@@ -81,10 +88,13 @@ absl::Status run(Args& args, std::string& summary) {
     if (absl::Status st = write_i("gallery_labels", g); !st.ok()) return st;
     if (absl::Status st = write_f("probes", p); !st.ok()) return st;
     if (absl::Status st = write_i("probe_labels", p); !st.ok()) return st;
+    if (*train > 0) {
+        if (absl::Status st = write_f("train", *others); !st.ok()) return st;
+    }
     summary = absl::StrFormat(
-        "synth: %d gallery, %d mated + %d non-mated probes, D=%d (%dx%d), seed %d, offset %.3g -> %s (.%s, "
-        "generated in %.2f s)",
-        g.n, split->mated, split->nonmated, g.dim, config.groups, config.group_dim, config.seed,
+        "synth: %d gallery, %d mated + %d non-mated probes, %d training features of other identities, D=%d "
+        "(%dx%d), seed %d, offset %.3g -> %s (.%s, generated in %.2f s)",
+        g.n, split->mated, split->nonmated, others->n, g.dim, config.groups, config.group_dim, config.seed,
         config.offset_norm, *out, format, seconds);
     return absl::OkStatus();
 }

@@ -35,7 +35,11 @@ absl::Status run(Args& args) {
         return absl::InvalidArgumentError(absl::StrFormat("probes have dimension %d, the index %d", q->dim, (*index)->d));
     }
     std::vector<float> scores(q->n);
-    (*index)->verify_batch(q->n, q->x.data(), ids->data(), scores.data());
+    try {
+        protected_of(**index).verify_batch(q->n, q->x.data(), ids->data(), scores.data());
+    } catch (const std::exception& e) {
+        return from_exception(e);
+    }
     int64_t accepted = 0;
     for (int64_t i = 0; i < q->n; ++i) {
         accepted += scores[i] >= *thr;

@@ -7,8 +7,12 @@
 #include <string>
 #include <vector>
 
+#include <faiss/Index.h>
+#include <faiss/IndexIVF.h>
+
 #include "absl/status/statusor.h"
-#include "index/IndexProtectedSlerp.h"
+#include "index/ProtectedIndex.h"
+#include "plugin/synth.h"
 #include "tools/cli.h"
 
 namespace pslerp::cli {
@@ -25,19 +29,51 @@ struct Features {
 /// identities. Reads the options --aligned and --model-dir.
 absl::StatusOr<Features> load_features(const std::string& path, Args& args);
 
-/// Reads an index file, turning FAISS exceptions into a status.
-absl::StatusOr<std::unique_ptr<IndexProtectedSlerp>> load_index(const std::string& path);
+/// The message of an exception from the index (FAISS's "Error in <function> at <file>:<line>"
+/// preamble and the "pslerp: " prefix dropped) as a status with `code`.
+absl::Status from_exception(const std::exception& e, absl::StatusCode code = absl::StatusCode::kInvalidArgument);
 
-/// Reads --k-factor, --nprobe, --ef-search into search parameters.
-absl::StatusOr<SearchParametersProtectedSlerp> search_options(Args& args);
+/// Reads an index file (exhaustive or IVF), turning exceptions into a status.
+absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path);
+
+/// A new index from a factory string (index/factory.h), turning exceptions into a status.
+absl::StatusOr<std::unique_ptr<faiss::Index>> make_index(int64_t d, const std::string& factory);
+
+/// The IVF index behind `index`, or null for the exhaustive one.
+const faiss::IndexIVF* as_ivf(const faiss::Index& index);
+
+/// Trains `index` on n representative features x (n * d): the centring, and for an IVF index
+/// the k-means centroids. Uses an evenly strided subset when n exceeds what training needs.
+absl::Status train_index(faiss::Index& index, int64_t n, const float* x);
+
+/// The search options of the command line: --nprobe, which only an IVF index takes.
+struct SearchOptions {
+    int64_t nprobe = 0;  ///< 0: the index's own nprobe
+    faiss::SearchParametersIVF ivf;
+
+    /// Checks the options against the index they will search (--nprobe needs an IVF index,
+    /// and at most nlist) and fills `ivf`.
+    absl::Status bind(const faiss::Index& index);
+    /// For index.search / range_search: null when no option was given.
+    const faiss::SearchParameters* params() const { return nprobe > 0 ? &ivf : nullptr; }
+    /// "exhaustive" or "nprobe 16 of 512 lists" (after bind).
+    std::string describe(const faiss::Index& index) const;
+};
+
+/// Reads --nprobe. The retired coarse-stage options are refused naming their replacement.
+absl::StatusOr<SearchOptions> search_options(Args& args);
 
 /// Reads an id array (.npy int64 or .ivecs) and checks its length.
 absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t expected);
 
 /// Adds n raw features (ids: n ids, or null for the index's next ids) in batches, with a
 /// progress bar.
-void enroll_in_batches(IndexProtectedSlerp& index, int64_t n, const float* x, const int64_t* ids,
-                       int64_t batch = 20000);
+void enroll_in_batches(faiss::Index& index, int64_t n, const float* x, const int64_t* ids, int64_t batch = 20000);
+
+/// Sample 0 of the synthetic identities first .. first + n - 1, under the structure of
+/// `config`'s seed: a draw of other people than a gallery of identities 0 .. first - 1 (and
+/// its non-mated probes), from the same population. For training the centring and centroids.
+absl::StatusOr<SynthSet> synth_identities(const SynthConfig& config, int64_t first, int64_t n);
 
 /// Identities of enrolled ids, kept beside an index built from an image folder
 /// (`<index>.identities.tsv`, lines "id<TAB>identity").

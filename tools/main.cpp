@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "tools/cli.h"
+#include "tools/common.h"
 
 namespace {
 
@@ -63,7 +64,7 @@ int main(int argc, char** argv) {
             try {
                 return c.run(rest);
             } catch (const std::exception& e) {
-                std::cerr << "pslerp " << c.name << ": " << e.what() << "\n";
+                std::cerr << "pslerp " << c.name << ": " << pslerp::cli::from_exception(e).message() << "\n";
                 return 1;
             }
         }

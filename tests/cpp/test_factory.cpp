@@ -119,9 +119,6 @@ TEST(Factory, IvfOptionsAndDefaultNprobe) {
     EXPECT_GE(default_nprobe(1024), 8u);
     EXPECT_EQ(default_nprobe(4), 4u);
     EXPECT_EQ(default_nprobe(1), 1u);
-    // nprobe is capped at nlist.
-    auto c = index_factory(128, "IVF4,PSlerp8x16(nprobe=100)");
-    EXPECT_EQ(dynamic_cast<IndexIVFProtectedSlerp&>(*c).nprobe, 4u);
 }
 
 TEST(Factory, PresetFirstWhereverItIs) {
@@ -189,6 +186,7 @@ INSTANTIATE_TEST_SUITE_P(
                 BadCase{"PSlerp8x16(pca=maybe)", 128, "option pca: expected true|false"},
                 BadCase{"PSlerp8x16(nprobe=4)", 128, "option nprobe: only an IVF index probes lists"},
                 BadCase{"IVF16,PSlerp8x16(nprobe=0)", 128, "option nprobe: expected a positive integer"},
+                BadCase{"IVF4,PSlerp8x16(nprobe=100)", 128, "option nprobe: 100 is more than the 4 lists"},
                 // The retired coarse stage is refused with what replaced it.
                 BadCase{"PSlerp8x16,HNSW32", 128, "is retired"},
                 BadCase{"PSlerp8x16,IVF256,Flat", 128, "Put the IVF first, e.g. IVF1024,PSlerp8x16"},
