@@ -5,6 +5,8 @@
 #include <numeric>
 #include <typeinfo>
 
+#include <omp.h>
+
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
@@ -12,12 +14,14 @@
 #include <faiss/utils/Heap.h>
 
 #include "index/storage.h"
+#include "index/topk.h"
 
 namespace pslerp {
 
 namespace {
 
-constexpr size_t kScanBlock = 256;  // codes scored per kernel call
+constexpr size_t kScanBlock = 256;   // codes scored per kernel call
+constexpr size_t kQueryChunk = 32;   // queries sharing each loaded code (batched search)
 
 size_t code_size_of(const Params& p) {
     kernels::Layout L;
@@ -220,11 +224,91 @@ void IndexIVFProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* dis
     FAISS_THROW_IF_NOT_MSG(sp || nprobe >= 1, "pslerp: search: the index's nprobe must be >= 1");
     if (n == 0) return;
     const std::vector<float> xn = normalized_probes(n, x);
-    faiss::IndexIVF::search(n, xn.data(), k, distances, labels, sp);
-    // FAISS pads with -1 labels and -FLT_MAX; the exhaustive index pads with -inf.
-    for (idx_t j = 0; j < n * k; ++j) {
-        if (labels[j] < 0) distances[j] = -std::numeric_limits<float>::infinity();
+    if (sp && sp->max_codes > 0) {
+        // FAISS's query-by-query path honours max_codes.
+        faiss::IndexIVF::search(n, xn.data(), k, distances, labels, sp);
+        for (idx_t j = 0; j < n * k; ++j) {
+            if (labels[j] < 0) distances[j] = kNoScore;  // FAISS pads with -FLT_MAX
+        }
+        return;
     }
+    search_lists(n, xn.data(), k, distances, labels, sp);
+}
+
+void IndexIVFProtectedSlerp::search_lists(idx_t n, const float* xn, idx_t k, float* distances, idx_t* labels,
+                                          const faiss::SearchParametersIVF* sp) const {
+    const size_t np = std::min(nlist, sp ? sp->nprobe : nprobe);
+    std::vector<idx_t> keys(size_t(n) * np);
+    {
+        std::vector<float> coarse(size_t(n) * np);
+        quantizer->search(n, xn, idx_t(np), coarse.data(), keys.data(), sp ? sp->quantizer_params : nullptr);
+    }
+    // The queries of each list, contiguous (CSR), so that a list's codes are loaded once for
+    // all of them, kQueryChunk at a time, as the exhaustive index shares each loaded entry.
+    std::vector<size_t> start(nlist + 1, 0);
+    for (idx_t key : keys) {
+        if (key >= 0) ++start[size_t(key) + 1];
+    }
+    std::partial_sum(start.begin(), start.end(), start.begin());
+    std::vector<idx_t> members(start[nlist]);
+    {
+        std::vector<size_t> fill(start.begin(), start.end() - 1);
+        for (size_t j = 0; j < keys.size(); ++j) {
+            if (keys[j] >= 0) members[fill[size_t(keys[j])]++] = idx_t(j / np);
+        }
+    }
+    std::vector<size_t> busy;  // lists with queries and entries
+    for (size_t l = 0; l < nlist; ++l) {
+        if (start[l + 1] > start[l] && invlists->list_size(l) > 0) busy.push_back(l);
+    }
+    const size_t qf = layout.query_floats();
+    const faiss::IDSelector* sel = sp ? sp->sel : nullptr;
+    const kernels::KernelTable& K = kernels::kernels();
+    const int nt = std::max(1, std::min<int>(omp_get_max_threads(), int(busy.size())));
+    ThreadHeaps heaps(nt, n, k);
+    int64_t clamped = 0;
+#pragma omp parallel num_threads(nt) reduction(+ : clamped)
+    {
+        const int tid = omp_get_thread_num();
+        std::vector<float> kq(kQueryChunk * qf), t(params.groups), tile(kQueryChunk * kScanBlock);
+#pragma omp for schedule(dynamic)
+        for (size_t b = 0; b < busy.size(); ++b) {
+            const size_t l = busy[b], size = invlists->list_size(l);
+            faiss::InvertedLists::ScopedCodes codes(invlists, l);
+            faiss::InvertedLists::ScopedIds ids(invlists, l);
+            const kernels::Entries E = kernels::code_entries(layout, codes.get());
+            for (size_t m0 = start[l]; m0 < start[l + 1]; m0 += kQueryChunk) {
+                const size_t nq = std::min<size_t>(kQueryChunk, start[l + 1] - m0);
+                for (size_t qi = 0; qi < nq; ++qi) {
+                    const float* q = xn + members[m0 + qi] * d;
+                    probe_t(params, q, t.data());
+                    kernels::prepare_query(layout, q, t.data(), kq.data() + qi * qf);
+                }
+                for (size_t j0 = 0; j0 < size; j0 += kScanBlock) {
+                    const size_t j1 = std::min(size, j0 + kScanBlock);
+                    clamped += K.score_range(E, kq.data(), int64_t(nq), int64_t(j0), int64_t(j1), tile.data(),
+                                             int64_t(kScanBlock));
+                    for (size_t qi = 0; qi < nq; ++qi) {
+                        TopK h = heaps.at(tid, members[m0 + qi]);
+                        const float* s = tile.data() + qi * kScanBlock;
+                        for (size_t j = j0; j < j1; ++j) {
+                            if (sel && !sel->is_member(ids[j])) continue;
+                            h.push(s[j - j0], ids[j]);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    clamped_ += clamped;
+#pragma omp parallel for if (n > 1)
+    for (idx_t i = 0; i < n; ++i) heaps.merge(i, distances + i * k, labels + i * k);
+    // FAISS's IVF statistics, as its own search keeps them (lists visited, codes scored).
+    size_t scored = 0;
+    for (size_t l : busy) scored += (start[l + 1] - start[l]) * invlists->list_size(l);
+    faiss::indexIVF_stats.nq += size_t(n);
+    faiss::indexIVF_stats.nlist += start[nlist];
+    faiss::indexIVF_stats.ndis += scored;
 }
 
 void IndexIVFProtectedSlerp::range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,

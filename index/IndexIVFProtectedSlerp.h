@@ -53,7 +53,9 @@ struct IndexIVFProtectedSlerp : faiss::IndexIVF, ProtectedIndex {
     void add(idx_t n, const float* x) override;
     /// @param xids  n external ids; ids already present, or repeated in xids, are rejected
     void add_with_ids(idx_t n, const float* x, const idx_t* xids) override;
-    /// @param x  n raw probes (n * d); params: SearchParametersIVF or null (nprobe of the index)
+    /// @param x  n raw probes (n * d); params: SearchParametersIVF or null (nprobe of the index).
+    /// Lists are scanned list by list for all the queries probing them, in parallel over lists
+    /// (with max_codes set, FAISS's query-by-query scan instead).
     void search(idx_t n, const float* x, idx_t k, float* distances, idx_t* labels,
                 const faiss::SearchParameters* params = nullptr) const override;
     /// Every entry of the probed lists with score >= radius, best first per query (equal
@@ -96,6 +98,10 @@ struct IndexIVFProtectedSlerp : faiss::IndexIVF, ProtectedIndex {
     int64_t score_ids(const float* kq, idx_t n, const idx_t* ids, float* out) const override;
 
   private:
+    /// Batched search of centred, group-normalised probes xn: each probed list is loaded once
+    /// for all the queries that probe it (up to 32 per kernel call), lists in parallel.
+    void search_lists(idx_t n, const float* xn, idx_t k, float* distances, idx_t* labels,
+                      const faiss::SearchParametersIVF* sp) const;
     const faiss::SearchParametersIVF* ivf_params(const faiss::SearchParameters* p, const char* what) const;
     void check_compatible(const IndexIVFProtectedSlerp& other) const;
 };

@@ -14,41 +14,15 @@
 #include <faiss/impl/IDSelector.h>
 #include <faiss/utils/Heap.h>
 
+#include "index/topk.h"
 #include "plugin/protect.h"
 
 namespace pslerp {
 
 namespace {
 
-using MinHeap = faiss::CMin<float, idx_t>;
-constexpr float kNoScore = -std::numeric_limits<float>::infinity();
 constexpr int64_t kRowBlock = 256;  // entries scored per kernel call
 constexpr int64_t kQueryChunk = 32; // queries sharing each loaded entry
-
-// Keeps the k best (score, row) pairs per query in a min-heap.
-struct TopK {
-    idx_t k;
-    float* vals;
-    idx_t* rows;
-    void init() {
-        std::fill(vals, vals + k, kNoScore);
-        std::fill(rows, rows + k, idx_t{-1});
-    }
-    void push(float s, idx_t row) {
-        if (s > vals[0]) faiss::heap_replace_top<MinHeap>(k, vals, rows, s, row);
-    }
-    // Best first, rows turned into external ids, FAISS's -1 / -inf where fewer than k.
-    void finish(const std::vector<int64_t>& ids) {
-        faiss::heap_reorder<MinHeap>(k, vals, rows);
-        for (idx_t j = 0; j < k; ++j) {
-            if (rows[j] >= 0) {
-                rows[j] = ids[rows[j]];
-            } else {
-                vals[j] = kNoScore;
-            }
-        }
-    }
-};
 
 // The exhaustive index takes a plain SearchParameters (its IDSelector); IVF parameters would
 // be silently meaningless here, so they are refused.
@@ -138,17 +112,11 @@ void IndexProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* distan
 void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float* distances, idx_t* labels,
                                      const faiss::IDSelector* sel) const {
     const int nt = scan_threads(store.rows());
-    std::vector<float> hv(size_t(nt) * n * k);
-    std::vector<idx_t> hr(size_t(nt) * n * k);
-    std::vector<TopK> heaps(size_t(nt) * n);
-    for (size_t h = 0; h < heaps.size(); ++h) {
-        heaps[h] = {k, hv.data() + h * k, hr.data() + h * k};
-        heaps[h].init();
-    }
+    ThreadHeaps heaps(nt, n, k);  // labels are storage rows until the end
     clamped_ += scan_tiles(store, q.kq.data(), n, nt,
                            [&](int tid, idx_t q0, idx_t nq, int64_t r0, int64_t r1, const float* tile) {
                                for (idx_t qi = 0; qi < nq; ++qi) {
-                                   TopK& h = heaps[size_t(tid) * n + q0 + qi];
+                                   TopK h = heaps.at(tid, q0 + qi);
                                    const float* s = tile + qi * kRowBlock;
                                    for (int64_t r = r0; r < r1; ++r) {
                                        if (store.removed[r] || (sel && !sel->is_member(store.ids[r]))) continue;
@@ -158,15 +126,10 @@ void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float*
                            });
 #pragma omp parallel for if (n > 1)
     for (idx_t i = 0; i < n; ++i) {
-        TopK h{k, distances + i * k, labels + i * k};
-        h.init();
-        for (int t = 0; t < nt; ++t) {
-            const size_t o = (size_t(t) * n + i) * k;
-            for (idx_t j = 0; j < k; ++j) {
-                if (hr[o + j] >= 0) h.push(hv[o + j], hr[o + j]);
-            }
+        heaps.merge(i, distances + i * k, labels + i * k);
+        for (idx_t j = 0; j < k; ++j) {
+            if (labels[i * k + j] >= 0) labels[i * k + j] = store.ids[labels[i * k + j]];
         }
-        h.finish(store.ids);
     }
 }
 

@@ -145,6 +145,18 @@ TEST(Ivf, FewerListsProbedScanFewerEntriesAndNeverInventOnes) {
             EXPECT_FLOAT_EQ(D[i * 20 + j], pr->flat.verify(q.data() + i * 128, id));
         }
     }
+    // With max_codes, FAISS's query-by-query scanner path: it stops early, with exact scores.
+    faiss::SearchParametersIVF capped;
+    capped.nprobe = 32;
+    capped.max_codes = 100;
+    pr->ivf->search(10, q.data(), 20, D.data(), I.data(), &capped);
+    for (int i = 0; i < 10; ++i) {
+        for (int j = 0; j < 20; ++j) {
+            const idx_t id = I[i * 20 + j];
+            if (id >= 0) EXPECT_FLOAT_EQ(D[i * 20 + j], pr->flat.verify(q.data() + i * 128, id));
+            if (id < 0) EXPECT_TRUE(std::isinf(D[i * 20 + j]));
+        }
+    }
 }
 
 TEST(Ivf, RemovalAndSelectors) {

@@ -1,0 +1,69 @@
+// Top-k bookkeeping shared by the exhaustive index and the IVF's batched search: per-thread
+// min-heaps of (score, label) that are merged per query at the end. Scores are similarities
+// (higher is better); missing results are label -1, score -inf, as FAISS pads them.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include <faiss/Index.h>
+#include <faiss/utils/Heap.h>
+
+namespace pslerp {
+
+inline constexpr float kNoScore = -std::numeric_limits<float>::infinity();
+
+/// The k best (score, label) pairs of one query, in a min-heap over caller-owned arrays.
+struct TopK {
+    using Heap = faiss::CMin<float, faiss::Index::idx_t>;
+    faiss::Index::idx_t k;
+    float* vals;
+    faiss::Index::idx_t* labels;
+
+    void init() {
+        std::fill(vals, vals + k, kNoScore);
+        std::fill(labels, labels + k, faiss::Index::idx_t{-1});
+    }
+    void push(float s, faiss::Index::idx_t label) {
+        if (s > vals[0]) faiss::heap_replace_top<Heap>(k, vals, labels, s, label);
+    }
+    /// Best first; -1 / -inf where fewer than k.
+    void finish() {
+        faiss::heap_reorder<Heap>(k, vals, labels);
+        for (faiss::Index::idx_t j = 0; j < k; ++j) {
+            if (labels[j] < 0) vals[j] = kNoScore;
+        }
+    }
+};
+
+/// One heap per (thread, query): nt * n heaps of k over one allocation.
+struct ThreadHeaps {
+    faiss::Index::idx_t n, k;
+    int nt;
+    std::vector<float> vals;
+    std::vector<faiss::Index::idx_t> labels;
+
+    ThreadHeaps(int threads, faiss::Index::idx_t queries, faiss::Index::idx_t kk)
+            : n(queries), k(kk), nt(threads), vals(size_t(threads) * queries * kk, kNoScore),
+              labels(size_t(threads) * queries * kk, -1) {}
+    TopK at(int thread, faiss::Index::idx_t q) {
+        const size_t o = (size_t(thread) * n + q) * k;
+        return {k, vals.data() + o, labels.data() + o};
+    }
+    /// Query q's best k over every thread into distances / out_labels (k each), best first.
+    void merge(faiss::Index::idx_t q, float* distances, faiss::Index::idx_t* out_labels) const {
+        TopK h{k, distances, out_labels};
+        h.init();
+        for (int t = 0; t < nt; ++t) {
+            const size_t o = (size_t(t) * n + q) * k;
+            for (faiss::Index::idx_t j = 0; j < k; ++j) {
+                if (labels[o + j] >= 0) h.push(vals[o + j], labels[o + j]);
+            }
+        }
+        h.finish();
+    }
+};
+
+}  // namespace pslerp
