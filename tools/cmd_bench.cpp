@@ -4,7 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <iostream>
+#include <limits>
 #include <memory>
 
 #include <faiss/IndexFlat.h>
@@ -25,7 +25,7 @@ namespace {
 constexpr char kUsage[] =
         "usage: pslerp bench [--n 100000] [--queries 256] [--groups 8] [--group-dim 16]\n"
         "                    [--factory PSlerp8x16 | IVF1024,PSlerp8x16] [--nprobe N] [-k 10]\n"
-        "                    [--repeats 5] [--seed 42] [--train auto]\n"
+        "                    [--repeats 5] [--seed 42] [--train auto]   (-n is --n)\n"
         "Times the protected index against FAISS on the same raw vectors in one run, medians of\n"
         "repeats: IndexFlatIP, and for an IVF factory string also FAISS IndexIVFFlat with the same\n"
         "nlist, quantizer and nprobe (--nprobe, else the index's own), with the ratios. Indexes are\n"
@@ -59,14 +59,14 @@ void print_row(const char* name, const Latency& l) {
 }
 
 absl::Status run(Args& args) {
-    auto n = args.integer("n", 100000);
-    auto nq = args.integer("queries", 256);
-    auto groups = args.integer("groups", 8);
-    auto gd = args.integer("group-dim", 16);
-    auto k = args.integer("k", 10);
-    auto repeats = args.integer("repeats", 5);
-    auto seed = args.integer("seed", 42);
-    auto train_arg = args.integer("train", 0);
+    auto n = args.integer("n", 100000, 1, kMaxCount);
+    auto nq = args.integer("queries", 256, 1, kMaxCount);
+    auto groups = args.integer("groups", 8, 1, 4096);
+    auto gd = args.integer("group-dim", 16, 2, 1024);
+    auto k = args.integer("k", 10, 1, kMaxK);
+    auto repeats = args.integer("repeats", 5, 1, 1000);
+    auto seed = args.integer("seed", 42, 0, std::numeric_limits<int64_t>::max());
+    auto train_arg = args.integer("train", 0, 1, kMaxCount);
     auto sp = search_options(args);
     const std::string factory_arg = args.str("factory", "");
     for (const auto& s : {n.status(), nq.status(), groups.status(), gd.status(), k.status(), repeats.status(),
@@ -74,8 +74,11 @@ absl::Status run(Args& args) {
         if (!s.ok()) return s;
     }
     if (auto s = args.finish(); !s.ok()) return s;
-    if (*n < 1 || *nq < 1 || *k < 1 || *repeats < 1 || *train_arg < 0) {
-        return absl::InvalidArgumentError("sizes must be >= 1");
+    if (!args.positional().empty()) return usage_error("bench takes no positional arguments");
+    const int64_t dim = *groups * *gd;
+    if (auto s = check_buffer("gallery x dimension", {*n, dim}, 3 * sizeof(float)); !s.ok()) return s;
+    if (auto s = check_buffer("queries x k results", {*nq, *k}, 4 * (sizeof(float) + sizeof(idx_t))); !s.ok()) {
+        return s;
     }
     const std::string factory = factory_arg.empty() ? absl::StrFormat("PSlerp%dx%d", *groups, *gd) : factory_arg;
     SynthConfig cfg;
@@ -87,6 +90,7 @@ absl::Status run(Args& args) {
     if (auto s = sp->bind(**index); !s.ok()) return s;
     const faiss::IndexIVF* ivf = as_ivf(**index);
     const int64_t ntrain = *train_arg > 0 ? *train_arg : ivf ? std::max<int64_t>(10000, 50 * int64_t(ivf->nlist)) : 10000;
+    if (auto s = check_buffer("training features x dimension", {ntrain, dim}, sizeof(float)); !s.ok()) return s;
 
     auto split = synth_gallery(cfg, *n, *nq, 0);
     if (!split.ok()) return split.status();
@@ -101,7 +105,7 @@ absl::Status run(Args& args) {
                 kernels::simd_level(), long(*seed), long(ntrain));
     double t0 = now_seconds();
     if (auto s = train_index(**index, ntrain, train->x.data()); !s.ok()) return s;
-    enroll_in_batches(**index, *n, xb, split->gallery.labels.data());
+    if (auto s = enroll_in_batches(**index, *n, xb, split->gallery.labels.data()); !s.ok()) return s;
     const double build = now_seconds() - t0;
     faiss::IndexFlatIP flat(D);
     flat.add(*n, xb);

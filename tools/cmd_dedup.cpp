@@ -1,7 +1,7 @@
 // pslerp dedup: which new enrolments duplicate the gallery or each other.
 #include <cstdio>
 #include <fstream>
-#include <iostream>
+#include <limits>
 
 #include "absl/strings/str_format.h"
 #include "index/dedup.h"
@@ -23,24 +23,27 @@ constexpr char kUsage[] =
 
 absl::Status run(Args& args) {
     auto path = args.required("index");
-    auto thr = args.number("threshold", std::nan(""));
-    for (const auto& s : {path.status(), thr.status()}) {
-        if (!s.ok()) return s;
-    }
-    if (std::isnan(*thr)) return absl::InvalidArgumentError("missing required option --threshold");
+    if (!path.ok()) return path.status();
+    auto thr = args.required_number("threshold", -std::numeric_limits<double>::max(),
+                                    std::numeric_limits<double>::max());
+    if (!thr.ok()) return thr.status();
     const bool enroll = args.flag("enroll");
     const std::string ids_path = args.str("ids", "");
     const std::string save = args.str("save", *path);
     const std::string report = args.str("report", "");
     auto sp = search_options(args);
     if (!sp.ok()) return sp.status();
-    if (args.positional().size() != 1) return absl::InvalidArgumentError("expected one batch input");
-    auto b = load_features(args.positional()[0], args);
-    if (!b.ok()) return b.status();
+    const FeatureOptions fo = feature_options(args);
     if (auto s = args.finish(); !s.ok()) return s;
+    if (args.positional().size() != 1) return usage_error("expected one batch input");
+    if (!enroll && (args.has("ids") || args.has("save"))) {
+        return usage_error("--ids and --save apply with --enroll only");
+    }
     auto index = load_index(*path);
     if (!index.ok()) return index.status();
     if (auto s = sp->bind(**index); !s.ok()) return s;
+    auto b = load_features(args.positional()[0], fo);
+    if (!b.ok()) return b.status();
     if (b->dim != (*index)->d) {
         return absl::InvalidArgumentError(absl::StrFormat("batch has dimension %d, the index %d", b->dim, (*index)->d));
     }

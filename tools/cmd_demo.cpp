@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <iostream>
 #include <limits>
 #include <random>
 
@@ -101,16 +100,16 @@ void print_verification(const char* name, const std::vector<float>& mated, const
 }
 
 absl::Status run(Args& args) {
-    auto gallery = args.integer("gallery", 100000);
-    auto mated = args.integer("mated", 1000);
-    auto nonmated = args.integer("nonmated", 1000);
-    auto groups = args.integer("groups", 8);
-    auto group_dim = args.integer("group-dim", 16);
-    auto seed = args.integer("seed", 42);
-    auto impostors = args.integer("impostors", 10);
-    auto nlist_arg = args.integer("nlist", 0);
-    auto nprobe_arg = args.integer("nprobe", 0);
-    auto train_arg = args.integer("train", 0);
+    auto gallery = args.integer("gallery", 100000, 1, kMaxCount);
+    auto mated = args.integer("mated", 1000, 1, kMaxCount);
+    auto nonmated = args.integer("nonmated", 1000, 1, kMaxCount);
+    auto groups = args.integer("groups", 8, 1, 4096);
+    auto group_dim = args.integer("group-dim", 16, 2, 1024);
+    auto seed = args.integer("seed", 42, 0, std::numeric_limits<int64_t>::max());
+    auto impostors = args.integer("impostors", 10, 1, 1000000);
+    auto nlist_arg = args.integer("nlist", 0, 1, int64_t{1} << 24);
+    auto nprobe_arg = args.integer("nprobe", 0, 1, int64_t{1} << 24);
+    auto train_arg = args.integer("train", 0, 1, kMaxCount);
     const std::string factory_arg = args.str("factory", "");
     for (const auto& s : {gallery.status(), mated.status(), nonmated.status(), groups.status(), group_dim.status(),
                           seed.status(), impostors.status(), nlist_arg.status(), nprobe_arg.status(),
@@ -118,25 +117,27 @@ absl::Status run(Args& args) {
         if (!s.ok()) return s;
     }
     if (auto s = args.finish(); !s.ok()) return s;
-    if (*gallery < 1 || *mated < 1 || *nonmated < 1 || *impostors < 1) {
-        return absl::InvalidArgumentError("--gallery, --mated, --nonmated, --impostors must be >= 1");
-    }
-    if (*nlist_arg < 0 || *nprobe_arg < 0 || *train_arg < 0) {
-        return absl::InvalidArgumentError("--nlist, --nprobe, --train must be >= 1 (or left out for the defaults)");
-    }
+    if (!args.positional().empty()) return usage_error("demo takes no positional arguments");
     if (factory_arg.rfind("IVF", 0) == 0) {
-        return absl::InvalidArgumentError("--factory is the PSlerp part only (e.g. PSlerp8x16(t=0.8)): the demo "
-                                          "builds both indexes from it; the IVF's list count is --nlist");
+        return usage_error("--factory is the PSlerp part only (e.g. PSlerp8x16(t=0.8)): the demo builds both indexes "
+                           "from it; the IVF's list count is --nlist");
     }
     const std::string factory =
             factory_arg.empty() ? absl::StrFormat("PSlerp%dx%d", *groups, *group_dim) : factory_arg;
     const int64_t nlist = *nlist_arg > 0 ? *nlist_arg : auto_nlist(*gallery);
     const int64_t ntrain = *train_arg > 0 ? *train_arg : std::max<int64_t>(10000, 50 * nlist);
-    if (ntrain < nlist) {
-        return absl::InvalidArgumentError(absl::StrFormat("--train %d is fewer than the %d lists", ntrain, nlist));
-    }
+    if (ntrain < nlist) return usage_error(absl::StrFormat("--train %d is fewer than the %d lists", ntrain, nlist));
     if (*nprobe_arg > nlist) {
-        return absl::InvalidArgumentError(absl::StrFormat("--nprobe %d exceeds the %d lists", *nprobe_arg, nlist));
+        return usage_error(absl::StrFormat("--nprobe %d exceeds the %d lists", *nprobe_arg, nlist));
+    }
+    // The raw gallery is held by the data, IndexFlatIP and IndexIVFFlat, the protected entries
+    // by the two protected indexes (several times the raw size).
+    const int64_t dim = *groups * *group_dim;
+    for (const auto& s :
+         {check_buffer("gallery x dimension", {*gallery, dim}, 8 * sizeof(float)),
+          check_buffer("probes and training features x dimension", {*mated + *nonmated + ntrain, dim}, sizeof(float)),
+          check_buffer("impostor pairs x dimension", {*mated + *nonmated, *impostors, dim}, sizeof(float))}) {
+        if (!s.ok()) return s;
     }
     const std::string ivf_factory = absl::StrCat("IVF", nlist, ",", factory);
 
@@ -218,7 +219,7 @@ absl::Status run(Args& args) {
         if (auto s = train_index(ix, ntrain, xt); !s.ok()) return s;
         rows[r].train_s = now_seconds() - t0;
         t0 = now_seconds();
-        enroll_in_batches(ix, N, xb, split->gallery.labels.data());
+        if (auto s = enroll_in_batches(ix, N, xb, split->gallery.labels.data()); !s.ok()) return s;
         rows[r].add_s = now_seconds() - t0;
     }
     std::printf("\nbuild (%s; the IVFs train k-means on the other identities)\n", factory.c_str());

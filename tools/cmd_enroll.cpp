@@ -2,9 +2,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <iostream>
+#include <limits>
 #include <system_error>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "index/factory.h"
 #include "index/index_io.h"
@@ -47,30 +48,31 @@ absl::Status run(Args& args) {
     const bool learn = args.flag("learn-importance");
     const bool attention = args.flag("attention");
     const std::string labels_path = args.str("labels", "");
-    auto batch = args.integer("batch", 20000);
-    auto seed = args.integer("seed", -1);
+    auto batch = args.integer("batch", 20000, 1, int64_t{1} << 30);
     if (!batch.ok()) return batch.status();
+    auto seed = args.integer("seed", -1, 0, std::numeric_limits<int64_t>::max());
     if (!seed.ok()) return seed.status();
-    if (auto s = args.check_retired(); !s.ok()) return s;
-    if (args.positional().size() != 1) return absl::InvalidArgumentError("expected one input (features or folder)");
-    if (int(!train_path.empty()) + int(no_train) + int(train_on_enrolled) > 1) {
-        return absl::InvalidArgumentError("give at most one of --train, --train-on-enrolled, --no-train");
-    }
-    auto f = load_features(args.positional()[0], args);
-    if (!f.ok()) return f.status();
+    const FeatureOptions fo = feature_options(args);
     if (auto s = args.finish(); !s.ok()) return s;
-    if (*batch <= 0) return absl::InvalidArgumentError("--batch must be > 0");
+    if (args.positional().size() != 1) return usage_error("expected one input (features or folder)");
+    if (int(!train_path.empty()) + int(no_train) + int(train_on_enrolled) > 1) {
+        return usage_error("give at most one of --train, --train-on-enrolled, --no-train");
+    }
+    if (!labels_path.empty() && !learn) return usage_error("--labels applies with --learn-importance only");
+    if (attention && !learn) return usage_error("--attention applies with --learn-importance only");
+    auto f = load_features(args.positional()[0], fo);
+    if (!f.ok()) return f.status();
 
     auto index = make_index(f->dim, factory);
     if (!index.ok()) return index.status();
     ProtectedIndex& pi = protected_of(**index);
     const faiss::IndexIVF* ivf = as_ivf(**index);
     if (ivf && no_train) {
-        return absl::InvalidArgumentError("an IVF index cannot skip training (its lists need centroids): "
-                                          "give --train FILE instead of --no-train");
+        return usage_error("an IVF index cannot skip training (its lists need centroids): "
+                           "give --train FILE instead of --no-train");
     }
     if (ivf && train_path.empty() && !train_on_enrolled) {
-        return absl::InvalidArgumentError(absl::StrCat(
+        return usage_error(absl::StrCat(
                 "an IVF index needs training: give --train FILE with representative features of other people than "
                 "the enrolled ones (the ",
                 ivf->nlist, " k-means centroids are stored in the index file, each an average of its training "
@@ -93,8 +95,7 @@ absl::Status run(Args& args) {
         Features tr;
         const Features* train = &*f;
         if (!train_path.empty()) {
-            Args none({});
-            auto t = load_features(train_path, none);
+            auto t = load_features(train_path, fo);
             if (!t.ok()) return t.status();
             if (t->dim != f->dim) {
                 return absl::InvalidArgumentError(
@@ -124,7 +125,7 @@ absl::Status run(Args& args) {
             if (!l.ok()) return l.status();
             labels = *l;
         }
-        if (labels.empty()) return absl::InvalidArgumentError("--learn-importance needs labels (an image folder or --labels)");
+        if (labels.empty()) return usage_error("--learn-importance needs labels (an image folder or --labels)");
 #ifdef PSLERP_HAVE_EXTRACTOR
         std::vector<float> xc(f->x.size());
         pi.centering.apply(f->x.data(), f->n, int(f->dim), xc.data());
@@ -153,7 +154,7 @@ absl::Status run(Args& args) {
         return absl::UnimplementedError("--learn-importance needs the extractor build (LibTorch)");
 #endif
     }
-    enroll_in_batches(**index, f->n, f->x.data(), ids.data(), *batch);
+    if (auto s = enroll_in_batches(**index, f->n, f->x.data(), ids.data(), *batch); !s.ok()) return s;
     const double t1 = now_seconds();
     try {
         write_index(**index, *out);

@@ -31,7 +31,7 @@ absl::Status ParseTriple(const std::string& flag, const std::string& text, std::
     float v[3];
     char tail;
     if (std::sscanf(text.c_str(), "%f,%f,%f%c", &v[0], &v[1], &v[2], &tail) != 3)
-        return absl::InvalidArgumentError(absl::StrCat("--", flag, " expects three comma-separated numbers, got '", text, "'"));
+        return usage_error(absl::StrCat("--", flag, " expects three comma-separated numbers, got '", text, "'"));
     *out = {v[0], v[1], v[2]};
     return absl::OkStatus();
 }
@@ -45,23 +45,19 @@ absl::Status run(Args& args, std::string& summary) {
     const bool strict = args.flag("strict");
     opt.model_dir = DefaultModelDir(args.str("model-dir"));
     opt.torchscript_path = args.str("torchscript");
-    absl::StatusOr<int64_t> threads = args.integer("threads", 0);
-    absl::StatusOr<int64_t> batch = args.integer("batch", 32);
-    absl::StatusOr<int64_t> groups = args.integer("groups", 0);
-    absl::StatusOr<int64_t> group_dim = args.integer("group-dim", 0);
-    absl::StatusOr<int64_t> input_size = args.integer("input-size", opt.input_size);
+    // --threads was checked and applied by run_command; the extractor takes it too.
+    absl::StatusOr<int64_t> threads = args.integer("threads", 0, 1, max_threads());
+    absl::StatusOr<int64_t> batch = args.integer("batch", 32, 1, 4096);
+    absl::StatusOr<int64_t> groups = args.integer("groups", 0, 1, 4096);
+    absl::StatusOr<int64_t> group_dim = args.integer("group-dim", 0, 1, 4096);
+    absl::StatusOr<int64_t> input_size = args.integer("input-size", opt.input_size, 8, 4096);
     const std::string mean = args.str("mean"), std_dev = args.str("std");
     for (const absl::Status& st : {out.status(), threads.status(), batch.status(), groups.status(),
                                    group_dim.status(), input_size.status()}) {
         if (!st.ok()) return st;
     }
     if (absl::Status st = args.finish(); !st.ok()) return st;
-    if (args.positional().empty()) return absl::InvalidArgumentError("give a folder or image files to extract");
-    if (*threads < 0 || *threads > 1024) return absl::InvalidArgumentError("--threads must be in [0, 1024]");
-    if (*batch < 1 || *batch > 4096) return absl::InvalidArgumentError("--batch must be in [1, 4096]");
-    if (*groups < 0 || *group_dim < 0 || *groups > 4096 || *group_dim > 4096)
-        return absl::InvalidArgumentError("--groups and --group-dim must be in [1, 4096]");
-    if (*input_size < 8 || *input_size > 4096) return absl::InvalidArgumentError("--input-size must be in [8, 4096]");
+    if (args.positional().empty()) return usage_error("give a folder or image files to extract");
     if (!mean.empty())
         if (absl::Status st = ParseTriple("mean", mean, &opt.normalization.mean); !st.ok()) return st;
     if (!std_dev.empty())

@@ -1,7 +1,6 @@
 // pslerp info: what an index file holds.
 #include <algorithm>
 #include <cstdio>
-#include <iostream>
 #include <vector>
 
 #include <faiss/IndexFlat.h>
@@ -46,20 +45,16 @@ void print_exhaustive(const IndexProtectedSlerp& ix) {
                 ix.bytes_per_entry());
 }
 
-}  // namespace
+constexpr char kUsage[] =
+        "usage: pslerp info INDEX\n"
+        "Parameters, entries, bytes per entry and key state of an index file; for an IVF index\n"
+        "also nlist, nprobe, list sizes and their imbalance.\n";
 
-int cmd_info(const std::vector<std::string>& argv) {
-    Args args(argv, {"help"});
-    if (args.flag("help")) {
-        std::cout << "usage: pslerp info INDEX\n"
-                     "Parameters, entries, bytes per entry and key state of an index file; for an IVF index\n"
-                     "also nlist, nprobe, list sizes and their imbalance.\n";
-        return 0;
-    }
-    if (auto s = args.finish(); !s.ok()) return fail("info", s);
-    if (args.positional().size() != 1) return fail("info", absl::InvalidArgumentError("expected one index file"));
+absl::Status run(Args& args) {
+    if (auto s = args.finish(); !s.ok()) return s;
+    if (args.positional().size() != 1) return usage_error("expected one index file");
     auto index = load_index(args.positional()[0]);
-    if (!index.ok()) return fail("info", index.status());
+    if (!index.ok()) return index.status();
     const faiss::Index& ix = **index;
     const ProtectedIndex& pi = protected_of(ix);
     std::printf("index        %s\n", describe_index(ix).c_str());
@@ -81,7 +76,13 @@ int cmd_info(const std::vector<std::string>& argv) {
         std::printf("keys         OS random generator (not reproducible); %lu streams used\n",
                     static_cast<unsigned long>(pi.streams_used()));
     }
-    return 0;
+    return absl::OkStatus();
+}
+
+}  // namespace
+
+int cmd_info(const std::vector<std::string>& argv) {
+    return run_command("info", argv, {}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

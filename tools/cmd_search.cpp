@@ -1,6 +1,6 @@
 // pslerp search: 1:N identification of probes against an index file.
+#include <algorithm>
 #include <cstdio>
-#include <iostream>
 
 #include "absl/strings/str_format.h"
 #include "index/array_io.h"
@@ -13,6 +13,7 @@ constexpr char kUsage[] =
         "usage: pslerp search --index INDEX <probes.npy|.fvecs|image folder> [-k 10]\n"
         "                     [--nprobe N] [--labels truth.npy] [--out PREFIX] [--aligned]\n"
         "                     [--model-dir DIR]\n"
+        "-k: results per probe, 1 to 1048576 (beyond the index's entries, ids are -1).\n"
         "Writes PREFIX_scores.npy (n x k float32) and PREFIX_ids.npy (n x k int64) with --out;\n"
         "with --labels (gallery id per probe, -1 for none) prints rank-1 identification.\n"
         "--nprobe (IVF index only): lists scanned per query, instead of the index's own nprobe;\n"
@@ -21,25 +22,28 @@ constexpr char kUsage[] =
 absl::Status run(Args& args) {
     auto path = args.required("index");
     if (!path.ok()) return path.status();
-    auto k = args.integer("k", 10);
+    auto k = args.integer("k", 10, 1, kMaxK);
     if (!k.ok()) return k.status();
     auto sp = search_options(args);
     if (!sp.ok()) return sp.status();
     const std::string labels_path = args.str("labels", "");
     const std::string out = args.str("out", "");
-    if (args.positional().size() != 1) return absl::InvalidArgumentError("expected one probe input");
-    auto q = load_features(args.positional()[0], args);
-    if (!q.ok()) return q.status();
+    const FeatureOptions fo = feature_options(args);
     if (auto s = args.finish(); !s.ok()) return s;
-    if (*k <= 0) return absl::InvalidArgumentError("-k must be > 0");
+    if (args.positional().size() != 1) return usage_error("expected one probe input");
     auto index = load_index(*path);
     if (!index.ok()) return index.status();
     if (auto s = sp->bind(**index); !s.ok()) return s;
+    auto q = load_features(args.positional()[0], fo);
+    if (!q.ok()) return q.status();
     if (q->dim != (*index)->d) {
         return absl::InvalidArgumentError(absl::StrFormat("probes have dimension %d, the index %d", q->dim, (*index)->d));
     }
-    std::vector<float> D(q->n * *k);
-    std::vector<idx_t> I(q->n * *k);
+    if (auto s = check_buffer("search results (probes x k)", {q->n, *k}, sizeof(float) + sizeof(idx_t)); !s.ok()) {
+        return s;
+    }
+    std::vector<float> D(size_t(q->n) * size_t(*k));
+    std::vector<idx_t> I(size_t(q->n) * size_t(*k));
     const double t0 = now_seconds();
     try {
         (*index)->search(q->n, q->x.data(), *k, D.data(), I.data(), sp->params());

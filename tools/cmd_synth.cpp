@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <limits>
 #include <system_error>
 
 #include "absl/strings/str_format.h"
@@ -27,17 +28,19 @@ absl::Status run(Args& args, std::string& summary) {
     absl::StatusOr<std::string> out = args.required("out");
     if (!out.ok()) return out.status();
     SynthConfig config;
-    absl::StatusOr<int64_t> gallery = args.integer("gallery", 100000);
-    absl::StatusOr<int64_t> mated = args.integer("mated", 1000);
-    absl::StatusOr<int64_t> nonmated = args.integer("nonmated", 1000);
-    absl::StatusOr<int64_t> groups = args.integer("groups", config.groups);
-    absl::StatusOr<int64_t> group_dim = args.integer("group-dim", config.group_dim);
-    absl::StatusOr<int64_t> seed = args.integer("seed", static_cast<int64_t>(config.seed));
-    absl::StatusOr<double> offset = args.number("offset-norm", config.offset_norm);
-    absl::StatusOr<double> noise = args.number("noise", config.noise);
-    absl::StatusOr<double> noisy_fraction = args.number("noisy-fraction", config.noisy_group_fraction);
-    absl::StatusOr<double> noisy_scale = args.number("noisy-scale", config.noisy_group_scale);
-    absl::StatusOr<int64_t> train = args.integer("train", 0);
+    constexpr double kHuge = std::numeric_limits<double>::max();
+    absl::StatusOr<int64_t> gallery = args.integer("gallery", 100000, 0, kMaxCount);
+    absl::StatusOr<int64_t> mated = args.integer("mated", 1000, 0, kMaxCount);
+    absl::StatusOr<int64_t> nonmated = args.integer("nonmated", 1000, 0, kMaxCount);
+    absl::StatusOr<int64_t> groups = args.integer("groups", config.groups, 1, 4096);
+    absl::StatusOr<int64_t> group_dim = args.integer("group-dim", config.group_dim, 2, 1024);
+    absl::StatusOr<int64_t> seed =
+        args.integer("seed", static_cast<int64_t>(config.seed), 0, std::numeric_limits<int64_t>::max());
+    absl::StatusOr<double> offset = args.number("offset-norm", config.offset_norm, 0, kHuge);
+    absl::StatusOr<double> noise = args.number("noise", config.noise, 0, kHuge);
+    absl::StatusOr<double> noisy_fraction = args.number("noisy-fraction", config.noisy_group_fraction, 0, 1);
+    absl::StatusOr<double> noisy_scale = args.number("noisy-scale", config.noisy_group_scale, 0, kHuge);
+    absl::StatusOr<int64_t> train = args.integer("train", 0, 0, kMaxCount);
     const std::string format = args.str("format", "npy");
     for (const absl::Status& st : {gallery.status(), mated.status(), nonmated.status(), groups.status(),
                                    group_dim.status(), seed.status(), offset.status(), noise.status(),
@@ -45,12 +48,14 @@ absl::Status run(Args& args, std::string& summary) {
         if (!st.ok()) return st;
     }
     if (absl::Status st = args.finish(); !st.ok()) return st;
-    if (format != "npy" && format != "fvecs") {
-        return absl::InvalidArgumentError("--format must be npy or fvecs, got '" + format + "'");
-    }
-    if (*train < 0) return absl::InvalidArgumentError("--train must be >= 0");
-    if (*groups < 1 || *groups > 4096 || *group_dim < 2 || *group_dim > 1024) {
-        return absl::InvalidArgumentError("--groups must be in [1, 4096] and --group-dim in [2, 1024]");
+    if (!args.positional().empty()) return usage_error("synth takes no positional arguments (the folder is --out)");
+    if (format != "npy" && format != "fvecs") return usage_error("--format must be npy or fvecs, got '" + format + "'");
+    if (*noisy_scale <= 0) return usage_error("--noisy-scale must be > 0");
+    if (*mated > 0 && *gallery == 0) return usage_error("--mated probes need a gallery (--gallery >= 1)");
+    if (absl::Status st = check_buffer("synthetic features (gallery + probes + training) x dimension",
+                                       {*gallery + *mated + *nonmated + *train, *groups * *group_dim}, sizeof(float));
+        !st.ok()) {
+        return st;
     }
     config.groups = static_cast<int>(*groups);
     config.group_dim = static_cast<int>(*group_dim);

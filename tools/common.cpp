@@ -4,11 +4,17 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <new>
+
+#include <unistd.h>
 
 #include <faiss/impl/FaissException.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "index/array_io.h"
 #include "index/factory.h"
 #include "index/index_io.h"
@@ -23,18 +29,23 @@ double now_seconds() {
     return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-void enroll_in_batches(faiss::Index& index, int64_t n, const float* x, const int64_t* ids, int64_t batch) {
+absl::Status enroll_in_batches(faiss::Index& index, int64_t n, const float* x, const int64_t* ids, int64_t batch) {
     Progress bar("enrolling", n);
-    for (int64_t i0 = 0; i0 < n; i0 += batch) {
-        const int64_t nb = std::min(batch, n - i0);
-        if (ids) {
-            index.add_with_ids(nb, x + i0 * index.d, ids + i0);
-        } else {
-            index.add(nb, x + i0 * index.d);
+    try {
+        for (int64_t i0 = 0; i0 < n; i0 += batch) {
+            const int64_t nb = std::min(batch, n - i0);
+            if (ids) {
+                index.add_with_ids(nb, x + i0 * index.d, ids + i0);
+            } else {
+                index.add(nb, x + i0 * index.d);
+            }
+            bar.update(i0 + nb);
         }
-        bar.update(i0 + nb);
+    } catch (const std::exception& e) {
+        return from_exception(e);
     }
     bar.finish();
+    return absl::OkStatus();
 }
 
 std::string identities_path(const std::string& index_path) {
@@ -65,9 +76,16 @@ absl::StatusOr<std::map<int64_t, std::string>> read_identities(const std::string
     return out;
 }
 
-absl::StatusOr<Features> load_features(const std::string& path, Args& args) {
-    const bool aligned = args.flag("aligned");
-    const std::string model_dir = args.str("model-dir", "");
+FeatureOptions feature_options(Args& args) {
+    FeatureOptions o;
+    o.aligned = args.flag("aligned");
+    o.model_dir = args.str("model-dir", "");
+    return o;
+}
+
+absl::StatusOr<Features> load_features(const std::string& path, const FeatureOptions& options) {
+    const bool aligned = options.aligned;
+    const std::string& model_dir = options.model_dir;
     Features f;
     if (std::filesystem::is_directory(path)) {
 #ifdef PSLERP_HAVE_EXTRACTOR
@@ -120,11 +138,35 @@ absl::StatusOr<Features> load_features(const std::string& path, Args& args) {
     return f;
 }
 
+absl::Status out_of_memory() {
+    return absl::ResourceExhaustedError("out of memory: the inputs and options need more memory than is available "
+                                        "(fewer probes, a smaller -k or a smaller gallery need less)");
+}
+
 absl::Status from_exception(const std::exception& e, absl::StatusCode code) {
-    std::string m = e.what();
-    const std::string prefix = "pslerp: ";
-    if (const size_t at = m.find(prefix); at != std::string::npos) m = m.substr(at + prefix.size());
-    return absl::Status(code, m);
+    if (dynamic_cast<const std::bad_alloc*>(&e)) return out_of_memory();
+    return absl::Status(code, e.what());
+}
+
+absl::Status check_buffer(const std::string& what, std::initializer_list<int64_t> factors, int64_t element_bytes) {
+    int64_t bytes = element_bytes;
+    bool overflow = element_bytes < 0;
+    for (int64_t f : factors) overflow |= f < 0 || __builtin_mul_overflow(bytes, f, &bytes);
+    const int64_t pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    int64_t memory = 0;
+    const bool known = pages > 0 && page > 0 && !__builtin_mul_overflow(pages, page, &memory);
+    auto size_of = [&] {
+        std::vector<std::string> parts;
+        for (int64_t f : factors) parts.push_back(absl::StrCat(f));
+        return absl::StrCat(absl::StrJoin(parts, " x "), " x ", element_bytes, " bytes");
+    };
+    if (overflow) return absl::ResourceExhaustedError(absl::StrCat(what, ": ", size_of(), " overflows"));
+    if (known && bytes > memory) {
+        return absl::ResourceExhaustedError(absl::StrFormat("%s: %s = %.1f GiB, more than the %.1f GiB of memory",
+                                                            what, size_of(), double(bytes) / (1 << 30),
+                                                            double(memory) / (1 << 30)));
+    }
+    return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path) {
@@ -138,8 +180,11 @@ absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path
 absl::StatusOr<std::unique_ptr<faiss::Index>> make_index(int64_t d, const std::string& factory) {
     try {
         return index_factory(int(d), factory);
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
     } catch (const std::exception& e) {
-        return from_exception(e);
+        // The factory string comes from the command line.
+        return usage_error(clean_message(e.what()));
     }
 }
 
@@ -176,14 +221,13 @@ absl::Status SearchOptions::bind(const faiss::Index& index) {
     if (nprobe == 0) return absl::OkStatus();
     const faiss::IndexIVF* ix = as_ivf(index);
     if (!ix) {
-        return absl::InvalidArgumentError(
-                absl::StrCat("--nprobe applies to an IVF index only; this index (", describe_index(index),
-                             ") is exhaustive: every entry is scored (the factory string IVF1024,",
-                             describe_index(index), " makes an IVF index)"));
+        return usage_error(absl::StrCat("--nprobe applies to an IVF index only; this index (", describe_index(index),
+                                        ") is exhaustive: every entry is scored (the factory string IVF1024,",
+                                        describe_index(index), " makes an IVF index)"));
     }
     if (nprobe > int64_t(ix->nlist)) {
-        return absl::InvalidArgumentError(absl::StrCat("--nprobe ", nprobe, " exceeds the index's ", ix->nlist,
-                                                       " lists (--nprobe ", ix->nlist, " scans them all: exact)"));
+        return usage_error(absl::StrCat("--nprobe ", nprobe, " exceeds the index's ", ix->nlist, " lists (--nprobe ",
+                                        ix->nlist, " scans them all: exact)"));
     }
     ivf.nprobe = size_t(nprobe);
     return absl::OkStatus();
@@ -198,11 +242,8 @@ std::string SearchOptions::describe(const faiss::Index& index) const {
 
 absl::StatusOr<SearchOptions> search_options(Args& args) {
     if (absl::Status s = args.check_retired(); !s.ok()) return s;
-    auto np = args.integer("nprobe", 0);
+    auto np = args.integer("nprobe", 0, 1, std::numeric_limits<int64_t>::max());
     if (!np.ok()) return np.status();
-    if (*np < 0 || (*np == 0 && !args.str("nprobe", "").empty())) {
-        return absl::InvalidArgumentError("--nprobe must be >= 1 (lists scanned per query)");
-    }
     SearchOptions o;
     o.nprobe = *np;
     return o;
@@ -212,6 +253,7 @@ absl::StatusOr<SynthSet> synth_identities(const SynthConfig& config, int64_t fir
     auto model = synth_model(config);
     if (!model.ok()) return model.status();
     if (first < 0 || n < 0) return absl::InvalidArgumentError("synth_identities: negative identity or count");
+    if (absl::Status st = check_buffer("synthetic features", {n, config.dim()}, sizeof(float)); !st.ok()) return st;
     SynthSet s;
     s.dim = config.dim();
     s.n = n;

@@ -2,6 +2,7 @@
 // the extractor is built), index files and search options.
 #pragma once
 
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,18 +26,38 @@ struct Features {
     std::vector<std::string> names;   ///< identity names for those labels
 };
 
-/// Reads .npy / .fvecs, or (with the extractor) a folder of images whose sub-folders are
-/// identities. Reads the options --aligned and --model-dir.
-absl::StatusOr<Features> load_features(const std::string& path, Args& args);
+/// How image folders become features: the options --aligned and --model-dir.
+struct FeatureOptions {
+    bool aligned = false;
+    std::string model_dir;
+};
+/// Declares and reads --aligned and --model-dir (call before args.finish()).
+FeatureOptions feature_options(Args& args);
 
-/// The message of an exception from the index (FAISS's "Error in <function> at <file>:<line>"
-/// preamble and the "pslerp: " prefix dropped) as a status with `code`.
+/// Reads .npy / .fvecs, or (with the extractor) a folder of images whose sub-folders are
+/// identities.
+absl::StatusOr<Features> load_features(const std::string& path, const FeatureOptions& options);
+
+/// An exception from the index as a status with `code` (std::bad_alloc: out_of_memory()).
+/// fail() strips FAISS's "Error in <function> at <file>:<line>" preamble when printing.
 absl::Status from_exception(const std::exception& e, absl::StatusCode code = absl::StatusCode::kInvalidArgument);
+/// The status of a std::bad_alloc.
+absl::Status out_of_memory();
+
+/// Checks a buffer of factors[0] * factors[1] * ... elements of `element_bytes` bytes before
+/// it is allocated: an error naming `what` if the product overflows or the buffer would not
+/// fit in this machine's memory. Every buffer sized from the command line or an input file
+/// goes through it (a wrapped size would allocate too little and overflow the heap).
+absl::Status check_buffer(const std::string& what, std::initializer_list<int64_t> factors, int64_t element_bytes);
+
+/// Bounds of the sizes the command line accepts, before check_buffer looks at memory.
+constexpr int64_t kMaxCount = int64_t{1} << 40;  ///< gallery, probes, training features
+constexpr int64_t kMaxK = int64_t{1} << 20;      ///< results per query (beyond ntotal FAISS pads with -1)
 
 /// Reads an index file (exhaustive or IVF), turning exceptions into a status.
 absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path);
 
-/// A new index from a factory string (index/factory.h), turning exceptions into a status.
+/// A new index from a factory string (index/factory.h); a string it refuses is a usage error.
 absl::StatusOr<std::unique_ptr<faiss::Index>> make_index(int64_t d, const std::string& factory);
 
 /// The IVF index behind `index`, or null for the exhaustive one.
@@ -60,15 +81,17 @@ struct SearchOptions {
     std::string describe(const faiss::Index& index) const;
 };
 
-/// Reads --nprobe. The retired coarse-stage options are refused naming their replacement.
+/// Reads --nprobe (>= 1; bind() checks it against nlist). The retired coarse-stage options are
+/// refused naming their replacement.
 absl::StatusOr<SearchOptions> search_options(Args& args);
 
 /// Reads an id array (.npy int64 or .ivecs) and checks its length.
 absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t expected);
 
 /// Adds n raw features (ids: n ids, or null for the index's next ids) in batches, with a
-/// progress bar.
-void enroll_in_batches(faiss::Index& index, int64_t n, const float* x, const int64_t* ids, int64_t batch = 20000);
+/// progress bar. Exceptions from the index become a status.
+absl::Status enroll_in_batches(faiss::Index& index, int64_t n, const float* x, const int64_t* ids,
+                               int64_t batch = 20000);
 
 /// Sample 0 of the synthetic identities first .. first + n - 1, under the structure of
 /// `config`'s seed: a draw of other people than a gallery of identities 0 .. first - 1 (and

@@ -1,9 +1,7 @@
 // `pslerp`: protected face-template search from the command line.
-#include <omp.h>
-
-#include <cstring>
+#include <cstdio>
 #include <exception>
-#include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -32,44 +30,50 @@ const Entry kCommands[] = {
 #endif
 };
 
-void usage() {
-    std::cerr << "usage: pslerp <command> [options]   (pslerp <command> --help for its options)\n\ncommands:\n";
-    for (const auto& c : kCommands) std::cerr << "  " << c.name << std::string(10 - std::strlen(c.name), ' ') << c.help << "\n";
-    std::cerr << "\ncommon: --threads N (OpenMP threads)\n";
+void usage(std::FILE* out) {
+    std::fputs("usage: pslerp <command> [options]   (pslerp <command> --help for its options)\n\ncommands:\n", out);
+    for (const auto& c : kCommands) {
+        std::fprintf(out, "  %-10s%s\n", c.name, c.help);
+    }
+    std::fputs("\noptions: --name value or --name=value; -o is --out, -k is --k, -t is --threads, -n is --n,\n"
+               "-h is --help (also -k10, -k=10). Numbers are checked whole and against their range; an unknown or\n"
+               "repeated option is an error. Every command takes --threads N (1 to 4 x the processors)\n"
+               "and --help.\n",
+               out);
+    std::fputs(pslerp::cli::kExitCodesHelp, out);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-    if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
-        usage();
-        return argc < 2 ? 2 : 0;
+    using namespace pslerp::cli;
+    if (argc < 2) {
+        usage(stderr);
+        return kExitUsage;
     }
-    std::vector<std::string> rest;
-    for (int i = 2; i < argc; ++i) {
-        // --threads is common to every command; handled here.
-        if (std::strcmp(argv[i], "--threads") == 0 && i + 1 < argc) {
-            const int t = std::atoi(argv[++i]);
-            if (t <= 0) {
-                std::cerr << "pslerp: --threads must be a positive integer\n";
-                return 2;
-            }
-            omp_set_num_threads(t);
-            continue;
-        }
-        rest.emplace_back(argv[i]);
+    const std::string command = argv[1];
+    if (command == "--help" || command == "-h" || command == "help") {
+        usage(stdout);
+        return kExitOk;
     }
+    const std::vector<std::string> rest(argv + 2, argv + argc);
     for (const auto& c : kCommands) {
-        if (std::strcmp(argv[1], c.name) == 0) {
-            try {
-                return c.run(rest);
-            } catch (const std::exception& e) {
-                std::cerr << "pslerp " << c.name << ": " << pslerp::cli::from_exception(e).message() << "\n";
-                return 1;
-            }
+        if (command != c.name) continue;
+        try {
+            return c.run(rest);
+        } catch (const std::bad_alloc&) {
+            return fail(c.name, out_of_memory());
+        } catch (const std::exception& e) {
+            return fail(c.name, from_exception(e));
+        } catch (...) {
+            return fail(c.name, absl::UnknownError("unexpected error"));
         }
     }
-    std::cerr << "pslerp: unknown command '" << argv[1] << "'\n";
-    usage();
-    return 2;
+    if (!command.empty() && command[0] == '-') {
+        std::fprintf(stderr, "pslerp: '%s': the command comes first (pslerp <command> [options])\n", command.c_str());
+    } else {
+        std::fprintf(stderr, "pslerp: unknown command '%s'\n", command.c_str());
+    }
+    usage(stderr);
+    return kExitUsage;
 }
