@@ -3,9 +3,21 @@
 // int64, C-contiguous, shape), releases the GIL, makes one C++ call and hands results back
 // without copying where it can. Defaults and conveniences live in pslerp/__init__.py.
 //
-// Errors: a bad argument raises ValueError naming it ("x: expected float32, got float64");
-// absl::Status errors of kind InvalidArgument raise ValueError, others RuntimeError;
-// faiss::FaissException (the index's checks) raises RuntimeError.
+// Errors: a bad argument raises ValueError naming it ("x: expected float32, got float64").
+// So do values the scheme cannot use — NaN or infinite values, a group of zero norm, too few
+// training vectors — in every call: the scheme's functions return them as absl::Status
+// InvalidArgument, the indexes throw them as pslerp::InvalidInputError (raised where the
+// vectors are centred and normalised, so a group that centring makes zero is caught too).
+// Other absl::Status errors and other faiss::FaissExceptions (unknown or duplicate id,
+// untrained index, ...) raise RuntimeError.
+//
+// Threads: every index call releases the GIL before it takes the index's lock (its methods
+// lock themselves; index/ProtectedIndex.h) and gives the lock back before it takes the GIL
+// again, so Python threads never hold one while waiting for the other. Attributes that read
+// or change index state (ntotal, nprobe, train_pca, ...) take the lock the same way.
+//
+// Seeds: generate_keys(seed=), protect(seed=) (pslerp/__init__.py) and Index.set_seed warn
+// with a RuntimeWarning; set_seed also prints the C++ warning on stderr.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -315,10 +327,32 @@ py::object to_python(std::unique_ptr<faiss::Index> index) {
     return py::cast(downcast<IndexProtectedSlerp>(std::move(index)));
 }
 
+/// Saving takes the index's shared lock itself (index/index_io.h).
 std::vector<uint8_t> serialized(const faiss::Index& index) {
     py::gil_scoped_release nogil;
     return serialize_index(index);
 }
+
+/// f() under the index's shared lock, the GIL released meanwhile (a writer may hold the lock
+/// for a while). f returns a C++ value: Python objects need the GIL.
+template <class Index, class F>
+auto read_locked(const Index& index, F&& f) {
+    py::gil_scoped_release nogil;
+    const auto lock = index.lock_shared();
+    return f();
+}
+
+/// f() under the index's exclusive lock, the GIL released meanwhile.
+template <class Index, class F>
+void write_locked(Index& index, F&& f) {
+    py::gil_scoped_release nogil;
+    const auto lock = index.lock_exclusive();
+    f();
+}
+
+constexpr const char* kSeedWarning =
+        "pslerp: a seed makes keys, masks and fills reproducible: for tests and benchmarks only, never for real "
+        "enrolments";
 
 std::unique_ptr<faiss::Index> deserialized(const py::buffer& data) {
     auto info = data.request();
@@ -347,10 +381,8 @@ std::unique_ptr<faiss::Index> quantizer_from(const py::object& q, int d) {
         }
         auto info = py::reinterpret_borrow<py::buffer>(bytes).request();
         auto [data, size] = byte_span(info, "quantizer");
-        faiss::VectorIOReader reader;
-        reader.data.assign(data, data + size);
         py::gil_scoped_release nogil;
-        out.reset(faiss::read_index(&reader));
+        out = deserialize_quantizer(data, size);  // checked as index files are: no trust in the bytes
     }
     if (out->d != d) {
         throw py::value_error(absl::StrCat("quantizer: expected dimension ", d, " (params.dim), got ", out->d));
@@ -725,24 +757,41 @@ void bind_protected(IndexClass<Index>& c, SearchParametersPtr (*options)(Opt...)
                     const Kw&... kw) {
     const std::string name = py::str(c.attr("__name__"));
     c.def_property_readonly("d", [](const Index& i) { return i.d; }, "Raw dimension G * d.");
-    c.def_property_readonly("ntotal", [](const Index& i) { return i.ntotal; }, "Live entries.");
-    c.def("__len__", [](const Index& i) { return i.ntotal; });
-    c.def_property_readonly("is_trained", [](const Index& i) { return i.is_trained; },
-                            "False while train() is needed (an IVF index before train()).");
+    c.def_property_readonly(
+            "ntotal", [](const Index& i) { return read_locked(i, [&] { return i.ntotal; }); }, "Live entries.");
+    c.def("__len__", [](const Index& i) { return read_locked(i, [&] { return i.ntotal; }); });
+    c.def_property_readonly(
+            "is_trained", [](const Index& i) { return read_locked(i, [&] { return i.is_trained; }); },
+            "False while train() is needed (an IVF index before train()).");
     c.def_property_readonly("params", [](const Index& i) { return i.params; }, "A copy of the scheme parameters.");
     c.def_property_readonly("bytes_per_entry", [](const Index& i) { return i.bytes_per_entry(); },
                             "Bytes stored per entry (protected entry and id).");
     c.def_property_readonly("clamped_count", [](const Index& i) { return i.clamped_count(); },
                             "Probe-key cosines clamped as antipodal since creation.");
-    c.def_property_readonly("is_centered", [](const Index& i) { return i.centering.trained(); },
-                            "True once train() learned a centring.");
-    c.def_readwrite("train_pca", &Index::train_pca, "train() also learns a PCA rotation (factory option pca=true).");
-    c.def_property_readonly("seed", [](const Index& i) { return i.seed(); }, "The seed given to set_seed, or None.");
-    c.def_property_readonly("next_id", [](const Index& i) { return i.next_id(); },
-                            "The id add() gives next (after the largest id ever added).");
-    c.def("describe", [](const Index& i) { return describe_index(i); }, "A factory string for this index.");
+    c.def_property_readonly(
+            "is_centered", [](const Index& i) { return read_locked(i, [&] { return i.centering.trained(); }); },
+            "True once train() learned a centring.");
+    c.def_property(
+            "train_pca", [](const Index& i) { return read_locked(i, [&] { return i.train_pca; }); },
+            [](Index& i, bool v) { write_locked(i, [&] { i.train_pca = v; }); },
+            "train() also learns a PCA rotation (factory option pca=true).");
+    c.def_property_readonly(
+            "seed", [](const Index& i) { return read_locked(i, [&] { return i.seed(); }); },
+            "The seed recorded for this index: given to set_seed, or read from the file it was loaded from "
+            "(entries added under it have reproducible keys); None if never seeded.");
+    c.def_property_readonly(
+            "seeded_stream", [](const Index& i) { return read_locked(i, [&] { return i.seeded_stream(); }); },
+            "True while later adds draw keys from the seed: set_seed was called on this object. False after "
+            "loading, even a seeded file (keys then come from the OS generator).");
+    c.def_property_readonly(
+            "next_id", [](const Index& i) { return read_locked(i, [&] { return i.next_id(); }); },
+            "The id add() gives next (after the largest id ever added).");
+    c.def(
+            "describe", [](const Index& i) { return read_locked(i, [&] { return describe_index(i); }); },
+            "A factory string for this index.");
     c.def("__repr__", [name](const Index& i) {
-        return absl::StrCat("pslerp.", name, "('", describe_index(i), "', ntotal=", i.ntotal, ")");
+        const auto [desc, n] = read_locked(i, [&] { return std::make_pair(describe_index(i), i.ntotal); });
+        return absl::StrCat("pslerp.", name, "('", desc, "', ntotal=", n, ")");
     });
 
     c.def(
@@ -873,9 +922,18 @@ void bind_protected(IndexClass<Index>& c, SearchParametersPtr (*options)(Opt...)
             "1:1 against one identity enrolled several times: the best score of probe x (d,) over the entries "
             "with these ids.");
     c.def("contains", [](const Index& i, idx_t id) { return i.contains(id); }, py::arg("id"),
-          "True if an entry with this id is present.");
-    c.def("set_seed", [](Index& i, uint64_t seed) { i.set_seed(seed); }, py::arg("seed"),
-          "Makes keys, masks and fills reproducible. Tests and benchmarks only: never for real enrolments.");
+          py::call_guard<py::gil_scoped_release>(), "True if an entry with this id is present.");
+    c.def(
+            "set_seed",
+            [](Index& i, uint64_t seed) {
+                if (PyErr_WarnEx(PyExc_RuntimeWarning, kSeedWarning, 1) < 0) throw py::error_already_set();
+                py::gil_scoped_release nogil;
+                i.set_seed(seed);
+            },
+            py::arg("seed"),
+            "Makes keys, masks and fills of later adds reproducible (RuntimeWarning). Tests and benchmarks only: "
+            "never for real enrolments. A saved index records the seed, but a loaded one draws keys from the OS "
+            "generator until set_seed is called again (which continues the saved stream).");
     c.def(
             "deduplicate",
             [options](Index& i, py::handle x, float threshold, bool enroll, py::handle ids, Opt... opt) {
@@ -950,10 +1008,14 @@ entry exactly (the oracle of IndexIVFProtectedSlerp).
 optional: it learns a feature centring.
 
 Inputs are numpy float32 C-contiguous (n, d) arrays of raw features, ids int64. Scores are
-similarities (higher is better); missing results have label -1 and score -inf.
-Thread safety: search, range_search and verify may run concurrently from several Python
-threads (the GIL is released); add, add_with_ids, remove_ids, train, reset, compact and
-set_seed need exclusive access, as in FAISS.)doc");
+similarities (higher is better); missing results have label -1 and score -inf. NaN or
+infinite values and zero groups raise ValueError; unknown or duplicate ids RuntimeError.
+
+Thread safety: any method may be called from any Python thread; the GIL is released and the
+index locks itself. search, range_search, verify*, contains and saving (write_index,
+serialize_index, pickling) run concurrently; add, add_with_ids, remove_ids, train, reset,
+compact, set_seed and deduplicate(enroll=True) wait for them and run alone. Neither waits
+forever: a write waits only for the searches already running.)doc");
     flat.def(py::init([](const Params& p) { return std::make_unique<IndexProtectedSlerp>(p); }),
              py::arg("params") = Params());
     bind_protected(flat, &exhaustive_options, "");
@@ -974,8 +1036,8 @@ add and search.
 A search probes the ``nprobe`` lists nearest to the probe (default default_nprobe(nlist),
 about 3% of the lists) and scores their entries exactly; with nprobe = nlist it returns what
 the exhaustive index returns. Each stored entry also reveals its list (README "Security").
-Inputs, scores and thread safety as IndexProtectedSlerp; merge_from also needs exclusive
-access to both indexes.)doc");
+Inputs, errors and thread safety as IndexProtectedSlerp; merge_from locks both indexes (in
+either order without deadlock), setting nprobe waits for running searches.)doc");
     ivf.def(py::init([](const Params& p, size_t nlist, const py::object& quantizer) {
                 auto q = quantizer_from(quantizer, p.dim());
                 return std::make_unique<IndexIVFProtectedSlerp>(std::move(q), nlist, p);
@@ -986,13 +1048,13 @@ access to both indexes.)doc");
                    py::arg("nprobe") = py::none());
     ivf.def_property_readonly("nlist", [](const IndexIVFProtectedSlerp& i) { return i.nlist; }, "Number of lists.");
     ivf.def_property(
-            "nprobe", [](const IndexIVFProtectedSlerp& i) { return i.nprobe; },
+            "nprobe", [](const IndexIVFProtectedSlerp& i) { return read_locked(i, [&] { return i.nprobe; }); },
             [](IndexIVFProtectedSlerp& i, int64_t nprobe) {
                 if (nprobe < 1) throw py::value_error(absl::StrCat("nprobe: must be >= 1, got ", nprobe));
-                i.nprobe = size_t(nprobe);
+                write_locked(i, [&] { i.nprobe = size_t(nprobe); });
             },
             "Lists probed by default (values above nlist probe every list).");
-    ivf.def("imbalance", &IndexIVFProtectedSlerp::imbalance,
+    ivf.def("imbalance", &IndexIVFProtectedSlerp::imbalance, py::call_guard<py::gil_scoped_release>(),
             "FAISS's imbalance factor of the list sizes: nlist * sum(size^2) / ntotal^2 (1 = balanced).");
     ivf.def(
             "merge_from",
@@ -1063,7 +1125,9 @@ PYBIND11_MODULE(_pslerp, m) {
             // "Error in <function> at <file>:<line>: pslerp: <message>" -> "pslerp: <message>"
             const std::string what = e.what();
             const auto at = what.find("pslerp: ");
-            PyErr_SetString(PyExc_RuntimeError, (at == std::string::npos ? what : what.substr(at)).c_str());
+            const bool bad_value = dynamic_cast<const pslerp::InvalidInputError*>(&e) != nullptr;
+            PyObject* type = bad_value ? PyExc_ValueError : PyExc_RuntimeError;
+            PyErr_SetString(type, (at == std::string::npos ? what : what.substr(at)).c_str());
         }
     });
     m.attr("__version__") = PSLERP_VERSION;

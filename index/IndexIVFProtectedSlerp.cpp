@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <mutex>
 #include <numeric>
 #include <typeinfo>
 
 #include <omp.h>
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissAssert.h>
@@ -100,13 +102,31 @@ struct Scanner : faiss::InvertedListScanner {
     }
 };
 
+// FAISS's global IVF statistics, added to one search at a time: searches run concurrently
+// under the shared lock.
+void add_stats(const faiss::IndexIVFStats& s) {
+    static std::mutex m;
+    std::lock_guard<std::mutex> guard(m);
+    faiss::indexIVF_stats.add(s);
+}
+
+// Range-search order: best first, equal scores by id (as the exhaustive index).
+bool best_first(const std::pair<float, idx_t>& u, const std::pair<float, idx_t>& v) {
+    return u.first != v.first ? u.first > v.first : u.second < v.second;
+}
+
 // Checked before faiss::IndexIVF's constructor reads it.
 faiss::Index* checked_quantizer(faiss::Index* q, size_t nlist, const Params& p) {
     FAISS_THROW_IF_NOT_MSG(q, "pslerp: IVF: the quantizer is null");
     FAISS_THROW_IF_NOT_FMT(q->d == p.dim(), "pslerp: IVF: the quantizer has dimension %d, expected %d", int(q->d),
                            p.dim());
     FAISS_THROW_IF_NOT_MSG(q->metric_type == faiss::METRIC_L2, "pslerp: IVF: the quantizer must use the L2 metric");
-    FAISS_THROW_IF_NOT_MSG(nlist >= 1, "pslerp: IVF: nlist must be >= 1");
+    // The kinds index files can hold (index_io checks them on load): flat, or HNSW over flat.
+    const bool flat = typeid(*q) == typeid(faiss::IndexFlatL2) || typeid(*q) == typeid(faiss::IndexFlat);
+    FAISS_THROW_IF_NOT_MSG(flat || typeid(*q) == typeid(faiss::IndexHNSWFlat),
+                           "pslerp: IVF: the quantizer must be a flat L2 index or an HNSW over one (IndexHNSWFlat)");
+    FAISS_THROW_IF_NOT_FMT(nlist >= 1 && nlist <= (size_t(1) << 31), "pslerp: IVF: nlist must be in [1, 2^31], got %zu",
+                           nlist);
     return q;
 }
 
@@ -137,6 +157,7 @@ IndexIVFProtectedSlerp::IndexIVFProtectedSlerp(std::unique_ptr<faiss::Index> q, 
 IndexIVFProtectedSlerp::~IndexIVFProtectedSlerp() = default;
 
 void IndexIVFProtectedSlerp::train(idx_t n, const float* x) {
+    const auto lock = lock_exclusive();
     FAISS_THROW_IF_NOT_MSG(ntotal == 0, "pslerp: train: the index already holds entries; reset() first");
     FAISS_THROW_IF_NOT_FMT(n >= idx_t(nlist), "pslerp: train: %ld training features for %zu lists; give at least as "
                                               "many as lists (FAISS suggests 39 per list)",
@@ -145,7 +166,7 @@ void IndexIVFProtectedSlerp::train(idx_t n, const float* x) {
     const Centering saved = centering;
     centering = std::move(fitted);
     try {
-        const std::vector<float> xn = normalized_probes(n, x);
+        const std::vector<float> xn = normalized_probes(n, x, "train: x");
         quantizer->reset();  // so that train_q1 trains again rather than keep old centroids
         train_q1(size_t(n), xn.data(), verbose, faiss::METRIC_L2);
     } catch (...) {
@@ -157,18 +178,29 @@ void IndexIVFProtectedSlerp::train(idx_t n, const float* x) {
 }
 
 void IndexIVFProtectedSlerp::add(idx_t n, const float* x) {
-    std::vector<idx_t> ids(std::max<idx_t>(n, 0));
-    std::iota(ids.begin(), ids.end(), next_id_);
-    add_with_ids(n, x, ids.data());
+    const auto lock = lock_exclusive();
+    add_locked(n, x, nullptr);
 }
 
 void IndexIVFProtectedSlerp::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    FAISS_THROW_IF_NOT_MSG(n <= 0 || xids, "pslerp: add_with_ids: ids are null");
+    const auto lock = lock_exclusive();
+    add_locked(n, x, xids);
+}
+
+void IndexIVFProtectedSlerp::add_core(idx_t, const float*, const idx_t*, const idx_t*) {
+    FAISS_THROW_MSG("pslerp: add_core: an entry's list comes from its centred feature: use add or add_with_ids");
+}
+
+void IndexIVFProtectedSlerp::add_locked(idx_t n, const float* x, const idx_t* xids) {
     check_vectors(n, x, "add");
     if (n == 0) return;
     FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: add: the IVF index needs train() first (centring and centroids)");
+    const std::vector<idx_t> next = xids ? std::vector<idx_t>() : next_ids(n);
+    if (!xids) xids = next.data();
     check_new_ids(n, xids);
     std::vector<float> xn;
-    const Protected pr = protect_new(n, x, &xn);
+    const Protected pr = protect_new(n, x, "add: x", &xn);
     std::vector<idx_t> lists(n);
     quantizer->assign(n, xn.data(), lists.data());
     for (idx_t i = 0; i < n; ++i) {
@@ -188,9 +220,26 @@ void IndexIVFProtectedSlerp::add_with_ids(idx_t n, const float* x, const idx_t* 
 
 void IndexIVFProtectedSlerp::encode_vectors(idx_t n, const float* x, const idx_t* list_nos, uint8_t* codes,
                                             bool include_listno) const {
+    const auto lock = lock_shared();
+    encode_vectors_locked(n, x, list_nos, codes, include_listno);
+}
+
+void IndexIVFProtectedSlerp::sa_encode(idx_t n, const float* x, uint8_t* bytes) const {
+    const auto lock = lock_shared();
+    check_vectors(n, x, "sa_encode");
+    FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: sa_encode: the IVF index needs train() first");
+    if (n == 0) return;
+    const std::vector<float> xn = normalized_probes(n, x, "sa_encode: x");
+    std::vector<idx_t> lists(n);
+    quantizer->assign(n, xn.data(), lists.data());
+    encode_vectors_locked(n, x, lists.data(), bytes, true);
+}
+
+void IndexIVFProtectedSlerp::encode_vectors_locked(idx_t n, const float* x, const idx_t* list_nos, uint8_t* codes,
+                                                   bool include_listno) const {
     check_vectors(n, x, "encode_vectors");
     if (n == 0) return;
-    const Protected pr = protect_new(n, x);
+    const Protected pr = protect_new(n, x, "encode_vectors: x");
     const size_t prefix = include_listno ? coarse_code_size() : 0;
     for (idx_t i = 0; i < n; ++i) {
         uint8_t* out = codes + size_t(i) * (code_size + prefix);
@@ -220,23 +269,44 @@ void IndexIVFProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* dis
     check_vectors(n, x, "search");
     FAISS_THROW_IF_NOT_FMT(k > 0, "pslerp: search: k must be > 0, got %ld", long(k));
     const faiss::SearchParametersIVF* sp = ivf_params(params_in, "search");
+    const auto lock = lock_shared();
     FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: search: the IVF index needs train() first");
     FAISS_THROW_IF_NOT_MSG(sp || nprobe >= 1, "pslerp: search: the index's nprobe must be >= 1");
     if (n == 0) return;
-    const std::vector<float> xn = normalized_probes(n, x);
+    const std::vector<float> xn = normalized_probes(n, x, "search: x");
     if (sp && sp->max_codes > 0) {
-        // FAISS's query-by-query path honours max_codes.
-        faiss::IndexIVF::search(n, xn.data(), k, distances, labels, sp);
-        for (idx_t j = 0; j < n * k; ++j) {
-            if (labels[j] < 0) distances[j] = kNoScore;  // FAISS pads with -FLT_MAX
-        }
+        search_by_query(n, xn.data(), k, distances, labels, sp);
         return;
     }
     search_lists(n, xn.data(), k, distances, labels, sp);
 }
 
-void IndexIVFProtectedSlerp::search_lists(idx_t n, const float* xn, idx_t k, float* distances, idx_t* labels,
-                                          const faiss::SearchParametersIVF* sp) const {
+void IndexIVFProtectedSlerp::search_by_query(idx_t n, const float* xn, idx_t k, float* distances, idx_t* labels,
+                                             const faiss::SearchParametersIVF* sp) const {
+    // FAISS's IndexIVF::search, less its slicing (search_preassigned runs queries in
+    // parallel), calling the base search_preassigned directly: the virtual one locks.
+    const size_t np = std::min(nlist, sp ? sp->nprobe : nprobe);
+    std::vector<idx_t> keys(size_t(n) * np);
+    std::vector<float> coarse(size_t(n) * np);
+    quantizer->search(n, xn, idx_t(np), coarse.data(), keys.data(), sp ? sp->quantizer_params : nullptr);
+    faiss::IndexIVFStats stats;
+    faiss::IndexIVF::search_preassigned(n, xn, k, keys.data(), coarse.data(), distances, labels, false, sp, &stats);
+    add_stats(stats);
+    for (idx_t j = 0; j < n * k; ++j) {
+        if (labels[j] < 0) distances[j] = kNoScore;  // FAISS pads with -FLT_MAX
+    }
+}
+
+void IndexIVFProtectedSlerp::search_preassigned(idx_t n, const float* x, idx_t k, const idx_t* assign,
+                                                const float* centroid_dis, float* distances, idx_t* labels,
+                                                bool store_pairs, const faiss::IVFSearchParameters* params,
+                                                faiss::IndexIVFStats* stats) const {
+    const auto lock = lock_shared();
+    faiss::IndexIVF::search_preassigned(n, x, k, assign, centroid_dis, distances, labels, store_pairs, params, stats);
+}
+
+IndexIVFProtectedSlerp::ListPlan IndexIVFProtectedSlerp::plan_lists(idx_t n, const float* xn,
+                                                                     const faiss::SearchParametersIVF* sp) const {
     const size_t np = std::min(nlist, sp ? sp->nprobe : nprobe);
     std::vector<idx_t> keys(size_t(n) * np);
     {
@@ -245,42 +315,47 @@ void IndexIVFProtectedSlerp::search_lists(idx_t n, const float* xn, idx_t k, flo
     }
     // The queries of each list, contiguous (CSR), so that a list's codes are loaded once for
     // all of them, kQueryChunk at a time, as the exhaustive index shares each loaded entry.
-    std::vector<size_t> start(nlist + 1, 0);
+    ListPlan plan;
+    plan.queries = n;
+    plan.start.assign(nlist + 1, 0);
     for (idx_t key : keys) {
-        if (key >= 0) ++start[size_t(key) + 1];
+        if (key >= 0) ++plan.start[size_t(key) + 1];
     }
-    std::partial_sum(start.begin(), start.end(), start.begin());
-    std::vector<idx_t> members(start[nlist]);
+    std::partial_sum(plan.start.begin(), plan.start.end(), plan.start.begin());
+    plan.members.resize(plan.start[nlist]);
     {
-        std::vector<size_t> fill(start.begin(), start.end() - 1);
+        std::vector<size_t> fill(plan.start.begin(), plan.start.end() - 1);
         for (size_t j = 0; j < keys.size(); ++j) {
-            if (keys[j] >= 0) members[fill[size_t(keys[j])]++] = idx_t(j / np);
+            if (keys[j] >= 0) plan.members[fill[size_t(keys[j])]++] = idx_t(j / np);
         }
     }
-    std::vector<size_t> busy;  // lists with queries and entries
     for (size_t l = 0; l < nlist; ++l) {
-        if (start[l + 1] > start[l] && invlists->list_size(l) > 0) busy.push_back(l);
+        if (plan.start[l + 1] > plan.start[l] && invlists->list_size(l) > 0) plan.busy.push_back(l);
     }
+    plan.threads = std::max(1, std::min<int>(omp_get_max_threads(), int(plan.busy.size())));
+    return plan;
+}
+
+template <typename Visit>
+void IndexIVFProtectedSlerp::scan_lists(const ListPlan& plan, const float* xn, const faiss::IDSelector* sel,
+                                        Visit&& visit) const {
     const size_t qf = layout.query_floats();
-    const faiss::IDSelector* sel = sp ? sp->sel : nullptr;
     const kernels::KernelTable& K = kernels::kernels();
-    const int nt = std::max(1, std::min<int>(omp_get_max_threads(), int(busy.size())));
-    ThreadHeaps heaps(nt, n, k);
     int64_t clamped = 0;
-#pragma omp parallel num_threads(nt) reduction(+ : clamped)
+#pragma omp parallel num_threads(plan.threads) reduction(+ : clamped)
     {
         const int tid = omp_get_thread_num();
         std::vector<float> kq(kQueryChunk * qf), t(params.groups), tile(kQueryChunk * kScanBlock);
 #pragma omp for schedule(dynamic)
-        for (size_t b = 0; b < busy.size(); ++b) {
-            const size_t l = busy[b], size = invlists->list_size(l);
+        for (size_t b = 0; b < plan.busy.size(); ++b) {
+            const size_t l = plan.busy[b], size = invlists->list_size(l);
             faiss::InvertedLists::ScopedCodes codes(invlists, l);
             faiss::InvertedLists::ScopedIds ids(invlists, l);
             const kernels::Entries E = kernels::code_entries(layout, codes.get());
-            for (size_t m0 = start[l]; m0 < start[l + 1]; m0 += kQueryChunk) {
-                const size_t nq = std::min<size_t>(kQueryChunk, start[l + 1] - m0);
+            for (size_t m0 = plan.start[l]; m0 < plan.start[l + 1]; m0 += kQueryChunk) {
+                const size_t nq = std::min<size_t>(kQueryChunk, plan.start[l + 1] - m0);
                 for (size_t qi = 0; qi < nq; ++qi) {
-                    const float* q = xn + members[m0 + qi] * d;
+                    const float* q = xn + plan.members[m0 + qi] * d;
                     probe_t(params, q, t.data());
                     kernels::prepare_query(layout, q, t.data(), kq.data() + qi * qf);
                 }
@@ -289,11 +364,11 @@ void IndexIVFProtectedSlerp::search_lists(idx_t n, const float* xn, idx_t k, flo
                     clamped += K.score_range(E, kq.data(), int64_t(nq), int64_t(j0), int64_t(j1), tile.data(),
                                              int64_t(kScanBlock));
                     for (size_t qi = 0; qi < nq; ++qi) {
-                        TopK h = heaps.at(tid, members[m0 + qi]);
+                        const idx_t query = plan.members[m0 + qi];
                         const float* s = tile.data() + qi * kScanBlock;
                         for (size_t j = j0; j < j1; ++j) {
                             if (sel && !sel->is_member(ids[j])) continue;
-                            h.push(s[j - j0], ids[j]);
+                            visit(tid, query, s[j - j0], ids[j]);
                         }
                     }
                 }
@@ -301,18 +376,33 @@ void IndexIVFProtectedSlerp::search_lists(idx_t n, const float* xn, idx_t k, flo
         }
     }
     clamped_ += clamped;
+    // FAISS's IVF statistics, as its own search keeps them (lists visited, codes scored).
+    faiss::IndexIVFStats stats;
+    for (size_t l : plan.busy) stats.ndis += (plan.start[l + 1] - plan.start[l]) * invlists->list_size(l);
+    stats.nq = size_t(plan.queries);
+    stats.nlist = plan.start[nlist];
+    add_stats(stats);
+}
+
+void IndexIVFProtectedSlerp::search_lists(idx_t n, const float* xn, idx_t k, float* distances, idx_t* labels,
+                                          const faiss::SearchParametersIVF* sp) const {
+    const ListPlan plan = plan_lists(n, xn, sp);
+    ThreadHeaps heaps(plan.threads, n, k);
+    scan_lists(plan, xn, sp ? sp->sel : nullptr,
+               [&](int tid, idx_t query, float score, idx_t id) { heaps.at(tid, query).push(score, id); });
 #pragma omp parallel for if (n > 1)
     for (idx_t i = 0; i < n; ++i) heaps.merge(i, distances + i * k, labels + i * k);
-    // FAISS's IVF statistics, as its own search keeps them (lists visited, codes scored).
-    size_t scored = 0;
-    for (size_t l : busy) scored += (start[l + 1] - start[l]) * invlists->list_size(l);
-    faiss::indexIVF_stats.nq += size_t(n);
-    faiss::indexIVF_stats.nlist += start[nlist];
-    faiss::indexIVF_stats.ndis += scored;
 }
 
 void IndexIVFProtectedSlerp::range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
                                           const faiss::SearchParameters* params_in) const {
+    const auto lock = lock_shared();
+    range_search_locked(n, x, radius, result, params_in);
+}
+
+void IndexIVFProtectedSlerp::range_search_locked(idx_t n, const float* x, float radius,
+                                                 faiss::RangeSearchResult* result,
+                                                 const faiss::SearchParameters* params_in) const {
     check_vectors(n, x, "range_search");
     FAISS_THROW_IF_NOT_MSG(result, "pslerp: range_search: result is null");
     FAISS_THROW_IF_NOT_MSG(std::isfinite(radius), "pslerp: range_search: threshold must be finite");
@@ -323,22 +413,54 @@ void IndexIVFProtectedSlerp::range_search(idx_t n, const float* x, float radius,
         result->do_allocation();
         return;
     }
-    const std::vector<float> xn = normalized_probes(n, x);
-    faiss::IndexIVF::range_search(n, xn.data(), radius, result, sp);
-    // Best first within each query, as the exhaustive index returns them.
+    const std::vector<float> xn = normalized_probes(n, x, "range_search: x");
+    if (sp && sp->max_codes > 0) {
+        // FAISS's IndexIVF::range_search (honours max_codes), statistics under their own lock.
+        const size_t np = std::min(nlist, sp->nprobe);
+        std::vector<idx_t> keys(size_t(n) * np);
+        std::vector<float> coarse(size_t(n) * np);
+        quantizer->search(n, xn.data(), idx_t(np), coarse.data(), keys.data(), sp->quantizer_params);
+        faiss::IndexIVFStats stats;
+        range_search_preassigned(n, xn.data(), radius, keys.data(), coarse.data(), result, false, sp, &stats);
+        add_stats(stats);
+        std::vector<std::pair<float, idx_t>> hits;
+        for (idx_t i = 0; i < n; ++i) {
+            const size_t b = result->lims[i], e = result->lims[i + 1];
+            hits.clear();
+            for (size_t j = b; j < e; ++j) hits.emplace_back(result->distances[j], result->labels[j]);
+            std::sort(hits.begin(), hits.end(), best_first);
+            for (size_t j = b; j < e; ++j) std::tie(result->distances[j], result->labels[j]) = hits[j - b];
+        }
+        return;
+    }
+    // Batched, list by list as search() does; hits kept per thread, merged per query.
+    const ListPlan plan = plan_lists(n, xn.data(), sp);
+    std::vector<std::vector<std::vector<std::pair<float, idx_t>>>> part(
+            plan.threads, std::vector<std::vector<std::pair<float, idx_t>>>(n));
+    scan_lists(plan, xn.data(), sp ? sp->sel : nullptr, [&](int tid, idx_t query, float score, idx_t id) {
+        if (score >= radius) part[tid][query].emplace_back(score, id);
+    });
     std::vector<std::pair<float, idx_t>> hits;
     for (idx_t i = 0; i < n; ++i) {
-        const size_t b = result->lims[i], e = result->lims[i + 1];
+        size_t count = 0;
+        for (const auto& p : part) count += p[i].size();
+        result->lims[i] = count;  // do_allocation() turns counts into offsets
+    }
+    result->do_allocation();
+    for (idx_t i = 0; i < n; ++i) {
         hits.clear();
-        for (size_t j = b; j < e; ++j) hits.emplace_back(result->distances[j], result->labels[j]);
-        std::sort(hits.begin(), hits.end(), [](const auto& u, const auto& v) {
-            return u.first != v.first ? u.first > v.first : u.second < v.second;
-        });
-        for (size_t j = b; j < e; ++j) std::tie(result->distances[j], result->labels[j]) = hits[j - b];
+        for (auto& p : part) hits.insert(hits.end(), p[i].begin(), p[i].end());
+        std::sort(hits.begin(), hits.end(), best_first);  // best first, equal scores by id
+        size_t o = result->lims[i];
+        for (const auto& [score, id] : hits) {
+            result->distances[o] = score;
+            result->labels[o++] = id;
+        }
     }
 }
 
 size_t IndexIVFProtectedSlerp::remove_ids(const faiss::IDSelector& sel) {
+    const auto lock = lock_exclusive();
     // FAISS's hash-table direct map removes only an IDSelectorArray: list the members first.
     std::vector<idx_t> gone;
     for (const auto& [id, lo] : direct_map.hashtable) {
@@ -350,6 +472,7 @@ size_t IndexIVFProtectedSlerp::remove_ids(const faiss::IDSelector& sel) {
 }
 
 void IndexIVFProtectedSlerp::reset() {
+    const auto lock = lock_exclusive();
     faiss::IndexIVF::reset();
     next_id_ = 0;
 }
@@ -357,6 +480,14 @@ void IndexIVFProtectedSlerp::reset() {
 faiss::InvertedListScanner* IndexIVFProtectedSlerp::get_InvertedListScanner(bool store_pairs,
                                                                             const faiss::IDSelector* sel) const {
     return new Scanner(*this, clamped_, code_size, store_pairs, sel);
+}
+
+void IndexIVFProtectedSlerp::reconstruct(idx_t, float*) const {
+    FAISS_THROW_MSG("pslerp: reconstruct: protected entries cannot be decoded back to features");
+}
+
+void IndexIVFProtectedSlerp::reconstruct_n(idx_t, idx_t, float*) const {
+    FAISS_THROW_MSG("pslerp: reconstruct: protected entries cannot be decoded back to features");
 }
 
 void IndexIVFProtectedSlerp::reconstruct_from_offset(int64_t, int64_t, float*) const {
@@ -371,7 +502,7 @@ void IndexIVFProtectedSlerp::update_vectors(int, const idx_t*, const float*) {
     FAISS_THROW_MSG("pslerp: update_vectors: remove the ids and add them again (fresh keys)");
 }
 
-bool IndexIVFProtectedSlerp::contains(idx_t id) const {
+bool IndexIVFProtectedSlerp::has_id(idx_t id) const {
     return direct_map.hashtable.count(id) != 0;
 }
 
@@ -409,9 +540,13 @@ void IndexIVFProtectedSlerp::merge_from(faiss::Index& other_index, idx_t add_id)
     FAISS_THROW_IF_NOT_MSG(other, "pslerp: merge: the other index is not an IndexIVFProtectedSlerp");
     FAISS_THROW_IF_NOT_MSG(other != this, "pslerp: merge: cannot merge an index into itself");
     FAISS_THROW_IF_NOT_MSG(add_id == 0, "pslerp: merge: ids are kept as they are (add_id must be 0)");
+    // Both locks at once: a.merge_from(b) and b.merge_from(a) in two threads cannot deadlock.
+    auto mine = lock_exclusive(std::defer_lock);
+    auto theirs = other->lock_exclusive(std::defer_lock);
+    std::lock(mine, theirs);
     check_compatible(*other);
     for (const auto& [id, lo] : other->direct_map.hashtable) {
-        FAISS_THROW_IF_NOT_FMT(!contains(id), "pslerp: merge: id %ld is in both indexes", long(id));
+        FAISS_THROW_IF_NOT_FMT(!has_id(id), "pslerp: merge: id %ld is in both indexes", long(id));
     }
     for (size_t list = 0; list < nlist; ++list) {
         const size_t n = other->invlists->list_size(list);
@@ -432,10 +567,19 @@ void IndexIVFProtectedSlerp::copy_subset_to(faiss::IndexIVF& other_index, int su
     auto* other = dynamic_cast<IndexIVFProtectedSlerp*>(&other_index);
     FAISS_THROW_IF_NOT_MSG(other, "pslerp: copy_subset_to: the other index is not an IndexIVFProtectedSlerp");
     FAISS_THROW_IF_NOT_MSG(other != this, "pslerp: copy_subset_to: cannot copy an index into itself");
+    // Checked before the target is touched: FAISS throws only once the target's map is off.
+    FAISS_THROW_IF_NOT_FMT(subset_type == 0 || subset_type == 1 || subset_type == 2,
+                           "pslerp: copy_subset_to: subset type %d is not one of 0, 1, 2", subset_type);
+    FAISS_THROW_IF_NOT_MSG(subset_type != 1 || a1 > 0, "pslerp: copy_subset_to: subset type 1 needs a1 > 0");
+    // This index is read, the target written: both locks at once, as in merge_from.
+    auto mine = lock_shared(std::defer_lock);
+    auto theirs = other->lock_exclusive(std::defer_lock);
+    std::lock(mine, theirs);
     check_compatible(*other);
+    if (subset_type == 2 && ntotal == 0) return;  // FAISS would divide by ntotal
     // FAISS copies without a direct map; rebuild it after, refusing ids the target holds.
     for (const auto& [id, lo] : direct_map.hashtable) {
-        FAISS_THROW_IF_NOT_FMT(!other->contains(id), "pslerp: copy_subset_to: id %ld is already in the target",
+        FAISS_THROW_IF_NOT_FMT(!other->has_id(id), "pslerp: copy_subset_to: id %ld is already in the target",
                                long(id));
     }
     other->direct_map.set_type(faiss::DirectMap::NoMap, other->invlists, other->ntotal);
@@ -445,6 +589,7 @@ void IndexIVFProtectedSlerp::copy_subset_to(faiss::IndexIVF& other_index, int su
 }
 
 double IndexIVFProtectedSlerp::imbalance() const {
+    const auto lock = lock_shared();
     if (ntotal == 0) return 0.0;
     double sum2 = 0;
     for (size_t list = 0; list < nlist; ++list) {
@@ -456,6 +601,7 @@ double IndexIVFProtectedSlerp::imbalance() const {
 }
 
 void IndexIVFProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id) {
+    const auto lock = lock_exclusive();
     size_t total = 0;
     for (size_t list = 0; list < nlist; ++list) total += invlists->list_size(list);
     direct_map.set_type(faiss::DirectMap::NoMap, invlists, 0);
@@ -470,7 +616,7 @@ void IndexIVFProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::opti
     }
     ntotal = idx_t(total);
     next_id_ = largest + 1;
-    restore_state(streams_used, seed, next_id);
+    restore_state_locked(streams_used, seed, next_id);
 }
 
 }  // namespace pslerp

@@ -78,21 +78,29 @@ IndexProtectedSlerp::IndexProtectedSlerp(const Params& p)
 IndexProtectedSlerp::~IndexProtectedSlerp() = default;
 
 void IndexProtectedSlerp::train(idx_t n, const float* x) {
+    const auto lock = lock_exclusive();
     FAISS_THROW_IF_NOT_MSG(store.rows() == 0, "pslerp: train: the index already holds entries; reset() first");
     centering = fit_centering(n, x);
 }
 
 void IndexProtectedSlerp::add(idx_t n, const float* x) {
-    std::vector<idx_t> ids(std::max<idx_t>(n, 0));
-    std::iota(ids.begin(), ids.end(), next_id_);
-    add_with_ids(n, x, ids.data());
+    const auto lock = lock_exclusive();
+    add_locked(n, x, nullptr);
 }
 
 void IndexProtectedSlerp::add_with_ids(idx_t n, const float* x, const idx_t* xids) {
+    FAISS_THROW_IF_NOT_MSG(n <= 0 || xids, "pslerp: add_with_ids: ids are null");
+    const auto lock = lock_exclusive();
+    add_locked(n, x, xids);
+}
+
+void IndexProtectedSlerp::add_locked(idx_t n, const float* x, const idx_t* xids) {
     check_vectors(n, x, "add");
     if (n == 0) return;
+    const std::vector<idx_t> next = xids ? std::vector<idx_t>() : next_ids(n);
+    if (!xids) xids = next.data();
     check_new_ids(n, xids);
-    const Protected pr = protect_new(n, x);
+    const Protected pr = protect_new(n, x, "add: x");
     const int64_t r0 = store.rows();
     store.append(params, pr, xids);
     for (idx_t i = 0; i < n; ++i) id_to_row_.emplace(xids[i], r0 + i);
@@ -106,7 +114,8 @@ void IndexProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* distan
     FAISS_THROW_IF_NOT_FMT(k > 0, "pslerp: search: k must be > 0, got %ld", long(k));
     const faiss::IDSelector* sel = selector_of(params_in, "search");
     if (n == 0) return;
-    exhaustive(n, prepare(n, x), k, distances, labels, sel);
+    const auto lock = lock_shared();
+    exhaustive(n, prepare(n, x, "search: x"), k, distances, labels, sel);
 }
 
 void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float* distances, idx_t* labels,
@@ -135,11 +144,17 @@ void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float*
 
 void IndexProtectedSlerp::range_search(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
                                        const faiss::SearchParameters* params_in) const {
+    const auto lock = lock_shared();
+    range_search_locked(n, x, radius, result, params_in);
+}
+
+void IndexProtectedSlerp::range_search_locked(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
+                                              const faiss::SearchParameters* params_in) const {
     check_vectors(n, x, "range_search");
     FAISS_THROW_IF_NOT_MSG(result, "pslerp: range_search: result is null");
     FAISS_THROW_IF_NOT_MSG(std::isfinite(radius), "pslerp: range_search: threshold must be finite");
     const faiss::IDSelector* sel = selector_of(params_in, "range_search");
-    const Prepared q = prepare(n, x);
+    const Prepared q = prepare(n, x, "range_search: x");
     std::vector<std::vector<std::pair<float, idx_t>>> hits(n);
     const int nt = scan_threads(store.rows());
     std::vector<std::vector<std::vector<std::pair<float, idx_t>>>> part(nt, hits);
@@ -175,6 +190,7 @@ void IndexProtectedSlerp::range_search(idx_t n, const float* x, float radius, fa
 }
 
 size_t IndexProtectedSlerp::remove_ids(const faiss::IDSelector& sel) {
+    const auto lock = lock_exclusive();
     std::vector<idx_t> gone;
     for (const auto& [id, row] : id_to_row_) {
         if (sel.is_member(id)) gone.push_back(id);
@@ -185,11 +201,12 @@ size_t IndexProtectedSlerp::remove_ids(const faiss::IDSelector& sel) {
     }
     ntotal -= idx_t(gone.size());
     // Reclaim space once tombstones are the majority.
-    if (store.rows() >= 1024 && 2 * ntotal < store.rows()) compact();
+    if (store.rows() >= 1024 && 2 * ntotal < store.rows()) compact_locked();
     return gone.size();
 }
 
 void IndexProtectedSlerp::reset() {
+    const auto lock = lock_exclusive();
     store.clear();
     id_to_row_.clear();
     ntotal = 0;
@@ -211,12 +228,18 @@ int64_t IndexProtectedSlerp::score_ids(const float* kq, idx_t n, const idx_t* id
 }
 
 void IndexProtectedSlerp::compact() {
+    const auto lock = lock_exclusive();
+    compact_locked();
+}
+
+void IndexProtectedSlerp::compact_locked() {
     store.compact();
     id_to_row_.clear();
     for (int64_t r = 0; r < store.rows(); ++r) id_to_row_.emplace(store.ids[r], r);
 }
 
 void IndexProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id) {
+    const auto lock = lock_exclusive();
     FAISS_THROW_IF_NOT_MSG(store.consistent(), "pslerp: inconsistent storage sizes");
     id_to_row_.clear();
     next_id_ = 0;
@@ -228,7 +251,7 @@ void IndexProtectedSlerp::rebuild_after_load(uint64_t streams_used, std::optiona
                                long(store.ids[r]));
         ++ntotal;
     }
-    restore_state(streams_used, seed, next_id);
+    restore_state_locked(streams_used, seed, next_id);
 }
 
 }  // namespace pslerp

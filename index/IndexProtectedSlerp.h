@@ -9,13 +9,15 @@
 // with label -1 and score -inf.
 //
 // Guarantees:
-// - Thread safety: const methods (search, range_search, verify, ...) may run concurrently;
-//   add, add_with_ids, remove_ids, train, reset, compact and set_seed need exclusive access.
+// - Thread safety: every method locks the index (index/ProtectedIndex.h): search,
+//   range_search, verify* and contains run concurrently; train, add, add_with_ids,
+//   remove_ids, reset, compact and set_seed hold the lock alone; neither side waits forever.
 // - Exceptions: bad input throws faiss::FaissException with a message naming the problem
-//   (dimension, NaN, zero group, k <= 0, unknown or duplicate id); a throwing call leaves the
-//   index as it was.
+//   (dimension, k <= 0, unknown or duplicate id); NaN or infinite values and zero groups throw
+//   its subclass InvalidInputError. A throwing call leaves the index as it was.
 // - Raw features and keys are never logged. Keys come from the OS generator unless a test
-//   calls set_seed().
+//   calls set_seed() on this object (a loaded index records the file's seed but does not
+//   reuse it).
 // - Search parameters: a plain faiss::SearchParameters whose IDSelector restricts the search;
 //   IVF parameters (nprobe) are refused.
 // - Files: index/index_io.h writes one versioned, checksummed file; see there.
@@ -64,16 +66,20 @@ struct IndexProtectedSlerp : faiss::Index, ProtectedIndex {
 
     /// Drops removed rows.
     void compact();
-    bool contains(idx_t id) const override { return id_to_row_.contains(id); }
     size_t bytes_per_entry() const override { return store.bytes_per_row(); }
     /// Restores state after loading storage from a file; checks consistency. next_id is raised
     /// to past the largest stored id if needed.
     void rebuild_after_load(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id = 0);
 
   protected:
+    bool has_id(idx_t id) const override { return id_to_row_.contains(id); }
+    void add_locked(idx_t n, const float* x, const idx_t* xids) override;
+    void range_search_locked(idx_t n, const float* x, float radius, faiss::RangeSearchResult* result,
+                             const faiss::SearchParameters* params) const override;
     int64_t score_ids(const float* kq, idx_t n, const idx_t* ids, float* out) const override;
 
   private:
+    void compact_locked();
     void exhaustive(idx_t n, const Prepared& q, idx_t k, float* distances, idx_t* labels,
                     const faiss::IDSelector* sel) const;
 

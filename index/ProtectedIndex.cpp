@@ -1,6 +1,8 @@
 #include "index/ProtectedIndex.h"
 
 #include <algorithm>
+#include <limits>
+#include <numeric>
 
 #include <faiss/impl/FaissAssert.h>
 
@@ -10,14 +12,79 @@ namespace pslerp {
 
 namespace {
 
-void throw_if_error(const absl::Status& s) {
-    if (!s.ok()) FAISS_THROW_MSG("pslerp: " + std::string(s.message()));
+// The scheme's statuses in the index's exceptions: a value the scheme cannot use
+// (InvalidArgument, OutOfRange) is an InvalidInputError, anything else a FaissException.
+void throw_if_error(const absl::Status& s, const char* what) {
+    if (s.ok()) return;
+    const std::string msg = "pslerp: " + std::string(what) + ": " + std::string(s.message());
+    if (s.code() == absl::StatusCode::kInvalidArgument || s.code() == absl::StatusCode::kOutOfRange) {
+        throw InvalidInputError(msg);
+    }
+    FAISS_THROW_MSG(msg);
 }
 
 }  // namespace
 
+// ---------------------------------------------------------------- SharedMutex
+
+void SharedMutex::lock() {
+    std::unique_lock<std::mutex> l(m_);
+    ++waiting_writers_;
+    writers_cv_.wait(l, [this] { return !writing_ && active_readers_ == 0; });
+    --waiting_writers_;
+    writing_ = true;
+}
+
+bool SharedMutex::try_lock() {
+    std::lock_guard<std::mutex> l(m_);
+    if (writing_ || active_readers_ > 0) return false;
+    writing_ = true;
+    return true;
+}
+
+void SharedMutex::unlock() {
+    std::lock_guard<std::mutex> l(m_);
+    writing_ = false;
+    if (waiting_readers_ > 0) {
+        // The readers that queued behind this writer go first, all together; a waiting writer
+        // is woken when the last of them leaves.
+        active_readers_ += waiting_readers_;
+        waiting_readers_ = 0;
+        ++admissions_;
+        readers_cv_.notify_all();
+    } else if (waiting_writers_ > 0) {
+        writers_cv_.notify_one();
+    }
+}
+
+void SharedMutex::lock_shared() {
+    std::unique_lock<std::mutex> l(m_);
+    if (!writing_ && waiting_writers_ == 0) {
+        ++active_readers_;
+        return;
+    }
+    // Behind a writer: wait until a finishing writer admits this reader (it counts us in).
+    ++waiting_readers_;
+    const uint64_t batch = admissions_;
+    readers_cv_.wait(l, [this, batch] { return admissions_ != batch; });
+}
+
+bool SharedMutex::try_lock_shared() {
+    std::lock_guard<std::mutex> l(m_);
+    if (writing_ || waiting_writers_ > 0) return false;
+    ++active_readers_;
+    return true;
+}
+
+void SharedMutex::unlock_shared() {
+    std::lock_guard<std::mutex> l(m_);
+    if (--active_readers_ == 0 && waiting_writers_ > 0) writers_cv_.notify_one();
+}
+
+// ---------------------------------------------------------------- ProtectedIndex
+
 ProtectedIndex::ProtectedIndex(const Params& p) : params(p) {
-    throw_if_error(p.validate());
+    throw_if_error(p.validate(), "params");
     layout.groups = p.groups;
     layout.group_dim = p.group_dim;
     layout.shared_key = p.key_mode == KeyMode::kShared;
@@ -43,8 +110,9 @@ void ProtectedIndex::check_new_ids(idx_t n, const idx_t* xids) const {
     absl::flat_hash_set<idx_t> batch;
     batch.reserve(n);
     for (idx_t i = 0; i < n; ++i) {
-        FAISS_THROW_IF_NOT_FMT(xids[i] >= 0, "pslerp: add: id %ld is negative", long(xids[i]));
-        FAISS_THROW_IF_NOT_FMT(!contains(xids[i]), "pslerp: add: id %ld is already in the index", long(xids[i]));
+        FAISS_THROW_IF_NOT_FMT(xids[i] >= 0 && xids[i] < std::numeric_limits<idx_t>::max(),
+                               "pslerp: add: id %ld is out of range [0, 2^63 - 1)", long(xids[i]));
+        FAISS_THROW_IF_NOT_FMT(!has_id(xids[i]), "pslerp: add: id %ld is already in the index", long(xids[i]));
         FAISS_THROW_IF_NOT_FMT(batch.insert(xids[i]).second, "pslerp: add: id %ld appears twice in the batch",
                                long(xids[i]));
     }
@@ -52,24 +120,32 @@ void ProtectedIndex::check_new_ids(idx_t n, const idx_t* xids) const {
 
 void ProtectedIndex::check_known(idx_t n, const idx_t* ids, const char* what) const {
     for (idx_t i = 0; i < n; ++i) {
-        FAISS_THROW_IF_NOT_FMT(contains(ids[i]), "pslerp: %s: unknown id %ld", what, long(ids[i]));
+        FAISS_THROW_IF_NOT_FMT(has_id(ids[i]), "pslerp: %s: unknown id %ld", what, long(ids[i]));
     }
 }
 
-std::vector<float> ProtectedIndex::normalized_probes(idx_t n, const float* x) const {
+std::vector<idx_t> ProtectedIndex::next_ids(idx_t n) const {
+    FAISS_THROW_IF_NOT_FMT(n <= std::numeric_limits<idx_t>::max() - 1 - next_id_,
+                           "pslerp: add: %ld more ids after %ld would overflow int64 ids", long(n), long(next_id_));
+    std::vector<idx_t> ids(std::max<idx_t>(n, 0));
+    std::iota(ids.begin(), ids.end(), next_id_);
+    return ids;
+}
+
+std::vector<float> ProtectedIndex::normalized_probes(idx_t n, const float* x, const char* what) const {
     const int D = params.dim();
     std::vector<float> xn(n * D);
     centering.apply(x, n, D, xn.data());
-    throw_if_error(normalize_groups(params, xn.data(), n, xn.data()));
+    throw_if_error(normalize_groups(params, xn.data(), n, xn.data()), what);
     return xn;
 }
 
-ProtectedIndex::Prepared ProtectedIndex::prepare(idx_t n, const float* x) const {
+ProtectedIndex::Prepared ProtectedIndex::prepare(idx_t n, const float* x, const char* what) const {
     const int D = params.dim();
     std::vector<float> xc(n * D);
     centering.apply(x, n, D, xc.data());
     auto probe = prepare_probes(params, xc.data(), n);
-    throw_if_error(probe.status());
+    throw_if_error(probe.status(), what);
     Prepared q;
     q.xn = std::move(probe->xn);
     const size_t qf = layout.query_floats();
@@ -84,17 +160,17 @@ ProtectedIndex::Prepared ProtectedIndex::prepare(idx_t n, const float* x) const 
 Centering ProtectedIndex::fit_centering(idx_t n, const float* x) const {
     check_vectors(n, x, "train");
     auto c = Centering::fit(x, n, params.dim(), params.groups, train_pca);
-    throw_if_error(c.status());
+    throw_if_error(c.status(), "train: x");
     return *std::move(c);
 }
 
-Protected ProtectedIndex::protect_new(idx_t n, const float* x, std::vector<float>* xn) const {
+Protected ProtectedIndex::protect_new(idx_t n, const float* x, const char* what, std::vector<float>* xn) const {
     const int D = params.dim();
     std::vector<float> xc(n * D);
     centering.apply(x, n, D, xc.data());
     if (xn) {
         xn->resize(n * D);
-        throw_if_error(normalize_groups(params, xc.data(), n, xn->data()));
+        throw_if_error(normalize_groups(params, xc.data(), n, xn->data()), what);
     }
     ProtectInputs in;
     // Streams are reserved before use, so concurrent const callers (encode_vectors) never share one.
@@ -102,7 +178,7 @@ Protected ProtectedIndex::protect_new(idx_t n, const float* x, std::vector<float
     auto pr = protect(params, xc.data(), n, rng_, in);
     if (!pr.ok()) {
         streams_used_.fetch_sub(static_cast<uint64_t>(n));
-        throw_if_error(pr.status());
+        throw_if_error(pr.status(), what);
     }
     return *std::move(pr);
 }
@@ -111,18 +187,29 @@ void ProtectedIndex::note_added(idx_t n, const idx_t* xids) {
     for (idx_t i = 0; i < n; ++i) next_id_ = std::max(next_id_, xids[i] + 1);
 }
 
+bool ProtectedIndex::contains(idx_t id) const {
+    const auto lock = lock_shared();
+    return has_id(id);
+}
+
 float ProtectedIndex::verify(const float* x, idx_t id) const {
     float s;
-    verify_batch(1, x, &id, &s);
+    const auto lock = lock_shared();
+    verify_batch_locked(1, x, &id, &s);
     return s;
 }
 
 void ProtectedIndex::verify_batch(idx_t n, const float* x, const idx_t* ids, float* scores) const {
+    const auto lock = lock_shared();
+    verify_batch_locked(n, x, ids, scores);
+}
+
+void ProtectedIndex::verify_batch_locked(idx_t n, const float* x, const idx_t* ids, float* scores) const {
     check_vectors(n, x, "verify");
     FAISS_THROW_IF_NOT_MSG(n == 0 || (ids && scores), "pslerp: verify: null ids or scores");
     check_known(n, ids, "verify");
     if (n == 0) return;
-    const Prepared q = prepare(n, x);
+    const Prepared q = prepare(n, x, "verify: x");
     const size_t qf = layout.query_floats();
     int64_t clamped = 0;
     for (idx_t i = 0; i < n; ++i) clamped += score_ids(q.kq.data() + i * qf, 1, ids + i, scores + i);
@@ -132,27 +219,33 @@ void ProtectedIndex::verify_batch(idx_t n, const float* x, const idx_t* ids, flo
 float ProtectedIndex::verify_identity(const float* x, idx_t n_ids, const idx_t* ids) const {
     check_vectors(1, x, "verify");
     FAISS_THROW_IF_NOT_MSG(n_ids > 0 && ids, "pslerp: verify: an identity needs at least one id");
+    const auto lock = lock_shared();
     check_known(n_ids, ids, "verify");
-    const Prepared q = prepare(1, x);
+    const Prepared q = prepare(1, x, "verify: x");
     std::vector<float> scores(n_ids);
     clamped_ += score_ids(q.kq.data(), n_ids, ids, scores.data());
     return *std::max_element(scores.begin(), scores.end());
 }
 
 void ProtectedIndex::set_seed(uint64_t seed) {
+    warn_seeded("set_seed");
+    const auto lock = lock_exclusive();
     rng_ = RandomSource(seed);
     seed_ = seed;
 }
 
 void ProtectedIndex::restore_state(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id) {
+    const auto lock = lock_exclusive();
+    restore_state_locked(streams_used, seed, next_id);
+}
+
+void ProtectedIndex::restore_state_locked(uint64_t streams_used, std::optional<uint64_t> seed, idx_t next_id) {
     streams_used_ = streams_used;
     next_id_ = std::max<idx_t>(next_id, next_id_);
-    if (seed) {
-        set_seed(*seed);
-    } else {
-        rng_ = RandomSource();
-        seed_.reset();
-    }
+    // The file's seed is kept on record (seed(), saved again), never put back in force: keys
+    // drawn after loading come from the OS generator unless the caller calls set_seed again.
+    seed_ = seed;
+    rng_ = RandomSource();
 }
 
 ProtectedIndex* as_protected(faiss::Index* index) {

@@ -37,52 +37,6 @@ absl::Status bad_file(const std::string& path, const std::string& message) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": ", message));
 }
 
-/// A file opened for reading, closed on destruction.
-class InputFile {
-  public:
-    ~InputFile() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-
-    absl::Status open(const std::string& path) {
-        path_ = path;
-        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd_ < 0) {
-            if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
-            return io_error("cannot open", path);
-        }
-        struct stat st;
-        if (::fstat(fd_, &st) != 0) return io_error("cannot stat", path);
-        if (!S_ISREG(st.st_mode)) return bad_file(path, "not a regular file");
-        size_ = static_cast<uint64_t>(st.st_size);
-        return absl::OkStatus();
-    }
-
-    uint64_t size() const { return size_; }
-
-    absl::Status read_at(uint64_t offset, void* out, uint64_t n) {
-        char* p = static_cast<char*>(out);
-        while (n > 0) {
-            const size_t step = static_cast<size_t>(std::min<uint64_t>(n, 1 << 30));
-            const ssize_t got = ::pread(fd_, p, step, static_cast<off_t>(offset));
-            if (got < 0) {
-                if (errno == EINTR) continue;
-                return io_error("cannot read", path_);
-            }
-            if (got == 0) return bad_file(path_, "file shrank while being read");
-            p += got;
-            offset += static_cast<uint64_t>(got);
-            n -= static_cast<uint64_t>(got);
-        }
-        return absl::OkStatus();
-    }
-
-  private:
-    std::string path_;
-    int fd_ = -1;
-    uint64_t size_ = 0;
-};
-
 // ---- .npy header ---------------------------------------------------------------------------
 
 struct NpyHeader {
@@ -194,7 +148,8 @@ class DictParser {
     size_t i_ = 0;
 };
 
-absl::StatusOr<NpyHeader> read_npy_header(InputFile& f, const std::string& path) {
+absl::StatusOr<NpyHeader> read_npy_header(const ByteSource& f) {
+    const std::string& path = f.name();
     unsigned char pre[12];
     if (f.size() < 10) return bad_file(path, "truncated: too short for a .npy header");
     if (absl::Status st = f.read_at(0, pre, std::min<uint64_t>(12, f.size())); !st.ok()) return st;
@@ -237,8 +192,8 @@ int itemsize(const std::string& descr) {
 }
 
 /// Checks the shape against the bytes in the file; returns the element count.
-absl::StatusOr<uint64_t> check_npy_size(const NpyHeader& h, InputFile& f, const std::string& path,
-                                        int item) {
+absl::StatusOr<uint64_t> check_npy_size(const NpyHeader& h, const ByteSource& f, int item) {
+    const std::string& path = f.name();
     uint64_t count = 1;
     for (int64_t dim : h.shape) {
         if (__builtin_mul_overflow(count, static_cast<uint64_t>(dim), &count)) {
@@ -263,7 +218,7 @@ std::string describe_dtype(const std::string& descr) {
 }
 
 template <typename Out, typename In>
-absl::Status read_converted(InputFile& f, uint64_t offset, uint64_t count, Out* out) {
+absl::Status read_converted(const ByteSource& f, uint64_t offset, uint64_t count, Out* out) {
     // Chunked so the conversion needs no second full-size buffer.
     constexpr uint64_t kChunk = 1 << 16;
     std::vector<In> buf(std::min(count, kChunk));
@@ -424,6 +379,58 @@ std::string lower_extension(const std::string& path) {
 
 }  // namespace
 
+// ---- reading -------------------------------------------------------------------------------
+
+InputFile::~InputFile() {
+    if (fd_ >= 0) ::close(fd_);
+}
+
+absl::Status InputFile::open(const std::string& path) {
+    if (fd_ >= 0) return absl::FailedPreconditionError(absl::StrCat(name_, ": already open"));
+    name_ = path;
+    // O_NONBLOCK: open() of a FIFO would otherwise wait for a writer (forever, for a reader
+    // given the wrong path). It is cleared once fstat shows a regular file.
+    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd_ < 0) {
+        if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such file"));
+        return io_error("cannot open", path);
+    }
+    struct stat st;
+    if (::fstat(fd_, &st) != 0) return io_error("cannot stat", path);
+    if (!S_ISREG(st.st_mode)) return bad_file(path, "not a regular file");
+    const int flags = ::fcntl(fd_, F_GETFL);
+    if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK) != 0) return io_error("cannot set up", path);
+    size_ = static_cast<uint64_t>(st.st_size);
+    return absl::OkStatus();
+}
+
+absl::Status InputFile::read_at(uint64_t offset, void* out, uint64_t n) const {
+    if (fd_ < 0) return absl::FailedPreconditionError("InputFile is not open");
+    char* p = static_cast<char*>(out);
+    while (n > 0) {
+        const size_t step = static_cast<size_t>(std::min<uint64_t>(n, 1 << 30));
+        const ssize_t got = ::pread(fd_, p, step, static_cast<off_t>(offset));
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            return io_error("cannot read", name_);
+        }
+        if (got == 0) return bad_file(name_, "file shrank while being read");
+        p += got;
+        offset += static_cast<uint64_t>(got);
+        n -= static_cast<uint64_t>(got);
+    }
+    return absl::OkStatus();
+}
+
+absl::Status MemoryBytes::read_at(uint64_t offset, void* out, uint64_t n) const {
+    if (offset > size_ || n > size_ - offset) {
+        return bad_file(name_, absl::StrFormat("read of %d bytes at offset %d, past the end (%d bytes)", n, offset,
+                                               size_));
+    }
+    if (n > 0) std::memcpy(out, data_ + offset, n);
+    return absl::OkStatus();
+}
+
 // ---- AtomicFile ------------------------------------------------------------------------------
 
 AtomicFile::~AtomicFile() { abandon(); }
@@ -509,16 +516,15 @@ absl::Status atomic_write_file(const std::string& path, const std::string& bytes
 
 // ---- .npy ------------------------------------------------------------------------------------
 
-absl::StatusOr<Matrix> read_npy_f32(const std::string& path, bool allow_convert) {
-    InputFile f;
-    if (absl::Status st = f.open(path); !st.ok()) return st;
-    absl::StatusOr<NpyHeader> h = read_npy_header(f, path);
+absl::StatusOr<Matrix> read_npy_f32(const ByteSource& f, bool allow_convert) {
+    const std::string& path = f.name();
+    absl::StatusOr<NpyHeader> h = read_npy_header(f);
     if (!h.ok()) return h.status();
     if (h->descr != "<f4" && !(allow_convert && h->descr == "<f8")) {
         return bad_file(path, absl::StrCat(describe_dtype(h->descr), " where float32 ('<f4') is needed",
                                            h->descr == "<f8" ? " (float64 is converted only when allowed)" : ""));
     }
-    absl::StatusOr<uint64_t> count = check_npy_size(*h, f, path, itemsize(h->descr));
+    absl::StatusOr<uint64_t> count = check_npy_size(*h, f, itemsize(h->descr));
     if (!count.ok()) return count.status();
     Matrix m;
     if (h->shape.size() == 1) {
@@ -539,16 +545,15 @@ absl::StatusOr<Matrix> read_npy_f32(const std::string& path, bool allow_convert)
     return m;
 }
 
-absl::StatusOr<IntMatrix> read_npy_i64(const std::string& path, bool allow_convert) {
-    InputFile f;
-    if (absl::Status st = f.open(path); !st.ok()) return st;
-    absl::StatusOr<NpyHeader> h = read_npy_header(f, path);
+absl::StatusOr<IntMatrix> read_npy_i64(const ByteSource& f, bool allow_convert) {
+    const std::string& path = f.name();
+    absl::StatusOr<NpyHeader> h = read_npy_header(f);
     if (!h.ok()) return h.status();
     if (h->descr != "<i8" && !(allow_convert && h->descr == "<i4")) {
         return bad_file(path, absl::StrCat(describe_dtype(h->descr), " where int64 ('<i8') is needed",
                                            h->descr == "<i4" ? " (int32 is widened only when allowed)" : ""));
     }
-    absl::StatusOr<uint64_t> count = check_npy_size(*h, f, path, itemsize(h->descr));
+    absl::StatusOr<uint64_t> count = check_npy_size(*h, f, itemsize(h->descr));
     if (!count.ok()) return count.status();
     IntMatrix m;
     m.rows = h->shape[0];
@@ -562,6 +567,18 @@ absl::StatusOr<IntMatrix> read_npy_i64(const std::string& path, bool allow_conve
                                         : read_converted<int64_t, int32_t>(f, h->data_offset, *count, m.data.data());
     if (!st.ok()) return st;
     return m;
+}
+
+absl::StatusOr<Matrix> read_npy_f32(const std::string& path, bool allow_convert) {
+    InputFile f;
+    if (absl::Status st = f.open(path); !st.ok()) return st;
+    return read_npy_f32(f, allow_convert);
+}
+
+absl::StatusOr<IntMatrix> read_npy_i64(const std::string& path, bool allow_convert) {
+    InputFile f;
+    if (absl::Status st = f.open(path); !st.ok()) return st;
+    return read_npy_i64(f, allow_convert);
 }
 
 absl::Status write_npy_f32(const std::string& path, const float* x, int64_t rows, int64_t cols) {

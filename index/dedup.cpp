@@ -37,24 +37,37 @@ int64_t DedupResult::clusters_with_several() const {
 DedupResult deduplicate(faiss::Index& index, idx_t n, const float* x, const DedupOptions& opt) {
     FAISS_THROW_IF_NOT_FMT(n >= 0 && (n == 0 || x), "pslerp: dedup: bad batch (n = %ld)", long(n));
     FAISS_THROW_IF_NOT_MSG(std::isfinite(opt.threshold), "pslerp: dedup: threshold must be finite");
+    ProtectedIndex& pi = protected_of(index);
     DedupResult res;
     res.existing.resize(n);
     res.cluster.resize(n);
     if (n == 0) return res;
 
+    // One lock for the whole call. Enrolling holds it alone, so that no other add comes
+    // between the gallery search and the enrolment (two calls enrolling the same new person
+    // at once enrol it once), and the ids reported are the ids given.
+    std::shared_lock<SharedMutex> reading;
+    std::unique_lock<SharedMutex> writing;
+    if (opt.enroll_unique) {
+        writing = pi.lock_exclusive();
+    } else {
+        reading = pi.lock_shared();
+    }
+
     // 1. Against the gallery.
     faiss::RangeSearchResult gal(n);
-    index.range_search(n, x, opt.threshold, &gal, opt.search);
+    pi.range_search_locked(n, x, opt.threshold, &gal, opt.search);
     for (idx_t i = 0; i < n; ++i) {
         for (size_t j = gal.lims[i]; j < gal.lims[i + 1]; ++j) res.existing[i].emplace_back(gal.labels[j], gal.distances[j]);
     }
 
     // 2. Within the batch: protect it into a scratch exhaustive index with the same parameters
     // and centring (the batch is small; exact) and link every pair that matches.
-    const ProtectedIndex& pi = protected_of(index);
     IndexProtectedSlerp scratch(pi.params);
     scratch.centering = pi.centering;
-    if (pi.seed()) scratch.set_seed(*pi.seed());  // a seeded (test, benchmark) index stays reproducible
+    // The index's key source: a seeded (test, benchmark) index stays reproducible, without a
+    // second warning; any other draws from the OS generator.
+    static_cast<ProtectedIndex&>(scratch).rng_ = pi.rng_;
     scratch.add(n, x);  // ids 0..n-1 = batch positions
     faiss::RangeSearchResult within(n);
     scratch.range_search(n, x, opt.threshold, &within);
@@ -80,13 +93,12 @@ DedupResult deduplicate(faiss::Index& index, idx_t n, const float* x, const Dedu
         }
         if (opt.ids) {
             for (int64_t u : res.unique) res.enrolled_ids.push_back(opt.ids[u]);
-            index.add_with_ids(idx_t(res.unique.size()), xs.data(), res.enrolled_ids.data());
         } else {
-            // add() numbers from next_id(), in order.
+            // add() numbers from next_id(), in order; the lock keeps it so until the add.
             const idx_t first = pi.next_id();
             for (size_t u = 0; u < res.unique.size(); ++u) res.enrolled_ids.push_back(first + idx_t(u));
-            index.add(idx_t(res.unique.size()), xs.data());
         }
+        pi.add_locked(idx_t(res.unique.size()), xs.data(), res.enrolled_ids.data());
     }
     return res;
 }

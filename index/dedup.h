@@ -2,6 +2,9 @@
 // index (score >= threshold: the index's own range search, so an IVF index scales it to
 // millions of entries) and which match each other within the batch (clusters, found
 // exhaustively). Optionally enrols one representative of each new identity.
+//
+// Thread safety: a call holds the index's lock throughout, shared when only searching,
+// exclusive when enrolling (the gallery search and the enrolment are then one step).
 #pragma once
 
 #include <vector>

@@ -1,20 +1,17 @@
 #include "index/index_io.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cmath>
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <cstring>
-#include <optional>
 #include <limits>
+#include <optional>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/io.h>
 #include <faiss/index_io.h>
@@ -22,6 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "index/array_io.h"
+#include "index/kernels/scan.h"
+#include "index/storage.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "pslerp index files assume a little-endian host"
@@ -307,6 +306,9 @@ struct Body {
     }
 };
 
+/// Checks serialised FAISS quantizer bytes as the reader will (defined with the reader).
+void check_quantizer_bytes(const ByteSource& src, int64_t d, const std::string& where);
+
 Body make_body(const faiss::Index& index) {
     Body b{index, protected_of(index), dynamic_cast<const IndexProtectedSlerp*>(&index),
            dynamic_cast<const IndexIVFProtectedSlerp*>(&index), {}};
@@ -315,36 +317,49 @@ Body make_body(const faiss::Index& index) {
         faiss::VectorIOWriter w;
         faiss::write_index(b.ivf->quantizer, &w);
         b.quantizer = std::move(w.data);
+        // A quantizer the reader would refuse is refused now, rather than saved unreadable.
+        check_quantizer_bytes(MemoryBytes(b.quantizer.data(), b.quantizer.size()), b.pi.params.dim(),
+                              "write_index: the IVF's quantizer");
     }
     return b;
 }
 
 // ---------------------------------------------------------------- reading
 
-/// Bounds-checked reads from [data, data + size); `where` names the section in messages.
+/// Throws (bad) with the message of a failed read.
+void check_read(const absl::Status& s) {
+    if (!s.ok()) bad(std::string(s.message()));
+}
+
+/// Bounds-checked sequential reads of [begin, begin + size) of a source; `where` names the
+/// section in messages, offsets in messages are from `begin`.
 class Cursor {
   public:
-    Cursor(const uint8_t* data, size_t size, std::string where) : p_(data), n_(size), where_(std::move(where)) {}
+    Cursor(const ByteSource& src, uint64_t begin, uint64_t size, std::string where)
+        : src_(&src), begin_(begin), end_(begin + size), pos_(begin), where_(std::move(where)) {}
 
-    size_t left() const { return n_ - pos_; }
-    size_t pos() const { return pos_; }
-    const uint8_t* here() const { return p_ + pos_; }
+    uint64_t left() const { return end_ - pos_; }
+    uint64_t pos() const { return pos_ - begin_; }
 
-    void need(size_t k) const {
+    void need(uint64_t k) const {
         if (left() < k) {
-            bad(absl::StrCat(where_, " is truncated: needs ", k, " more bytes at offset ", pos_, ", has ", left()));
+            bad(absl::StrCat(where_, " is truncated: needs ", k, " more bytes at offset ", pos(), ", has ", left()));
         }
     }
-    void skip(size_t k) {
+    void skip(uint64_t k) {
         need(k);
         pos_ += k;
     }
+    void read(void* out, uint64_t n) {
+        need(n);
+        check_read(src_->read_at(pos_, out, n));
+        pos_ += n;
+    }
     template <typename T>
     T pod() {
-        need(sizeof(T));
+        static_assert(std::is_trivially_copyable<T>::value, "pod");
         T v;
-        std::memcpy(&v, p_ + pos_, sizeof(T));
-        pos_ += sizeof(T);
+        read(&v, sizeof v);
         return v;
     }
     bool flag(const char* name) {
@@ -358,7 +373,8 @@ class Cursor {
         if (v > max) bad(absl::StrCat(where_, ": ", name, " has unknown value ", int(v), " (at most ", int(max), ")"));
         return static_cast<E>(v);
     }
-    /// A vector; its count must be one of `allowed` (empty = any) and fit in the bytes left.
+    /// A vector; its count must be one of `allowed` (empty = any) and fit in the bytes left,
+    /// which is checked before anything is allocated.
     template <typename T>
     std::vector<T> vec(const char* name, std::initializer_list<uint64_t> allowed = {}) {
         const uint64_t count = pod<uint64_t>();
@@ -374,47 +390,39 @@ class Cursor {
                              left(), " bytes are left"));
         }
         std::vector<T> v(count);
-        if (count) std::memcpy(v.data(), p_ + pos_, count * sizeof(T));
-        pos_ += count * sizeof(T);
+        read(v.data(), count * sizeof(T));
         return v;
+    }
+    /// The next `length` bytes as a cursor of their own (a section's payload).
+    Cursor sub(uint64_t length, std::string where) {
+        need(length);
+        Cursor c(*src_, pos_, length, std::move(where));
+        pos_ += length;
+        return c;
     }
     void finish() const {
         if (left() != 0) bad(absl::StrCat(where_, " has ", left(), " unexpected bytes at its end"));
     }
+    const std::string& where() const { return where_; }
 
   private:
-    const uint8_t* p_;
-    size_t n_, pos_ = 0;
+    const ByteSource* src_;
+    uint64_t begin_, end_, pos_;
     std::string where_;
-};
-
-/// Lets faiss::read_index read the nested index in place.
-struct SpanIOReader : faiss::IOReader {
-    const uint8_t* data;
-    size_t size, pos = 0;
-    SpanIOReader(const uint8_t* d, size_t n) : data(d), size(n) { name = "pslerp quantizer section"; }
-    size_t operator()(void* ptr, size_t item, size_t nitems) override {
-        if (item == 0 || nitems == 0) return 0;
-        const size_t k = std::min(nitems, (size - pos) / item);
-        if (k) std::memcpy(ptr, data + pos, k * item);
-        pos += k * item;
-        return k;
-    }
 };
 
 Cursor open_section(Cursor& file, const char* tag, const char* what) {
     file.need(kSectionHeaderBytes);
-    if (std::memcmp(file.here(), tag, 4) != 0) {
-        bad(absl::StrCat("expected section '", tag, "' (", what, ") at offset ", file.pos(), ", found another"));
+    char found[4];
+    file.read(found, 4);
+    if (std::memcmp(found, tag, 4) != 0) {
+        bad(absl::StrCat("expected section '", tag, "' (", what, ") at offset ", file.pos() - 4, ", found another"));
     }
-    file.skip(4);
     const uint64_t length = file.pod<uint64_t>();
     if (length > file.left()) {
         bad(absl::StrCat("section '", tag, "' claims ", length, " bytes but only ", file.left(), " are left"));
     }
-    Cursor section(file.here(), length, absl::StrCat("section '", tag, "' (", what, ")"));
-    file.skip(length);
-    return section;
+    return file.sub(length, absl::StrCat("section '", tag, "' (", what, ")"));
 }
 
 Params read_params(Cursor c) {
@@ -446,6 +454,39 @@ Params read_params(Cursor c) {
     return p;
 }
 
+Centering read_centering(Cursor c, int64_t D) {
+    Centering centering;
+    centering.mean = c.vec<float>("mean", {0, uint64_t(D)});
+    centering.rotation = c.vec<float>("rotation", {0, uint64_t(D) * uint64_t(D)});
+    c.finish();
+    if (!centering.rotation.empty() && centering.mean.empty()) {
+        bad("section 'CENT' (centring): a rotation without a mean");
+    }
+    for (size_t j = 0; j < centering.mean.size(); ++j) {
+        if (!std::isfinite(centering.mean[j])) {
+            bad(absl::StrCat("section 'CENT' (centring): mean[", j, "] is ", centering.mean[j]));
+        }
+    }
+    // The rotation is PCA's: orthonormal rows (checked by their norms, which is linear in size).
+    for (int64_t r = 0; r < (centering.rotation.empty() ? 0 : D); ++r) {
+        double ss = 0;
+        for (int64_t j = 0; j < D; ++j) {
+            const float v = centering.rotation[r * D + j];
+            if (!std::isfinite(v)) bad(absl::StrCat("section 'CENT' (centring): rotation[", r, ", ", j, "] is ", v));
+            ss += double(v) * v;
+        }
+        if (!(std::abs(std::sqrt(ss) - 1.0) <= 1e-3)) {
+            bad(absl::StrCat("section 'CENT' (centring): rotation row ", r, " has norm ", std::sqrt(ss),
+                             ", expected 1"));
+        }
+    }
+    return centering;
+}
+
+/// Ids an index can hold: add() refuses negative ones, and the next id (largest + 1) must not
+/// overflow.
+bool valid_id(int64_t id) { return id >= 0 && id < std::numeric_limits<int64_t>::max(); }
+
 EntryStorage read_storage(Cursor st, const Params& params) {
     EntryStorage store(params);
     const kernels::Layout& L = store.layout;
@@ -471,24 +512,275 @@ EntryStorage read_storage(Cursor st, const Params& params) {
     store.ids = st.vec<int64_t>("ids", {rows});
     store.removed = st.vec<uint8_t>("removed", {rows});
     st.finish();
-    for (uint8_t r : store.removed) {
-        if (r > 1) bad(absl::StrCat("section 'STOR' (storage): tombstone value ", int(r), ", expected 0 or 1"));
+    for (uint64_t r = 0; r < rows; ++r) {
+        if (store.removed[r] > 1) {
+            bad(absl::StrCat("section 'STOR' (storage): row ", r, ": tombstone value ", int(store.removed[r]),
+                             ", expected 0 or 1"));
+        }
+        if (!valid_id(store.ids[r])) {
+            bad(absl::StrCat("section 'STOR' (storage): row ", r, ": id ", store.ids[r],
+                             " is out of range [0, 2^63 - 1)"));
+        }
+    }
+    const auto [row, why] = first_bad_entry(params, store.view(), int64_t(rows));
+    if (!why.ok()) {
+        bad(absl::StrCat("section 'STOR' (storage): row ", row, " (id ", store.ids[row], "): ", why.message()));
     }
     return store;
 }
 
+// ------------------------------------------------ the nested FAISS quantizer
+
+/// Largest HNSW search or construction width accepted from a file: FAISS allocates heaps of
+/// this size per search.
+constexpr int32_t kMaxHnswBeam = 1 << 16;
+/// Largest number of neighbours per node (all levels together) accepted from a file.
+constexpr int32_t kMaxHnswLinks = 1 << 16;
+
+std::string fourcc_text(uint32_t h) {
+    std::string out;
+    for (int i = 0; i < 4; ++i) {
+        const unsigned char c = static_cast<unsigned char>(h >> (8 * i));
+        if (c >= 0x20 && c < 0x7f && c != '\'') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
+        }
+    }
+    return out;
+}
+
+constexpr uint32_t fourcc(const char (&s)[5]) {
+    return uint32_t(uint8_t(s[0])) | uint32_t(uint8_t(s[1])) << 8 | uint32_t(uint8_t(s[2])) << 16 |
+           uint32_t(uint8_t(s[3])) << 24;
+}
+
+/// Walks the bytes faiss::read_index (FAISS 1.7.3) will read, for the two index types pslerp
+/// writes as quantizers, checking each count that FAISS allocates for against the bytes left
+/// and each field FAISS trusts, so that faiss::read_index neither allocates beyond the input
+/// nor throws (it leaks what it had built when it throws).
+class FaissBytesCheck {
+  public:
+    FaissBytesCheck(const ByteSource& src, uint64_t size, int64_t d, std::string where)
+        : c_(src, 0, size, where), d_(d), where_(std::move(where)) {}
+
+    void index() {
+        const uint32_t h = c_.pod<uint32_t>();
+        if (h == fourcc("IxF2")) {
+            flat(header("IndexFlatL2"));
+        } else if (h == fourcc("IHNf")) {
+            hnsw_flat();
+        } else {
+            fail(absl::StrCat("FAISS index type '", fourcc_text(h),
+                              "' is not one a pslerp index file holds (expected 'IxF2', IndexFlatL2, or 'IHNf', IndexHNSWFlat)"));
+        }
+        c_.finish();
+    }
+
+  private:
+    [[noreturn]] void fail(const std::string& why) const { bad(absl::StrCat(where_, ": ", why)); }
+
+    /// FAISS's index header; returns ntotal.
+    int64_t header(const char* type) {
+        const int32_t d = c_.pod<int32_t>();
+        const int64_t ntotal = c_.pod<int64_t>();
+        c_.pod<int64_t>();  // two fields FAISS ignores
+        c_.pod<int64_t>();
+        const uint8_t trained = c_.pod<uint8_t>();
+        const uint32_t metric = c_.pod<uint32_t>();
+        if (d_ <= 0 && d >= 1 && d <= Params::kMaxDim) d_ = d;  // any dimension: the first one found
+        if (d != d_) {
+            fail(absl::StrCat(type, " of dimension ", d, ", expected ", d_ > 0 ? absl::StrCat(d_) : "1 to 2^20"));
+        }
+        if (ntotal < 0 || ntotal > std::numeric_limits<int32_t>::max()) {
+            fail(absl::StrCat(type, " claims ", ntotal, " vectors"));
+        }
+        if (trained > 1) fail(absl::StrCat(type, ": is_trained is ", int(trained), ", expected 0 or 1"));
+        if (metric != faiss::METRIC_L2) {
+            fail(absl::StrCat(type, ": metric ", metric, " is not L2 (", int(faiss::METRIC_L2), ")"));
+        }
+        return ntotal;
+    }
+
+    void flat(int64_t ntotal) {
+        const uint64_t floats = c_.pod<uint64_t>();
+        if (floats != uint64_t(ntotal) * uint64_t(d_)) {
+            fail(absl::StrCat("IndexFlatL2 holds ", floats, " floats, its ", ntotal, " vectors of ", d_, " need ",
+                              uint64_t(ntotal) * uint64_t(d_)));
+        }
+        if (floats > c_.left() / sizeof(float)) {
+            fail(absl::StrCat("IndexFlatL2 claims ", floats, " floats but only ", c_.left(), " bytes are left"));
+        }
+        c_.skip(floats * sizeof(float));
+    }
+
+    /// A FAISS vector: u64 count, then count elements of `elem` bytes.
+    void vector(const char* name, size_t elem) {
+        const uint64_t count = c_.pod<uint64_t>();
+        if (count > c_.left() / elem) {
+            fail(absl::StrCat("IndexHNSWFlat: ", name, " claims ", count, " elements but only ", c_.left(),
+                              " bytes are left"));
+        }
+        c_.skip(count * elem);
+    }
+
+    void hnsw_flat() {
+        const int64_t ntotal = header("IndexHNSWFlat");
+        vector("assign_probas", sizeof(double));
+        vector("cum_nneighbor_per_level", sizeof(int32_t));
+        vector("levels", sizeof(int32_t));
+        vector("offsets", sizeof(uint64_t));
+        vector("neighbors", sizeof(int32_t));
+        c_.skip(5 * sizeof(int32_t));  // entry_point, max_level, efConstruction, efSearch, upper_beam
+        const uint32_t h = c_.pod<uint32_t>();
+        if (h != fourcc("IxF2")) {
+            fail(absl::StrCat("IndexHNSWFlat stores its vectors in '", fourcc_text(h),
+                              "', expected 'IxF2' (IndexFlatL2)"));
+        }
+        const int64_t stored = header("IndexHNSWFlat's storage");
+        if (stored != ntotal) {
+            fail(absl::StrCat("IndexHNSWFlat has ", ntotal, " nodes but stores ", stored, " vectors"));
+        }
+        flat(stored);
+    }
+
+    Cursor c_;
+    int64_t d_;
+    std::string where_;
+};
+
+/// The graph of a loaded IndexHNSW, as FAISS's search and add will walk it.
+void check_hnsw(const faiss::IndexHNSW& index, const std::string& where) {
+    auto fail = [&](const std::string& why) { bad(absl::StrCat(where, ": HNSW graph: ", why)); };
+    const faiss::HNSW& g = index.hnsw;
+    const int64_t n = index.ntotal;
+    const std::vector<int>& cum = g.cum_nneighbor_per_level;
+    if (cum.size() < 2 || cum[0] != 0) fail("cum_nneighbor_per_level must start at 0 and give at least one level");
+    for (size_t l = 1; l < cum.size(); ++l) {
+        if (cum[l] < cum[l - 1] || cum[l] > kMaxHnswLinks) {
+            fail(absl::StrCat("cum_nneighbor_per_level[", l, "] = ", cum[l], " does not grow within [", cum[l - 1],
+                              ", ", kMaxHnswLinks, "]"));
+        }
+    }
+    if (g.assign_probas.size() != cum.size() - 1) {
+        fail(absl::StrCat(g.assign_probas.size(), " level probabilities for ", cum.size() - 1, " levels"));
+    }
+    for (double p : g.assign_probas) {
+        if (!(p >= 0.0 && p <= 1.0)) fail(absl::StrCat("level probability ", p, " is not in [0, 1]"));
+    }
+    const int max_levels = int(cum.size()) - 1;
+    if (int64_t(g.levels.size()) != n || int64_t(g.offsets.size()) != n + 1) {
+        fail(absl::StrCat(g.levels.size(), " levels and ", g.offsets.size(), " offsets for ", n, " nodes"));
+    }
+    if (g.offsets[0] != 0) fail(absl::StrCat("offset of node 0 is ", g.offsets[0], ", expected 0"));
+    int top = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        const int level = g.levels[i];
+        if (level < 1 || level > max_levels) {
+            fail(absl::StrCat("node ", i, " has level ", level, ", outside [1, ", max_levels, "]"));
+        }
+        top = std::max(top, level);
+        if (g.offsets[i + 1] < g.offsets[i] || g.offsets[i + 1] - g.offsets[i] != size_t(cum[level])) {
+            fail(absl::StrCat("offset of node ", i + 1, " is ", g.offsets[i + 1], ", expected ",
+                              g.offsets[i] + size_t(cum[level]), " (node ", i, " has ", cum[level], " links)"));
+        }
+    }
+    if (g.offsets[n] != g.neighbors.size()) {
+        fail(absl::StrCat("the offsets end at ", g.offsets[n], " but there are ", g.neighbors.size(), " links"));
+    }
+    // A neighbour on level l must itself be on level l: the descent reads its level-l links.
+    for (int64_t i = 0; i < n; ++i) {
+        for (int l = 0; l < g.levels[i]; ++l) {
+            for (size_t j = g.offsets[i] + cum[l]; j < g.offsets[i] + cum[l + 1]; ++j) {
+                const int v = g.neighbors[j];
+                if (v == -1) continue;
+                if (v < 0 || v >= n) fail(absl::StrCat("node ", i, " has neighbour ", v, ", outside [-1, ", n, ")"));
+                if (g.levels[v] <= l) {
+                    fail(absl::StrCat("node ", i, " links to node ", v, " on level ", l, ", which that node (level ",
+                                      g.levels[v] - 1, ") is not on"));
+                }
+            }
+        }
+    }
+    if (n == 0) {
+        if (g.entry_point != -1 || g.max_level != -1) {
+            fail(absl::StrCat("an empty graph has entry point ", g.entry_point, " and max level ", g.max_level));
+        }
+    } else {
+        if (g.entry_point < 0 || g.entry_point >= n) {
+            fail(absl::StrCat("entry point ", g.entry_point, " is outside [0, ", n, ")"));
+        }
+        if (g.max_level != top - 1 || g.levels[g.entry_point] != top) {
+            fail(absl::StrCat("max level ", g.max_level, " and the entry point's level ", g.levels[g.entry_point] - 1,
+                              " are not the top level ", top - 1));
+        }
+    }
+    if (g.efSearch < 1 || g.efSearch > kMaxHnswBeam) fail(absl::StrCat("efSearch ", g.efSearch, " is out of range"));
+    if (g.efConstruction < 1 || g.efConstruction > kMaxHnswBeam) {
+        fail(absl::StrCat("efConstruction ", g.efConstruction, " is out of range"));
+    }
+    if (g.upper_beam < 1 || g.upper_beam > kMaxHnswBeam) {
+        fail(absl::StrCat("upper_beam ", g.upper_beam, " is out of range"));
+    }
+}
+
+/// Lets faiss::read_index read from a source, counting what it consumed.
+struct SourceIOReader : faiss::IOReader {
+    const ByteSource& src;
+    uint64_t size, pos = 0;
+    SourceIOReader(const ByteSource& s, uint64_t n) : src(s), size(n) { name = "pslerp quantizer"; }
+    size_t operator()(void* ptr, size_t item, size_t nitems) override {
+        if (item == 0 || nitems == 0) return 0;
+        const size_t k = std::min<uint64_t>(nitems, (size - pos) / item);
+        if (k && !src.read_at(pos, ptr, k * item).ok()) return 0;
+        pos += k * item;
+        return k;
+    }
+};
+
+void check_quantizer_bytes(const ByteSource& src, int64_t d, const std::string& where) {
+    FaissBytesCheck(src, src.size(), d, where).index();
+}
+
+std::unique_ptr<faiss::Index> load_quantizer(const ByteSource& src, int64_t d, const std::string& where) {
+    check_quantizer_bytes(src, d, where);
+    SourceIOReader reader(src, src.size());
+    std::unique_ptr<faiss::Index> q;
+    try {
+        q.reset(faiss::read_index(&reader));
+    } catch (const std::exception& e) {
+        bad(absl::StrCat(where, ": FAISS cannot read it: ", e.what()));
+    }
+    if (reader.pos != src.size()) bad(absl::StrCat(where, ": FAISS read ", reader.pos, " of ", src.size(), " bytes"));
+    const faiss::Index& loaded = *q;
+    const faiss::Index* flat = &loaded;
+    if (typeid(loaded) == typeid(faiss::IndexHNSWFlat)) {
+        const auto& h = static_cast<const faiss::IndexHNSWFlat&>(loaded);
+        flat = h.storage;
+        if (!flat || typeid(*flat) != typeid(faiss::IndexFlatL2) || flat->ntotal != h.ntotal || flat->d != h.d) {
+            bad(absl::StrCat(where, ": the HNSW's storage does not match its graph"));
+        }
+        check_hnsw(h, where);
+    } else if (typeid(loaded) != typeid(faiss::IndexFlatL2)) {
+        bad(absl::StrCat(where, ": unexpected index type"));
+    }
+    // Centroids are finite: a NaN one makes the quantizer's answers meaningless.
+    const auto& codes = static_cast<const faiss::IndexFlatL2&>(*flat).codes;
+    const size_t dim = size_t(flat->d);
+    for (size_t i = 0; i < codes.size() / sizeof(float); ++i) {
+        float v;
+        std::memcpy(&v, codes.data() + i * sizeof(float), sizeof v);
+        if (!std::isfinite(v)) bad(absl::StrCat(where, ": centroid ", i / dim, " coordinate ", i % dim, " is ", v));
+    }
+    return q;
+}
+
 /// The nested FAISS quantizer of an IVF file, checked against the index it belongs to.
 std::unique_ptr<faiss::Index> read_quantizer(Cursor q, int64_t D, uint64_t nlist) {
-    const uint64_t bytes = q.pod<uint64_t>();
-    if (bytes != q.left()) bad(absl::StrCat("section 'QUAN' (quantizer): claims ", bytes, " bytes, has ", q.left()));
-    SpanIOReader reader(q.here(), bytes);
-    std::unique_ptr<faiss::Index> quantizer;
-    try {
-        quantizer.reset(faiss::read_index(&reader));
-    } catch (const std::exception& e) {
-        bad(absl::StrCat("section 'QUAN' (quantizer): FAISS cannot read it: ", e.what()));
-    }
-    if (reader.pos != bytes) bad(absl::StrCat("section 'QUAN' (quantizer): FAISS read ", reader.pos, " of ", bytes, " bytes"));
+    const std::vector<uint8_t> bytes = q.vec<uint8_t>("quantizer");
+    q.finish();
+    MemoryBytes src(bytes.data(), bytes.size());
+    std::unique_ptr<faiss::Index> quantizer = load_quantizer(src, D, "section 'QUAN' (quantizer)");
     // An untrained IVF has no centroids yet.
     const bool centroids_ok = uint64_t(quantizer->ntotal) == nlist || quantizer->ntotal == 0;
     if (quantizer->d != D || !centroids_ok || quantizer->metric_type != faiss::METRIC_L2) {
@@ -505,35 +797,62 @@ void read_lists(Cursor c, IndexIVFProtectedSlerp& ivf) {
         bad(absl::StrCat("section 'LIST' (inverted lists): ", nlist, " lists of ", code_size, "-byte codes, expected ",
                          ivf.nlist, " of ", ivf.code_size));
     }
+    const kernels::CodeLayout layout = kernels::code_layout(ivf.layout);
+    const size_t code_end = layout.mask_offset + ivf.layout.mask_bytes();  // then zero padding
     const uint64_t entry = sizeof(idx_t) + code_size;
+    std::vector<idx_t> ids;
+    std::vector<uint8_t> codes;  // operator new's alignment: the codes' floats are aligned
     for (uint64_t l = 0; l < nlist; ++l) {
         const uint64_t n = c.pod<uint64_t>();
         if (n > c.left() / entry) {
             bad(absl::StrCat("section 'LIST' (inverted lists): list ", l, " claims ", n, " entries of ", entry,
                              " bytes but only ", c.left(), " bytes are left"));
         }
-        const uint8_t* ids = c.here();
-        c.skip(n * sizeof(idx_t));
-        const uint8_t* codes = c.here();
-        c.skip(n * code_size);
         if (n == 0) continue;
-        std::vector<idx_t> id_copy(n);
-        std::memcpy(id_copy.data(), ids, n * sizeof(idx_t));
-        ivf.invlists->add_entries(l, n, id_copy.data(), codes);
+        ids.resize(n);
+        c.read(ids.data(), n * sizeof(idx_t));
+        codes.resize(n * code_size);
+        c.read(codes.data(), n * code_size);
+        auto where = [&](uint64_t j) {
+            return absl::StrCat("section 'LIST' (inverted lists): list ", l, " entry ", j, " (id ", ids[j], "): ");
+        };
+        for (uint64_t j = 0; j < n; ++j) {
+            if (!valid_id(ids[j])) bad(absl::StrCat(where(j), "id is out of range [0, 2^63 - 1)"));
+            const uint8_t* code = codes.data() + j * code_size;
+            if (std::any_of(code + code_end, code + code_size, [](uint8_t b) { return b != 0; })) {
+                bad(absl::StrCat(where(j), "the code's padding is not zero"));
+            }
+        }
+        const kernels::Entries view = kernels::code_entries(ivf.layout, codes.data());
+        const auto [bad_entry, why] = first_bad_entry(ivf.params, view, int64_t(n));
+        if (!why.ok()) bad(absl::StrCat(where(uint64_t(bad_entry)), why.message()));
+        ivf.invlists->add_entries(l, n, ids.data(), codes.data());
     }
     c.finish();
 }
 
-std::unique_ptr<faiss::Index> parse(const uint8_t* data, size_t size) {
-    // Header, length and checksum first: nothing is parsed from a damaged file.
-    if (size < sizeof kMagic) {
-        if (size == 0 || std::memcmp(data, kMagic, size) == 0) {
-            bad(absl::StrCat("truncated index file: ", size, " bytes"));
-        }
-        bad("not a pslerp index file (wrong magic, expected \"PSLERPIX\")");
+/// io_checksum of the first `size` bytes of a source, read in chunks.
+uint64_t source_checksum(const ByteSource& src, uint64_t size) {
+    if (const uint8_t* p = src.data()) return io_checksum(p, size);
+    Hasher h;
+    std::vector<uint8_t> buf(std::min<uint64_t>(size, uint64_t(1) << 20));
+    for (uint64_t at = 0; at < size; at += buf.size()) {
+        const uint64_t n = std::min<uint64_t>(buf.size(), size - at);
+        check_read(src.read_at(at, buf.data(), n));
+        h.update(buf.data(), n);
     }
-    if (std::memcmp(data, kMagic, sizeof kMagic) != 0) bad("not a pslerp index file (wrong magic, expected \"PSLERPIX\")");
-    Cursor file(data, size, "index file header");
+    return h.finish();
+}
+
+std::unique_ptr<faiss::Index> parse(const ByteSource& src) {
+    const uint64_t size = src.size();
+    // Header, length and checksum first: nothing is parsed from a damaged file.
+    uint8_t magic[sizeof kMagic];
+    const uint64_t have = std::min<uint64_t>(size, sizeof kMagic);
+    check_read(src.read_at(0, magic, have));
+    if (std::memcmp(magic, kMagic, have) != 0) bad("not a pslerp index file (wrong magic, expected \"PSLERPIX\")");
+    if (size < sizeof kMagic) bad(absl::StrCat("truncated index file: ", size, " bytes"));
+    Cursor file(src, 0, size, "index file header");
     file.skip(sizeof kMagic);
     const uint32_t version = file.pod<uint32_t>();
     if (version > kIndexFormatVersion) {
@@ -554,23 +873,15 @@ std::unique_ptr<faiss::Index> parse(const uint8_t* data, size_t size) {
     const bool sections_ok = version == 1 ? sections == kSectionsV1 : (sections == kSectionsFlat || sections == kSectionsIVF);
     if (!sections_ok) bad(absl::StrCat("header gives ", sections, " sections, impossible for version ", version));
     uint64_t stored;
-    std::memcpy(&stored, data + size - kChecksumBytes, kChecksumBytes);
-    if (io_checksum(data, size - kChecksumBytes) != stored) {
+    check_read(src.read_at(size - kChecksumBytes, &stored, kChecksumBytes));
+    if (source_checksum(src, size - kChecksumBytes) != stored) {
         bad("checksum mismatch: the index file is corrupted");
     }
 
-    Cursor body(data + kHeaderBytes, size - kHeaderBytes - kChecksumBytes, "index file");
+    Cursor body(src, kHeaderBytes, size - kHeaderBytes - kChecksumBytes, "index file");
     const Params params = read_params(open_section(body, "PARM", "parameters"));
     const int64_t D = params.dim();
-
-    Cursor cent = open_section(body, "CENT", "centring");
-    Centering centering;
-    centering.mean = cent.vec<float>("mean", {0, uint64_t(D)});
-    centering.rotation = cent.vec<float>("rotation", {0, uint64_t(D) * uint64_t(D)});
-    cent.finish();
-    if (!centering.rotation.empty() && centering.mean.empty()) {
-        bad("section 'CENT' (centring): a rotation without a mean");
-    }
+    Centering centering = read_centering(open_section(body, "CENT", "centring"), D);
 
     Cursor opts = open_section(body, "OPTS", "index options");
     uint8_t kind = kKindFlat;
@@ -610,7 +921,9 @@ std::unique_ptr<faiss::Index> parse(const uint8_t* data, size_t size) {
         }
     }
     opts.finish();
-    if (next_id < 0) bad(absl::StrCat("section 'OPTS' (index options): next id ", next_id, " is negative"));
+    if (!valid_id(next_id)) {
+        bad(absl::StrCat("section 'OPTS' (index options): next id ", next_id, " is out of range [0, 2^63 - 1)"));
+    }
     const std::optional<uint64_t> seed = has_seed ? std::optional<uint64_t>(seed_value) : std::nullopt;
 
     std::unique_ptr<faiss::Index> out;
@@ -631,6 +944,11 @@ std::unique_ptr<faiss::Index> parse(const uint8_t* data, size_t size) {
         out = std::move(index);
     } else {
         std::unique_ptr<faiss::Index> quantizer = read_quantizer(open_section(body, "QUAN", "quantizer"), D, nlist);
+        // The index allocates its nlist lists at once: the LIST section must hold a count for each.
+        if (nlist > body.left() / sizeof(uint64_t)) {
+            bad(absl::StrCat("section 'OPTS' (index options): ", nlist, " lists cannot fit in the ", body.left(),
+                             " bytes left"));
+        }
         auto index = std::make_unique<IndexIVFProtectedSlerp>(std::move(quantizer), nlist, params);
         read_lists(open_section(body, "LIST", "inverted lists"), *index);
         index->centering = std::move(centering);
@@ -652,47 +970,17 @@ std::unique_ptr<faiss::Index> parse(const uint8_t* data, size_t size) {
     return out;
 }
 
-/// A read-only mapping of a whole file, unmapped on destruction.
-class MappedFile {
-  public:
-    explicit MappedFile(const std::string& path) {
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) bad(absl::StrCat("cannot open index file '", path, "': ", std::strerror(errno)));
-        struct stat st {};
-        if (::fstat(fd, &st) != 0) {
-            const int err = errno;
-            ::close(fd);
-            bad(absl::StrCat("cannot read index file '", path, "': ", std::strerror(err)));
-        }
-        if (!S_ISREG(st.st_mode)) {
-            ::close(fd);
-            bad(absl::StrCat("cannot read index file '", path, "': not a regular file"));
-        }
-        size_ = static_cast<size_t>(st.st_size);
-        if (size_ > 0) {
-            void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
-            if (p == MAP_FAILED) {
-                const int err = errno;
-                ::close(fd);
-                bad(absl::StrCat("cannot map index file '", path, "': ", std::strerror(err)));
-            }
-            data_ = static_cast<const uint8_t*>(p);
-        }
-        ::close(fd);
+/// Runs `load`, turning anything but a FaissException into one.
+template <typename F>
+std::unique_ptr<faiss::Index> guarded(F&& load) {
+    try {
+        return load();
+    } catch (const faiss::FaissException&) {
+        throw;
+    } catch (const std::exception& e) {
+        bad(absl::StrCat("cannot load index: ", e.what()));
     }
-    ~MappedFile() {
-        if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
-    }
-    MappedFile(const MappedFile&) = delete;
-    MappedFile& operator=(const MappedFile&) = delete;
-
-    const uint8_t* data() const { return data_; }
-    size_t size() const { return size_; }
-
-  private:
-    const uint8_t* data_ = nullptr;
-    size_t size_ = 0;
-};
+}
 
 }  // namespace
 
@@ -703,6 +991,7 @@ uint64_t io_checksum(const uint8_t* data, size_t size) {
 }
 
 std::vector<uint8_t> serialize_index(const faiss::Index& index) {
+    auto lock = protected_of(index).lock_shared();
     const Body body = make_body(index);
     std::vector<uint8_t> out;
     CountSink count;
@@ -714,6 +1003,7 @@ std::vector<uint8_t> serialize_index(const faiss::Index& index) {
 }
 
 void write_index(const faiss::Index& index, const std::string& path) {
+    auto lock = protected_of(index).lock_shared();
     const Body body = make_body(index);
     AtomicFile file;
     if (auto s = file.open(path); !s.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", s.message()));
@@ -724,24 +1014,30 @@ void write_index(const faiss::Index& index, const std::string& path) {
 
 std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size) {
     if (size > 0 && data == nullptr) bad("deserialize_index: null data");
-    try {
-        return parse(data, size);
-    } catch (const faiss::FaissException&) {
-        throw;
-    } catch (const std::exception& e) {
-        bad(absl::StrCat("cannot load index: ", e.what()));
-    }
+    const MemoryBytes src(data, size, "index bytes");
+    return guarded([&] { return parse(src); });
 }
 
 std::unique_ptr<faiss::Index> read_index(const std::string& path) {
-    MappedFile file(path);
+    InputFile file;
+    if (auto s = file.open(path); !s.ok()) {
+        absl::string_view why = s.message();
+        absl::ConsumePrefix(&why, path + ": ");
+        bad(absl::StrCat("cannot open index file '", path, "': ", why));
+    }
     try {
-        return deserialize_index(file.data(), file.size());
+        return guarded([&] { return parse(file); });
     } catch (const faiss::FaissException& e) {
         absl::string_view why = e.msg;
         absl::ConsumePrefix(&why, "pslerp: ");
         bad(absl::StrCat("index file '", path, "': ", why));
     }
+}
+
+std::unique_ptr<faiss::Index> deserialize_quantizer(const uint8_t* data, size_t size, int64_t d) {
+    if (size > 0 && data == nullptr) bad("deserialize_quantizer: null data");
+    const MemoryBytes src(data, size, "quantizer bytes");
+    return guarded([&] { return load_quantizer(src, d, "FAISS quantizer"); });
 }
 
 }  // namespace pslerp

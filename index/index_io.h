@@ -48,8 +48,23 @@
 //   throws faiss::FaissException naming it (wrong magic, "file format version N is newer than
 //   this pslerp (2)", truncated, checksum mismatch, inconsistent sizes); nothing is returned
 //   half-loaded.
-// - A loaded index answers every search as the saved one did and continues the same key
-//   stream when seeded. Not saved: clamped_count() (counts since creation).
+// - The checksum only detects accidents: a forged file can carry a valid one, so everything is
+//   also validated for what it is. Parameters by Params::validate(); every stored entry (STOR
+//   rows and LIST codes) by check_entry() (finite, unit-norm keys and templates, ke and kmk
+//   consistent, weights >= 0 summing to 1, masks keeping a coordinate per group, padding zero)
+//   and its id (in [0, 2^63 - 1)); the centring (finite, rotation rows of unit norm). The
+//   nested quantizer must be an IndexFlatL2 ("IxF2") or an IndexHNSWFlat ("IHNf") over one:
+//   its bytes are walked before faiss::read_index sees them (every count FAISS allocates for
+//   is checked against the bytes present, since FAISS itself allocates up to 2^40 elements
+//   from a count and leaks on errors), and an HNSW graph is checked after loading (levels,
+//   offsets, every neighbour in [-1, ntotal) and on its level, entry point on the top level,
+//   bounded search widths).
+// - read_index reads only regular files: a FIFO or a device is refused without blocking. The
+//   file is read (pread), never mapped: one truncated while it loads gives an error, never
+//   SIGBUS. Memory: the index itself plus one list (IVF) or the quantizer's bytes at a time.
+// - A loaded index answers every search as the saved one did. It records the seed of a seeded
+//   index and the stream position; seeded again (set_seed) with that seed it continues the
+//   same key stream. Not saved: clamped_count() (counts since creation).
 // - Compatibility: readers accept every version up to their own; a writer changing the layout
 //   bumps the version. Little-endian hosts only.
 #pragma once
@@ -77,6 +92,12 @@ std::unique_ptr<faiss::Index> read_index(const std::string& path);
 std::vector<uint8_t> serialize_index(const faiss::Index& index);
 /// @param data  size bytes as produced by serialize_index or read from a file
 std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size);
+
+/// A FAISS IVF quantizer as faiss::write_index writes it, with the checks read_index applies to
+/// the QUAN section: an IndexFlatL2 or IndexHNSWFlat over an IndexFlatL2, of dimension d (any
+/// up to 2^20 when d <= 0), its counts bounded by `size` before FAISS allocates, its HNSW graph
+/// and centroids validated. For quantizers received from outside (the Python bindings).
+std::unique_ptr<faiss::Index> deserialize_quantizer(const uint8_t* data, size_t size, int64_t d = 0);
 
 /// The 64-bit checksum of the format (four multiply-rotate lanes over 32-byte stripes, then an
 /// avalanche). Exposed for tests that forge files with valid checksums.

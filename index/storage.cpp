@@ -1,6 +1,10 @@
 #include "index/storage.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cmath>
+
+#include "absl/strings/str_format.h"
 
 namespace pslerp {
 
@@ -50,6 +54,99 @@ void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr,
     float* f = reinterpret_cast<float*>(code);
     encode_entry(p, L, pr, i, f + c.template_offset, f + c.key_offset, code + c.mask_offset, f + c.ke_offset,
                  f + c.kmk_offset, f + c.weights_offset);
+}
+
+absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) {
+    // Tolerances: values are float, their sums double; a stored entry matches exactly, these
+    // leave room for another summation order.
+    constexpr double kNormTol = 1e-3, kDotTol = 1e-4, kWeightTol = 1e-3;
+    const kernels::Layout& L = e.layout;
+    const int G = L.groups, d = L.group_dim, lanes = kernels::kLanes;
+    const float* te = e.templates + j * e.template_stride;
+    const float* tk = e.keys + j * e.key_stride;
+    const uint8_t* tm = e.masks + j * e.mask_stride;
+    const float* ke = e.ke + j * e.group_stride;
+    const float* kmk = e.kmk + j * e.group_stride;
+    const float* w = e.weights + j * e.group_stride;
+    auto invalid = [](const std::string& why) { return absl::InvalidArgumentError(why); };
+    double weight_sum = 0;
+    for (int g = 0; g < L.blocks() * lanes; ++g) {
+        const int b = g / lanes, l = g % lanes;
+        const bool padded = g >= G;
+        double kept_tt = 0, kk = 0, sum_ke = 0, sum_kmk = 0;
+        int kept = 0, dropped_nonzero = -1;
+        for (int i = 0; i < d; ++i) {
+            const size_t o = (static_cast<size_t>(b) * d + i) * lanes + l;
+            const double t = te[o];
+            const double k = L.shared_key ? tk[i] : tk[o];
+            const bool m = (tm[b * d + i] >> l) & 1;
+            if (!std::isfinite(t)) return invalid(absl::StrFormat("template: group %d coordinate %d is %g", g, i, t));
+            if (!std::isfinite(k)) return invalid(absl::StrFormat("key: group %d coordinate %d is %g", g, i, k));
+            if (padded) {
+                if (t != 0) return invalid(absl::StrFormat("template: padded lane %d holds %g, expected 0", g, t));
+                if (!L.shared_key && k != 0) {
+                    return invalid(absl::StrFormat("key: padded lane %d holds %g, expected 0", g, k));
+                }
+                if (m) return invalid(absl::StrFormat("mask: bit for group %d, beyond the %d groups", g, G));
+                continue;
+            }
+            kk += k * k;
+            if (m) {
+                ++kept;
+                kept_tt += t * t;
+                sum_ke += k * t;
+                sum_kmk += k * k;
+            } else if (t != 0 && dropped_nonzero < 0) {
+                dropped_nonzero = i;
+            }
+        }
+        if (padded) {
+            if (ke[g] != 0 || kmk[g] != 1 || w[g] != 0) {
+                return invalid(absl::StrFormat("ke, kmk or weights: padded lane %d holds %g, %g, %g, expected 0, 1, 0",
+                                               g, ke[g], kmk[g], w[g]));
+            }
+            continue;
+        }
+        if (kept == 0) return invalid(absl::StrFormat("mask: group %d keeps no coordinate", g));
+        if (p.fill == Fill::kZero && dropped_nonzero >= 0) {
+            return invalid(absl::StrFormat("template: group %d coordinate %d is dropped but not zero (fill is zero)", g,
+                                           dropped_nonzero));
+        }
+        if ((!L.shared_key || g == 0) && !(std::abs(std::sqrt(kk) - 1.0) <= kNormTol)) {
+            return invalid(absl::StrFormat("key: group %d has norm %g, expected 1", g, std::sqrt(kk)));
+        }
+        const double norm = std::sqrt(kept_tt);
+        if (norm != 0 && !(std::abs(norm - 1.0) <= kNormTol)) {
+            return invalid(
+                    absl::StrFormat("template: group %d has norm %g over its kept coordinates, expected 1", g, norm));
+        }
+        if (!(std::abs(ke[g] - sum_ke) <= kDotTol)) {
+            return invalid(absl::StrFormat("ke (<k, M e>) of group %d is %g, the entry gives %g", g, ke[g], sum_ke));
+        }
+        if (!(std::abs(kmk[g] - sum_kmk) <= kDotTol)) {
+            return invalid(absl::StrFormat("kmk (<k, M k>) of group %d is %g, the entry gives %g", g, kmk[g], sum_kmk));
+        }
+        if (!(w[g] >= 0.0f && w[g] <= 1.0f + kWeightTol)) {
+            return invalid(absl::StrFormat("weights: group %d has %g, outside [0, 1]", g, w[g]));
+        }
+        weight_sum += w[g];
+    }
+    if (!(std::abs(weight_sum - 1.0) <= kWeightTol)) {
+        return invalid(absl::StrFormat("weights sum to %g, expected 1", weight_sum));
+    }
+    return absl::OkStatus();
+}
+
+std::pair<int64_t, absl::Status> first_bad_entry(const Params& p, const kernels::Entries& e, int64_t n) {
+    std::atomic<int64_t> first{n};
+#pragma omp parallel for schedule(static) if (n > 1024)
+    for (int64_t j = 0; j < n; ++j) {
+        if (j >= first.load(std::memory_order_relaxed) || check_entry(p, e, j).ok()) continue;
+        for (int64_t seen = first.load(); j < seen && !first.compare_exchange_weak(seen, j);) {
+        }
+    }
+    const int64_t j = first.load();
+    return {j, j < n ? check_entry(p, e, j) : absl::OkStatus()};
 }
 
 EntryStorage::EntryStorage(const Params& p) {

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "index/kernels/scan.h"
 #include "plugin/params.h"
 #include "plugin/protect.h"
@@ -19,6 +21,24 @@ void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr
 /// The same entry as one code of kernels::code_layout(L).code_size bytes (IVF lists); the code
 /// must be 4-byte aligned.
 void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint8_t* code);
+
+/// Checks entry j of `e` against what encode_entry() writes, so that nothing read from outside
+/// (a file, another index) can make scores leave [-1, 1] or a search misbehave:
+/// - every value finite;
+/// - templates of unit norm over each group's kept coordinates (or zero), and zero where a
+///   coordinate is dropped when p.fill is kZero;
+/// - keys of unit norm per group (once when shared);
+/// - ke and kmk equal to <k_g, M e_g> and <k_g, M k_g> recomputed from them (so |ke| <= 1 and
+///   kmk in [0, 1]);
+/// - combination weights >= 0 summing to 1 (combination_weights() gives 1/G or the
+///   normalised importance);
+/// - masks keeping at least one coordinate of each group;
+/// - padded lanes as encode_entry() leaves them: zero, kmk 1, no mask bit.
+/// The message names the field and the group.
+absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j);
+/// The first of entries [0, n) that check_entry() refuses, with its status; (n, OK) when every
+/// entry passes. Entries are checked in parallel.
+std::pair<int64_t, absl::Status> first_bad_entry(const Params& p, const kernels::Entries& e, int64_t n);
 
 struct EntryStorage {
     kernels::Layout layout;

@@ -100,60 +100,87 @@ Params Params::slerpface(int groups, int group_dim) {
 }
 
 absl::Status Params::validate() const {
+    auto invalid = [](const std::string& why) { return absl::InvalidArgumentError(why); };
     if (groups < 1 || group_dim < 2) {
-        return absl::InvalidArgumentError(
-                absl::StrFormat("need groups >= 1 and group_dim >= 2, got %dx%d", groups, group_dim));
+        return invalid(absl::StrFormat("need groups >= 1 and group_dim >= 2, got %dx%d", groups, group_dim));
     }
-    if (static_cast<int64_t>(groups) * group_dim > (1 << 20)) {
-        return absl::InvalidArgumentError("dimension groups*group_dim exceeds 2^20");
+    if (static_cast<int64_t>(groups) * group_dim > kMaxDim) {
+        return invalid(absl::StrFormat("dimension groups*group_dim exceeds %d", kMaxDim));
     }
-    if (!(t >= 0.0f && t <= 1.0f)) return absl::InvalidArgumentError(absl::StrCat("t must be in [0, 1], got ", t));
-    auto check_count = [&](const char* what, int c) -> absl::Status {
-        if (c < 0 || (!drop_with_replacement && c > group_dim - 1)) {
-            return absl::InvalidArgumentError(absl::StrFormat(
+    // Enums can arrive from outside as plain integers (bindings, casts).
+    if (static_cast<uint8_t>(key_mode) > 1 || static_cast<uint8_t>(drop) > 2 || static_cast<uint8_t>(mapping) > 2 ||
+        static_cast<uint8_t>(fill) > 1 || static_cast<uint8_t>(importance) > 2 || static_cast<uint8_t>(weighting) > 1) {
+        return invalid("an option holds an unknown enum value");
+    }
+    if (!(t >= 0.0f && t <= 1.0f)) return invalid(absl::StrCat("t must be in [0, 1], got ", t));
+    // Every count is bounded, in use or not, so that add() does a bounded amount of work: with
+    // replacement a draw may repeat, so up to kMaxDrawsPerCoordinate * d draws (the reference
+    // code's 12 at d = 16 is well inside); without, at most d - 1 distinct draws (a group keeps
+    // one coordinate).
+    const int64_t max_with_replacement = int64_t{kMaxDrawsPerCoordinate} * group_dim;
+    auto check_count = [&](const char* what, int c, bool in_use) -> absl::Status {
+        if (c < 0 || c > max_with_replacement) {
+            return invalid(absl::StrFormat("%s = %d: draws per group must be in [0, %d] (%d per coordinate of %d)",
+                                           what, c, max_with_replacement, kMaxDrawsPerCoordinate, group_dim));
+        }
+        if (in_use && !drop_with_replacement && c > group_dim - 1) {
+            return invalid(absl::StrFormat(
                     "%s = %d: a group of %d keeps at least one coordinate (0..%d distinct draws)", what, c, group_dim,
                     group_dim - 1));
         }
         return absl::OkStatus();
     };
-    if (drop == DropPolicy::kRandom || (drop == DropPolicy::kImportance && mapping == DropMapping::kBudget)) {
-        if (auto s = check_count("drop_count", drop_count); !s.ok()) return s;
+    const bool importance_drop = drop == DropPolicy::kImportance;
+    const bool uses_count = drop == DropPolicy::kRandom || (importance_drop && mapping == DropMapping::kBudget);
+    const bool uses_function = importance_drop && mapping == DropMapping::kFunction;
+    const bool uses_intervals = importance_drop && mapping == DropMapping::kIntervals;
+    if (auto s = check_count("drop_count", drop_count, uses_count); !s.ok()) return s;
+    if (auto s = check_count("drop_min", drop_min, uses_function); !s.ok()) return s;
+    if (auto s = check_count("drop_max", drop_max, uses_function); !s.ok()) return s;
+    if (uses_function && drop_min > drop_max) return invalid("drop_min must not exceed drop_max");
+    if (interval_bounds.size() > kMaxIntervals || interval_counts.size() > kMaxIntervals + 1) {
+        return invalid(absl::StrFormat("at most %d interval bounds", kMaxIntervals));
     }
-    if (drop == DropPolicy::kImportance && mapping == DropMapping::kFunction) {
-        if (auto s = check_count("drop_min", drop_min); !s.ok()) return s;
-        if (auto s = check_count("drop_max", drop_max); !s.ok()) return s;
-        if (drop_min > drop_max) return absl::InvalidArgumentError("drop_min must not exceed drop_max");
+    for (float b : interval_bounds) {
+        if (!std::isfinite(b)) return invalid("interval_bounds must be finite");
     }
-    if (drop == DropPolicy::kImportance && mapping == DropMapping::kIntervals) {
+    for (int c : interval_counts) {
+        if (auto s = check_count("interval count", c, uses_intervals); !s.ok()) return s;
+    }
+    if (uses_intervals) {
         if (interval_counts.size() != interval_bounds.size() + 1) {
-            return absl::InvalidArgumentError("interval_counts needs exactly one more entry than interval_bounds");
+            return invalid("interval_counts needs exactly one more entry than interval_bounds");
         }
         for (size_t i = 1; i < interval_bounds.size(); ++i) {
-            if (!(interval_bounds[i] > interval_bounds[i - 1])) {
-                return absl::InvalidArgumentError("interval_bounds must increase");
-            }
-        }
-        for (int c : interval_counts) {
-            if (auto s = check_count("interval count", c); !s.ok()) return s;
+            if (!(interval_bounds[i] > interval_bounds[i - 1])) return invalid("interval_bounds must increase");
         }
     }
-    if (importance == ImportanceKind::kFixed) {
-        if (static_cast<int>(importance_weights.size()) != groups) {
-            return absl::InvalidArgumentError(absl::StrFormat("fixed importance needs %d weights, got %d", groups,
-                                                              importance_weights.size()));
-        }
-        double sum = 0;
-        for (float w : importance_weights) {
-            if (!(w >= 0.0f) || !std::isfinite(w)) return absl::InvalidArgumentError("importance weights must be >= 0");
-            sum += w;
-        }
-        if (!(sum > 0)) return absl::InvalidArgumentError("importance weights sum to zero");
+    if (importance == ImportanceKind::kFixed && static_cast<int>(importance_weights.size()) != groups) {
+        return invalid(absl::StrFormat("fixed importance needs %d weights, got %d", groups, importance_weights.size()));
     }
+    double sum = 0;
+    for (float w : importance_weights) {
+        if (!(w >= 0.0f) || !std::isfinite(w)) return invalid("importance weights must be finite and >= 0");
+        sum += w;
+    }
+    if (importance == ImportanceKind::kFixed && !(sum > 0)) return invalid("importance weights sum to zero");
     const size_t dd = static_cast<size_t>(group_dim) * group_dim;
     if ((!attention_wq.empty() && attention_wq.size() != dd) || (!attention_wk.empty() && attention_wk.size() != dd)) {
-        return absl::InvalidArgumentError(absl::StrFormat("attention projections must be %dx%d", group_dim, group_dim));
+        return invalid(absl::StrFormat("attention projections must be %dx%d", group_dim, group_dim));
     }
-    if (!(attention_temperature > 0.0f)) return absl::InvalidArgumentError("attention temperature must be > 0");
+    for (const std::vector<float>* m : {&attention_wq, &attention_wk}) {
+        for (float v : *m) {
+            if (!std::isfinite(v)) return invalid("attention projections must be finite");
+        }
+    }
+    if (!(attention_temperature > 0.0f) || !std::isfinite(attention_temperature)) {
+        return invalid(absl::StrCat("attention temperature must be finite and > 0, got ", attention_temperature));
+    }
+    // Self-attention builds a G x G matrix of logits per sample.
+    if (importance == ImportanceKind::kSelfAttention && groups > kMaxAttentionGroups) {
+        return invalid(absl::StrFormat("self-attention importance needs groups <= %d, got %d", kMaxAttentionGroups,
+                                       groups));
+    }
     return absl::OkStatus();
 }
 

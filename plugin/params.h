@@ -45,6 +45,16 @@ enum class Weighting : uint8_t {
 };
 
 struct Params {
+    /// Largest raw dimension G * d.
+    static constexpr int kMaxDim = 1 << 20;
+    /// Draws with replacement are bounded by this many per coordinate of a group (d); without
+    /// replacement by d - 1.
+    static constexpr int kMaxDrawsPerCoordinate = 16;
+    /// Largest number of importance intervals.
+    static constexpr int kMaxIntervals = 256;
+    /// Largest G for self-attention importance (a G x G matrix per sample).
+    static constexpr int kMaxAttentionGroups = 1024;
+
     int groups = 8;       ///< G
     int group_dim = 16;   ///< d; the raw dimension is G * d
     float t = 0.7f;       ///< slerp weight toward the key, in [0, 1]
@@ -79,6 +89,9 @@ struct Params {
     /// Floats of key material stored per entry.
     int key_dim() const { return key_mode == KeyMode::kShared ? group_dim : dim(); }
 
+    /// Every field in range, whether the policy in use reads it or not: counts bounded (see
+    /// the constants above) so that protect() does bounded work, every float finite, enums
+    /// known, vectors of the sizes their policies need.
     absl::Status validate() const;
 
     /// pslerp's default operating point.

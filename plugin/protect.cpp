@@ -86,14 +86,21 @@ absl::StatusOr<Protected> protect(const Params& p, const float* x, int64_t n, co
         if (in.keys) {
             std::copy(in.keys + i * KD, in.keys + (i + 1) * KD, key);
         } else {
-            for (int attempt = 0;; ++attempt) {
-                for (int j = 0; j < KD; j += d) draw_key(d, *r, key + j);
+            for (int j = 0; j < KD; j += d) draw_key(d, *r, key + j);
+            // Redraw only a key that is antipodal to its group (per-group keys), or the shared
+            // key while any group is; bounded, since a shared key can be antipodal to one group
+            // whatever is drawn only with vanishing probability.
+            constexpr int kMaxRedraws = 1000;
+            for (int attempt = 0; attempt < kMaxRedraws; ++attempt) {
                 bool antipodal = false;
-                for (int g = 0; g < G && !antipodal; ++g) {
-                    antipodal = dot(e + g * d, group_key(p, key, g), d) < kAntipodalCos;
+                for (int g = 0; g < G; ++g) {
+                    if (dot(e + g * d, group_key(p, key, g), d) >= kAntipodalCos) continue;
+                    antipodal = true;
+                    resampled.fetch_add(1, std::memory_order_relaxed);
+                    draw_key(d, *r, p.key_mode == KeyMode::kShared ? key : key + g * d);
+                    if (p.key_mode == KeyMode::kShared) break;
                 }
                 if (!antipodal) break;
-                resampled.fetch_add(1, std::memory_order_relaxed);
             }
         }
         std::vector<double> rg(d);

@@ -4,6 +4,7 @@
 
 #include <cerrno>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -22,6 +23,13 @@ void os_random_bytes(void* out, size_t n) {
         p += got;
         n -= static_cast<size_t>(got);
     }
+}
+
+void warn_seeded(const char* what) {
+    std::fprintf(stderr,
+                 "pslerp: WARNING: %s: keys, masks and fills are now reproducible from the seed; for tests and "
+                 "benchmarks only, never for real enrolments\n",
+                 what);
 }
 
 double Rng::uniform() {

@@ -34,7 +34,8 @@ class RandomSource {
   public:
     /// The OS generator (the only choice outside tests and benchmarks).
     RandomSource() = default;
-    /// A reproducible source; never use for real enrolments.
+    /// A reproducible source; never use for real enrolments. Quiet: code that takes a seed
+    /// from a user for keys says so with warn_seeded().
     explicit RandomSource(uint64_t seed) : seed_(seed) {}
 
     std::unique_ptr<Rng> stream(uint64_t index) const;
@@ -46,5 +47,9 @@ class RandomSource {
 
 /// Fills `n` bytes from the OS generator; throws std::runtime_error if it fails.
 void os_random_bytes(void* out, size_t n);
+
+/// One line on stderr saying that `what` (e.g. "set_seed") makes keys reproducible and is for
+/// tests and benchmarks only. The seed itself is not printed.
+void warn_seeded(const char* what);
 
 }  // namespace pslerp

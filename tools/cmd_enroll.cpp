@@ -79,7 +79,6 @@ absl::Status run(Args& args) {
                 "features), or --train-on-enrolled to train on the enrolled features themselves (less private)"));
     }
     if (*seed >= 0) {
-        std::fprintf(stderr, "pslerp enroll: WARNING --seed makes keys reproducible: for tests only\n");
         pi.set_seed(uint64_t(*seed));
     }
     std::vector<int64_t> ids(f->n);

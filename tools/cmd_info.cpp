@@ -70,7 +70,8 @@ absl::Status run(Args& args) {
     }
     std::printf("kernel       %s\n", kernels::simd_level());
     if (pi.seed()) {
-        std::printf("keys         SEEDED (test index: keys are reproducible from the stored seed); %lu streams used\n",
+        std::printf("keys         SEEDED (test index: keys are reproducible from the stored seed; keys added after "
+                    "loading come from the OS generator); %lu streams used\n",
                     static_cast<unsigned long>(pi.streams_used()));
     } else {
         std::printf("keys         OS random generator (not reproducible); %lu streams used\n",

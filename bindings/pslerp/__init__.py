@@ -29,12 +29,23 @@ The scheme's functions (deterministic when keys and masks are given)::
     scores = pslerp.match(q, templates, keys, masks, p, weights)
 
 Every array argument is a numpy float32 (ids: int64) C-contiguous array; anything else raises
-a ValueError naming the argument. Errors inside the index raise RuntimeError. The GIL is
-released while C++ computes.
+a ValueError naming the argument, and so do NaN or infinite values and groups of zero norm,
+in every function and method. Other errors inside the index (unknown or duplicate id,
+untrained index) raise RuntimeError.
+
+Threads: the GIL is released while C++ computes and the indexes lock themselves: searches,
+verification and saving run concurrently from any number of threads; add, remove_ids, train,
+reset and set_seed run alone, and neither side waits forever.
+
+Seeds (``generate_keys(seed=)``, ``protect(seed=)``, ``Index.set_seed``) make keys
+reproducible: for tests and benchmarks only; each use warns (RuntimeWarning). A loaded index
+keeps the seed on record (``index.seed``) but draws later keys from the OS generator unless
+set_seed is called again.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -100,13 +111,24 @@ if HAS_EXTRACTOR:
 # ----------------------------------------------------------------------------- the scheme
 
 
+_SEED_WARNING = ("pslerp: a seed makes keys, masks and fills reproducible: for tests and benchmarks only, "
+                 "never for real enrolments")
+
+
+def _warn_seeded(seed: Optional[int]) -> None:
+    if seed is not None:
+        warnings.warn(_SEED_WARNING, RuntimeWarning, stacklevel=3)
+
+
 def generate_keys(n: int, params: Params, seed: Optional[int] = None) -> np.ndarray:
     """Draws n entries' keys: float32 (n, G, d), every group unit-norm.
 
     Keys come from the operating system's cryptographically secure generator; ``seed`` makes
-    them reproducible (tests and benchmarks only, never for real enrolments). With
-    ``params.key_mode == "shared"`` one key per entry is repeated across its G groups.
+    them reproducible (tests and benchmarks only, never for real enrolments; it warns with a
+    RuntimeWarning). With ``params.key_mode == "shared"`` one key per entry is repeated
+    across its G groups.
     """
+    _warn_seeded(seed)
     return _pslerp.generate_keys(int(n), params, seed)
 
 
@@ -122,14 +144,17 @@ def protect(x: np.ndarray, params: Params, keys: Optional[np.ndarray] = None,
             when None. Every group must keep at least one coordinate.
         weights: (n, G) float32 per-group importance of each sample (>= 0, normalised here);
             when None the params' importance provider computes it.
-        seed: makes drawn keys, masks and random fill reproducible (tests only).
+        seed: makes drawn keys, masks and random fill reproducible (tests only; warns with a
+            RuntimeWarning).
 
     Returns:
         (templates (n, G*d) float32, keys (n, G, d) float32, masks (n, G, d) bool,
         weights (n, G) float32 combination weights to pass to match / match_all).
 
     Given keys and masks (and fill "zero"), the result depends on nothing else.
+    NaN or infinite values and zero groups in x raise ValueError.
     """
+    _warn_seeded(seed)
     return _pslerp.protect(x, params, keys, masks, weights, seed)
 
 

@@ -1,5 +1,6 @@
 // .npy / .fvecs / .ivecs reading and writing, and atomic writes: round trips, files laid out
-// byte for byte as numpy writes them, and every kind of corrupt input.
+// byte for byte as numpy writes them, and every kind of corrupt input; FIFOs refused without
+// blocking, a file that shrinks while read, .npy bytes read from memory.
 #include "index/array_io.h"
 
 #include <dirent.h>
@@ -8,8 +9,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstring>
+#include <fcntl.h>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -244,6 +249,74 @@ TEST_F(ArrayIoTest, MissingFileAndNotAFile) {
     ASSERT_EQ(::mkdir(path("sub.npy").c_str(), 0755), 0);
     expect_error(read_npy_f32(path("sub.npy")).status(), "not a regular file");
     ::rmdir(path("sub.npy").c_str());
+}
+
+TEST_F(ArrayIoTest, FifoIsRefusedWithoutBlocking) {
+    // open() of a FIFO blocks until a writer comes: the readers must refuse it before that.
+    const std::vector<std::pair<std::string, std::function<absl::Status(const std::string&)>>> readers = {
+        {"f.npy", [](const std::string& p) { return read_npy_f32(p).status(); }},
+        {"i.npy", [](const std::string& p) { return read_npy_i64(p).status(); }},
+        {"l.npy", [](const std::string& p) { return read_labels(p).status(); }},
+        {"m.fvecs", [](const std::string& p) { return read_matrix(p).status(); }},
+        {"v.ivecs", [](const std::string& p) { return read_ivecs(p).status(); }},
+    };
+    for (const auto& [name, read] : readers) {
+        SCOPED_TRACE(name);
+        const std::string fifo = path(name);
+        ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+        auto reading = std::async(std::launch::async, [&, read = read] { return read(fifo); });
+        if (reading.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+            // Release the blocked open(): a writer that closes at once gives the reader EOF.
+            const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+            if (w >= 0) ::close(w);
+            ADD_FAILURE() << "blocked on a FIFO";
+        }
+        expect_error(reading.get(), "not a regular file");
+    }
+}
+
+TEST_F(ArrayIoTest, InputFileReportsAFileThatShrankWhileRead) {
+    // Read, not mapped: a file cut short after open() gives an error on the bytes now missing.
+    write_raw("s.bin", std::string(10000, 'x'));
+    InputFile f;
+    ASSERT_TRUE(f.open(path("s.bin")).ok());
+    EXPECT_EQ(f.size(), 10000u);
+    EXPECT_EQ(f.name(), path("s.bin"));
+    ASSERT_EQ(::truncate(path("s.bin").c_str(), 100), 0);
+    char buf[64];
+    EXPECT_TRUE(f.read_at(0, buf, sizeof buf).ok());
+    expect_error(f.read_at(5000, buf, sizeof buf), "shrank");
+    expect_error(f.read_at(90, buf, sizeof buf), "shrank");
+
+    InputFile dir;
+    expect_error(dir.open(dir_), "not a regular file");
+    InputFile missing;
+    EXPECT_EQ(missing.open(path("missing")).code(), absl::StatusCode::kNotFound);
+}
+
+TEST_F(ArrayIoTest, NpyFromMemoryMatchesTheFileReader) {
+    const std::vector<float> x = {0.f, 0.5f, 1.f, 1.5f, 2.f, 2.5f};
+    const std::string f32 = npy_file("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", bytes_of(x));
+    const MemoryBytes a(reinterpret_cast<const uint8_t*>(f32.data()), f32.size(), "buffer a");
+    absl::StatusOr<Matrix> m = read_npy_f32(a);
+    ASSERT_TRUE(m.ok()) << m.status();
+    EXPECT_EQ(m->rows, 2);
+    EXPECT_EQ(m->data, x);
+    const std::vector<int32_t> v = {7, -8};
+    const std::string i4 = npy_file("{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }", bytes_of(v));
+    const MemoryBytes b(reinterpret_cast<const uint8_t*>(i4.data()), i4.size(), "buffer b");
+    expect_error(read_npy_i64(b).status(), "buffer b: dtype '<i4'");
+    absl::StatusOr<IntMatrix> w = read_npy_i64(b, true);
+    ASSERT_TRUE(w.ok()) << w.status();
+    EXPECT_EQ(w->data, (std::vector<int64_t>{7, -8}));
+    // A buffer cut anywhere is an error naming it, never a read past its end.
+    for (size_t n = 0; n < f32.size(); ++n) {
+        const MemoryBytes cut(reinterpret_cast<const uint8_t*>(f32.data()), n, "cut");
+        expect_error(read_npy_f32(cut).status(), "cut: ");
+    }
+    char out[4];
+    expect_error(a.read_at(f32.size() - 2, out, 4), "past the end");
+    expect_error(a.read_at(uint64_t(-2), out, 4), "past the end");
 }
 
 TEST_F(ArrayIoTest, FvecsRoundTripOddSizes) {

@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <memory>
+#include <optional>
 #include <random>
+#include <string>
 
 #include <faiss/IndexIVF.h>
 #include <faiss/impl/AuxIndexStructures.h>
@@ -12,6 +16,7 @@
 #include <faiss/impl/IDSelector.h>
 
 #include "index/IndexProtectedSlerp.h"
+#include "index/index_io.h"
 #include "tests/cpp/test_util.h"
 #include "index/kernels/scan.h"
 #include "plugin/reference.h"
@@ -335,6 +340,107 @@ TEST(Index, VerifyIdentityTakesTheBestOfItsEntries) {
     const idx_t unknown[] = {10, 99};
     EXPECT_THROW(index.verify_identity(x.data(), 2, unknown), faiss::FaissException);
     EXPECT_THROW(index.verify_identity(x.data(), 0, identity.data()), faiss::FaissException);
+}
+
+}  // namespace
+}  // namespace pslerp
+
+namespace pslerp {
+namespace {
+
+// NaN, infinite and zero-group inputs throw InvalidInputError (Python: ValueError) from every
+// entry point; other problems a plain faiss::FaissException (Python: RuntimeError).
+TEST(Index, BadValuesThrowInvalidInputError) {
+    IndexProtectedSlerp index(Params::defaults(2, 8));
+    index.set_seed(3);
+    auto x = random_features(4, 16, 10);
+    index.add(4, x.data());
+    std::vector<float> nan = x, inf = x, zero(16, 0.0f);
+    nan[5] = std::nanf("");
+    inf[17] = std::numeric_limits<float>::infinity();
+    float D[2], s[2];
+    idx_t I[2];
+    const idx_t ids[2] = {0, 1};
+    faiss::RangeSearchResult r(2);
+    for (const std::vector<float>* bad : {&nan, &inf}) {
+        const float* b = bad->data();
+        EXPECT_THROW(index.search(2, b, 1, D, I), InvalidInputError);
+        EXPECT_THROW(index.range_search(2, b, 0.5f, &r), InvalidInputError);
+        EXPECT_THROW(index.verify_batch(2, b, ids, s), InvalidInputError);
+        EXPECT_THROW(index.add(2, b), InvalidInputError);
+    }
+    EXPECT_THROW(index.verify(zero.data(), 0), InvalidInputError);
+    EXPECT_THROW(index.verify_identity(zero.data(), 2, ids), InvalidInputError);
+    EXPECT_THROW(index.add(1, zero.data()), InvalidInputError);
+    IndexProtectedSlerp untrained(Params::defaults(2, 8));
+    EXPECT_THROW(untrained.train(2, nan.data()), InvalidInputError);
+    // Errors that are not about the values stay plain FAISS exceptions.
+    try {
+        index.verify(x.data(), 77);
+        ADD_FAILURE() << "an unknown id was accepted";
+    } catch (const InvalidInputError&) {
+        ADD_FAILURE() << "an unknown id is not a bad value";
+    } catch (const faiss::FaissException&) {
+    }
+    EXPECT_EQ(index.ntotal, 4);
+}
+
+// set_seed warns on stderr, once per call.
+TEST(Index, SetSeedWarns) {
+    IndexProtectedSlerp index(Params::defaults(2, 8));
+    ::testing::internal::CaptureStderr();
+    index.set_seed(1);
+    index.set_seed(2);
+    const std::string err = ::testing::internal::GetCapturedStderr();
+    size_t lines = 0;
+    for (size_t at = err.find("reproducible"); at != std::string::npos; at = err.find("reproducible", at + 1)) ++lines;
+    EXPECT_EQ(lines, 2u) << err;
+    EXPECT_NE(err.find("WARNING"), std::string::npos);
+    EXPECT_EQ(err.find('2'), std::string::npos) << "the seed itself is not printed: " << err;
+}
+
+// A loaded seeded index records the seed but draws fresh keys from the OS generator (two
+// enrolments from the same file must not get the same keys); seeding it again continues the
+// saved stream.
+TEST(Index, LoadedSeededIndexDrawsFreshKeys) {
+    IndexProtectedSlerp index(Params::defaults(4, 8));
+    index.set_seed(17);
+    const auto x = random_features(20, 32, 1), more = random_features(5, 32, 2);
+    index.add(20, x.data());
+    const std::vector<uint8_t> bytes = serialize_index(index);
+    auto load = [&] {
+        auto loaded = deserialize_index(bytes.data(), bytes.size());
+        return std::unique_ptr<IndexProtectedSlerp>(dynamic_cast<IndexProtectedSlerp*>(loaded.release()));
+    };
+    auto first = load(), second = load();
+    EXPECT_EQ(first->seed(), std::optional<uint64_t>(17)) << "the file's seed stays on record";
+    EXPECT_FALSE(first->seeded_stream());
+    EXPECT_TRUE(index.seeded_stream());
+    EXPECT_EQ(serialize_index(*first), bytes) << "loading and saving again keeps the file";
+    first->add(5, more.data());
+    second->add(5, more.data());
+    index.add(5, more.data());
+    const size_t kf = index.store.layout.key_floats();
+    const auto new_keys = [&](const IndexProtectedSlerp& i) {
+        return std::vector<float>(i.store.keys.begin() + 20 * kf, i.store.keys.end());
+    };
+    EXPECT_NE(new_keys(*first), new_keys(*second)) << "two loads of a seeded file drew the same keys";
+    EXPECT_NE(new_keys(*first), new_keys(index));
+    EXPECT_EQ(std::vector<float>(first->store.keys.begin(), first->store.keys.begin() + 20 * kf),
+              std::vector<float>(index.store.keys.begin(), index.store.keys.begin() + 20 * kf));
+    // set_seed again: the saved stream continues.
+    auto again = load();
+    again->set_seed(17);
+    EXPECT_TRUE(again->seeded_stream());
+    again->add(5, more.data());
+    EXPECT_EQ(new_keys(*again), new_keys(index));
+    // An unseeded file stays unseeded.
+    IndexProtectedSlerp plain(Params::defaults(4, 8));
+    plain.add(3, x.data());
+    const auto plain_bytes = serialize_index(plain);
+    auto loaded_plain = deserialize_index(plain_bytes.data(), plain_bytes.size());
+    EXPECT_FALSE(protected_of(*loaded_plain).seed().has_value());
+    EXPECT_FALSE(protected_of(*loaded_plain).seeded_stream());
 }
 
 }  // namespace

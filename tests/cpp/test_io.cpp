@@ -1,27 +1,44 @@
 // Index files: a saved and reloaded index answers every search identically (exhaustive and
 // IVF, after add and remove, with trained centring); files of format version 1 still open;
 // damaged files (truncated, wrong magic, future version, flipped bytes, forged sizes, random
-// corruption) give a faiss::FaissException, never a crash; saving is atomic.
+// corruption) give a faiss::FaissException, never a crash; saving is atomic. Forged files
+// with valid checksums (issue 15): nested FAISS quantizers (HNSW graphs, counts beyond the
+// bytes present, other index types), out-of-range entries, parameters and ids are refused by
+// name, and no allocation exceeds the file; a FIFO is refused without blocking and a file
+// truncated while it loads gives an error, not SIGBUS.
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cmath>
-#include <optional>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <future>
+#include <iterator>
+#include <limits>
+#include <new>
+#include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 #include <faiss/impl/IDSelector.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
 
 #include "index/factory.h"
 #include "index/index_io.h"
@@ -207,9 +224,11 @@ TEST_P(RoundTrip, AnswersEverySearchIdentically) {
     EXPECT_EQ(std::vector<fs::path>(fs::directory_iterator(dir_), fs::directory_iterator()),
               std::vector<fs::path>{fs::path(path)});
 
-    // The loaded index continues the same key stream: adding the same features to both keeps
-    // the protected entries identical.
+    // Seeded again with the seed it records, the loaded index continues the same key stream:
+    // adding the same features to both keeps the protected entries identical.
     if (index->is_trained) {
+        ASSERT_EQ(protected_of(*from_file).seed(), std::optional<uint64_t>(11));
+        protected_of(*from_file).set_seed(11);
         const auto more = gaussian(25, int(index->d), 5, 0.7f);
         const auto ids = ids_for(25, 100000);
         index->add_with_ids(25, more.data(), ids.data());
@@ -435,7 +454,7 @@ TEST(IndexIoErrors, ForgedQuantizerAndLists) {
     auto b = bytes;
     b[quan + 8] ^= 0x55;  // FAISS's fourcc
     reseal(b);
-    EXPECT_TRUE(Contains(load_error(b), "FAISS cannot read it")) << load_error(b);
+    EXPECT_TRUE(Contains(load_error(b), "is not one a pslerp index file holds")) << load_error(b);
 
     const size_t list = section_payload(bytes, "LIST");
     const uint64_t code_size = get_u64(bytes, list + 8);
@@ -717,6 +736,560 @@ TEST(IndexIoVersions, Version1FileWithACoarseStageOpensExhaustiveWithAWarning) {
     EXPECT_TRUE(Contains(err, "opened as an exhaustive index"));
     ASSERT_NE(dynamic_cast<IndexProtectedSlerp*>(index.get()), nullptr);
     expect_v1_answers(*index);
+}
+
+}  // namespace
+}  // namespace pslerp
+
+// ---------------------------------------------------------------- issue 15: untrusted contents
+
+// Every single allocation made while a forged file loads is recorded, so that a count claimed
+// in a file can be checked against the bytes actually present. Allocations above the limit fail
+// (std::bad_alloc) instead of touching gigabytes.
+namespace pslerp {
+namespace {
+std::atomic<bool> g_watching{false};
+std::atomic<size_t> g_largest{0};
+std::atomic<size_t> g_limit{SIZE_MAX};
+}  // namespace
+
+}  // namespace pslerp
+
+void* operator new(size_t n) {
+    if (pslerp::g_watching.load(std::memory_order_relaxed)) {
+        size_t seen = pslerp::g_largest.load(std::memory_order_relaxed);
+        while (n > seen && !pslerp::g_largest.compare_exchange_weak(seen, n)) {
+        }
+        if (n > pslerp::g_limit.load(std::memory_order_relaxed)) throw std::bad_alloc();
+    }
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, size_t) noexcept { std::free(p); }
+
+namespace pslerp {
+namespace {
+
+/// Records the largest single allocation while alive; refuses any above `limit` bytes.
+class AllocationWatch {
+  public:
+    explicit AllocationWatch(size_t limit) {
+        g_largest = 0;
+        g_limit = limit;
+        g_watching = true;
+    }
+    ~AllocationWatch() {
+        g_watching = false;
+        g_limit = SIZE_MAX;
+    }
+    size_t largest() const { return g_largest.load(); }
+};
+
+void put_i32(std::vector<uint8_t>& b, size_t at, int32_t v) { std::memcpy(b.data() + at, &v, 4); }
+void put_f32(std::vector<uint8_t>& b, size_t at, float v) { std::memcpy(b.data() + at, &v, 4); }
+int32_t get_i32(const std::vector<uint8_t>& b, size_t at) {
+    int32_t v;
+    std::memcpy(&v, b.data() + at, 4);
+    return v;
+}
+float get_f32(const std::vector<uint8_t>& b, size_t at) {
+    float v;
+    std::memcpy(&v, b.data() + at, 4);
+    return v;
+}
+
+/// Loads forged bytes; when they load, also searches (where a forged structure would crash).
+/// Returns the error message, "" when the file loaded.
+std::string forged_error(const std::vector<uint8_t>& b) {
+    std::unique_ptr<faiss::Index> index;
+    try {
+        index = deserialize_index(b.data(), b.size());
+    } catch (const faiss::FaissException& e) {
+        return e.what();
+    }
+    if (index->is_trained) {
+        const auto q = gaussian(4, int(index->d), 5, 0.7f);
+        std::vector<float> D(4 * 5);
+        std::vector<idx_t> I(4 * 5);
+        faiss::SearchParametersIVF all;
+        all.nprobe = 4;
+        index->search(4, q.data(), 5, D.data(), I.data(),
+                      dynamic_cast<IndexIVFProtectedSlerp*>(index.get()) ? &all : nullptr);
+    }
+    return "";
+}
+
+/// Where the fields of the IndexHNSWFlat nested in a QUAN section are (absolute offsets; a
+/// vector's offset is that of its u64 count, its elements follow).
+struct HnswAt {
+    size_t start, ntotal;
+    size_t assign_probas, cum, levels, offsets, neighbors;
+    size_t entry_point, max_level, ef_construction, ef_search, upper_beam;
+    size_t storage;  // fourcc of the nested IndexFlatL2
+};
+
+constexpr size_t kFaissHeader = 4 + 8 + 8 + 8 + 1 + 4;  // d, ntotal, 2 dummies, is_trained, metric
+
+HnswAt locate_hnsw(const std::vector<uint8_t>& b) {
+    HnswAt h{};
+    h.start = section_payload(b, "QUAN") + 8;
+    EXPECT_EQ(std::memcmp(b.data() + h.start, "IHNf", 4), 0);
+    h.ntotal = h.start + 4 + 4;
+    size_t at = h.start + 4 + kFaissHeader;
+    auto vec = [&](size_t elem) {
+        const size_t here = at;
+        at += 8 + get_u64(b, at) * elem;
+        return here;
+    };
+    h.assign_probas = vec(8);
+    h.cum = vec(4);
+    h.levels = vec(4);
+    h.offsets = vec(8);
+    h.neighbors = vec(4);
+    h.entry_point = at;
+    h.max_level = at + 4;
+    h.ef_construction = at + 8;
+    h.ef_search = at + 12;
+    h.upper_beam = at + 16;
+    h.storage = at + 20;
+    EXPECT_EQ(std::memcmp(b.data() + h.storage, "IxF2", 4), 0);
+    return h;
+}
+
+std::vector<uint8_t> hnsw_sample() { return serialize_index(*build({"IVF64_HNSW4,PSlerp2x8", 16, true, 200})); }
+
+TEST(IndexIoForged, HnswGraphIsValidatedBeforeUse) {
+    const auto bytes = hnsw_sample();
+    const HnswAt h = locate_hnsw(bytes);
+    const int32_t n = int32_t(get_u64(bytes, h.levels));
+    ASSERT_EQ(n, 64);
+    auto forge = [&](auto&& edit) {
+        auto b = bytes;
+        edit(b);
+        reseal(b);
+        return forged_error(b);
+    };
+    // A neighbour beyond ntotal, and one below -1.
+    for (int32_t v : {n, 1 << 20, -2}) {
+        EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.neighbors + 8, v); }), "HNSW")) << v;
+    }
+    // The entry point out of range, or not on the top level.
+    for (int32_t v : {n, 1 << 20, -1}) {
+        EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.entry_point, v); }), "entry point")) << v;
+    }
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.max_level, 40); }), "level"));
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.max_level, -1); }), "level"));
+    // A node's level beyond the levels the graph has, and one of 0.
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.levels + 8, 1000); }), "level"));
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.levels + 8, 0); }), "level"));
+    // Offsets that do not follow the levels, or run past the neighbour array.
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_u64(b, h.offsets + 8 + 8, 1u << 30); }), "offset"));
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_u64(b, h.offsets + 8 + 8 * n, 1u << 30); }), "offset"));
+    // Search widths that would allocate without bound.
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.ef_search, 1 << 30); }), "efSearch"));
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.upper_beam, 0); }), "upper_beam"));
+    // The flat storage holds fewer vectors than the graph has nodes.
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_u64(b, h.storage + 4 + 4, 3); }), "quantizer"));
+
+    // An upper-level neighbour that does not exist on that level: the walk down the levels
+    // would read its neighbour list out of bounds.
+    const int32_t ep = get_i32(bytes, h.entry_point);
+    const int32_t max_level = get_i32(bytes, h.max_level);
+    ASSERT_GE(max_level, 1) << "the sample's graph has one level; pick another seed";
+    int32_t ground = -1;  // a node on level 0 only
+    for (int32_t i = 0; i < n && ground < 0; ++i) {
+        if (get_i32(bytes, h.levels + 8 + 4 * i) == 1) ground = i;
+    }
+    ASSERT_GE(ground, 0);
+    const size_t upper = h.neighbors + 8 + 4 * (get_u64(bytes, h.offsets + 8 + 8 * ep) + get_i32(bytes, h.cum + 8 + 4));
+    EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, upper, ground); }), "level"));
+
+    // Unchanged, the graph loads and searches.
+    EXPECT_EQ(forged_error(bytes), "");
+}
+
+TEST(IndexIoForged, NestedCountsAreBoundedByTheBytesPresent) {
+    // A flat quantizer claiming 2^30 floats, consistent with its ntotal: FAISS would allocate
+    // 4 GiB before finding the bytes missing.
+    const auto flat = sample_bytes("IVF8,PSlerp8x16");
+    const size_t start = section_payload(flat, "QUAN") + 8;
+    ASSERT_EQ(std::memcmp(flat.data() + start, "IxF2", 4), 0);
+    auto b = flat;
+    put_u64(b, start + 4 + 4, uint64_t(1) << 23);          // ntotal = 2^30 / 128
+    put_u64(b, start + 4 + kFaissHeader, uint64_t(1) << 30);  // floats
+    reseal(b);
+    {
+        AllocationWatch watch(size_t(256) << 20);
+        EXPECT_TRUE(Contains(load_error(b), "quantizer")) << load_error(b);
+        EXPECT_LE(watch.largest(), b.size()) << "an allocation larger than the file";
+    }
+
+    // The HNSW's vectors, each claiming 2^38 elements (FAISS accepts up to 2^40).
+    const auto hnsw = hnsw_sample();
+    const HnswAt h = locate_hnsw(hnsw);
+    for (size_t at : {h.assign_probas, h.cum, h.levels, h.offsets, h.neighbors}) {
+        b = hnsw;
+        put_u64(b, at, uint64_t(1) << 38);
+        reseal(b);
+        AllocationWatch watch(size_t(256) << 20);
+        EXPECT_TRUE(Contains(load_error(b), "quantizer")) << at;
+        EXPECT_LE(watch.largest(), b.size()) << "field at " << at;
+    }
+
+    // Any index type other than the two pslerp writes is refused by name.
+    for (const char* fourcc : {"IxFI", "IxFl", "IHNp", "IwFl", "IxPQ", "null"}) {
+        b = flat;
+        std::memcpy(b.data() + start, fourcc, 4);
+        reseal(b);
+        EXPECT_TRUE(Contains(load_error(b), "quantizer")) << fourcc;
+        EXPECT_TRUE(Contains(load_error(b), "IxF2")) << fourcc << ": " << load_error(b);
+    }
+    // The wrong metric, a bool that is not 0 or 1, a negative ntotal.
+    b = flat;
+    put_i32(b, start + 4 + 4 + 8 + 8 + 8 + 1, 0);
+    reseal(b);
+    EXPECT_TRUE(Contains(load_error(b), "metric")) << load_error(b);
+    b = flat;
+    b[start + 4 + 4 + 8 + 8 + 8] = 7;
+    reseal(b);
+    EXPECT_TRUE(Contains(load_error(b), "quantizer")) << load_error(b);
+    b = flat;
+    put_u64(b, start + 4 + 4, uint64_t(-8));
+    reseal(b);
+    EXPECT_TRUE(Contains(load_error(b), "quantizer")) << load_error(b);
+}
+
+TEST(IndexIoForged, QuantizerBytesFromOutside) {
+    // deserialize_quantizer: the QUAN checks for quantizers received as FAISS bytes.
+    for (const char* factory : {"IVF8,PSlerp2x8", "IVF16_HNSW4,PSlerp2x8"}) {
+        const auto bytes = serialize_index(*build({factory, 16, true, 0}));
+        const size_t start = section_payload(bytes, "QUAN") + 8;
+        const std::vector<uint8_t> q(bytes.begin() + start, bytes.begin() + start + get_u64(bytes, start - 8));
+        EXPECT_EQ(deserialize_quantizer(q.data(), q.size(), 16)->ntotal, std::string(factory)[3] == '8' ? 8 : 16);
+        EXPECT_EQ(deserialize_quantizer(q.data(), q.size())->d, 16);
+        try {
+            deserialize_quantizer(q.data(), q.size(), 32);
+            ADD_FAILURE() << factory;
+        } catch (const faiss::FaissException& e) {
+            EXPECT_TRUE(Contains(e.what(), "of dimension 16, expected 32")) << e.what();
+        }
+        for (size_t n : {size_t(0), size_t(3), q.size() / 2, q.size() - 1}) {
+            EXPECT_THROW(deserialize_quantizer(q.data(), n, 16), faiss::FaissException) << n;
+        }
+        auto nan = q;
+        put_f32(nan, nan.size() - 4, NAN);  // the last coordinate of the last centroid
+        EXPECT_THROW(deserialize_quantizer(nan.data(), nan.size(), 16), faiss::FaissException);
+    }
+    faiss::VectorIOWriter ip;
+    faiss::IndexFlatIP flat_ip(16);
+    faiss::write_index(&flat_ip, &ip);
+    try {
+        deserialize_quantizer(ip.data.data(), ip.data.size(), 16);
+        ADD_FAILURE();
+    } catch (const faiss::FaissException& e) {
+        EXPECT_TRUE(Contains(e.what(), "'IxFI' is not one a pslerp index file holds")) << e.what();
+    }
+}
+
+/// Forged corruptions with the checksum recomputed, inside the nested quantizer only: every
+/// one is rejected or gives a searchable index, never a crash, a leak or a huge allocation.
+TEST(IndexIoForged, RandomForgedQuantizers) {
+    for (const char* factory : {"IVF16,PSlerp2x8", "IVF16_HNSW4,PSlerp2x8"}) {
+        const auto bytes = serialize_index(*build({factory, 16, true, 100}));
+        const size_t start = section_payload(bytes, "QUAN") + 8;
+        const size_t end = start + get_u64(bytes, start - 8);
+        // Half of the edits go to the structure (headers, counts, graph) rather than the
+        // centroids' floats, most of whose values are as valid as the original ones.
+        const bool hnsw = std::string(factory).find("HNSW") != std::string::npos;
+        const size_t structure = (hnsw ? locate_hnsw(bytes).storage : start) + 4 + kFaissHeader + 8 - start;
+        std::mt19937_64 rng(5);
+        int rejected = 0;
+        for (int i = 0; i < 1500; ++i) {
+            auto b = bytes;
+            const int flips = 1 + int(rng() % 3);
+            for (int f = 0; f < flips; ++f) {
+                const size_t at = start + rng() % (rng() % 2 ? structure : end - start);
+                if (rng() % 3 == 0 && at + 4 <= end) {
+                    put_i32(b, at, int32_t(rng() % 2 ? rng() : rng() % 300));
+                } else {
+                    b[at] ^= uint8_t(1 + rng() % 255);
+                }
+            }
+            reseal(b);
+            AllocationWatch watch(size_t(256) << 20);
+            expect_safe_load(b, &rejected);
+            EXPECT_LE(watch.largest(), std::max<size_t>(b.size(), 1 << 20)) << factory << " case " << i;
+        }
+        EXPECT_GT(rejected, 500) << factory;
+    }
+}
+
+TEST(IndexIoForged, FuzzForgedIvfCorruptions) {
+    for (const char* factory : {"IVF8,PSlerp6x10", "IVF16_HNSW4,PSlerp2x8"}) {
+        const int d = std::string(factory).find("6x10") != std::string::npos ? 60 : 16;
+        const auto bytes = serialize_index(*build({factory, d, true, 150}));
+        std::mt19937_64 rng(78);
+        int rejected = 0;
+        for (int i = 0; i < 500; ++i) {
+            auto b = bytes;
+            corrupt(b, rng);
+            if (b.size() >= 40) reseal(b);
+            expect_safe_load(b, &rejected);
+        }
+        EXPECT_GT(rejected, 100) << factory;
+    }
+}
+
+/// Offsets of the first element of each STOR array.
+struct StorAt {
+    uint64_t rows;
+    size_t templates, keys, masks, ke, kmk, weights, ids, removed;
+};
+
+StorAt locate_stor(const std::vector<uint8_t>& b) {
+    StorAt s{};
+    size_t at = section_payload(b, "STOR") + 4 + 4 + 1;
+    s.rows = get_u64(b, at);
+    at += 8;
+    auto vec = [&](size_t elem) {
+        const size_t here = at + 8;
+        at += 8 + get_u64(b, at) * elem;
+        return here;
+    };
+    s.templates = vec(4);
+    s.keys = vec(4);
+    s.masks = vec(1);
+    s.ke = vec(4);
+    s.kmk = vec(4);
+    s.weights = vec(4);
+    s.ids = vec(8);
+    s.removed = vec(1);
+    return s;
+}
+
+TEST(IndexIoForged, StoredEntriesAreRangeChecked) {
+    // 6 groups of 10: one block of 8 lanes, lanes 6 and 7 padded.
+    const auto bytes = serialize_index(*build({"PSlerp6x10(weighting=importance)", 60, true, 40}));
+    const StorAt s = locate_stor(bytes);
+    ASSERT_EQ(s.rows, 40u);
+    const size_t vf = 80, kf = 80, mb = 10, gf = 8;
+    const size_t r = 5, g = 2;
+    auto forge = [&](auto&& edit) {
+        auto b = bytes;
+        edit(b);
+        reseal(b);
+        return forged_error(b);
+    };
+    auto expect = [&](const std::string& err, const char* field) {
+        EXPECT_TRUE(Contains(err, field)) << err;
+        EXPECT_TRUE(Contains(err, "row 5")) << err;
+    };
+    const size_t w = s.weights + 4 * (r * gf + g);
+    expect(forge([&](auto& b) { put_f32(b, w, get_f32(b, w) * 1000); }), "weights");
+    expect(forge([&](auto& b) { put_f32(b, w, INFINITY); }), "weights");
+    expect(forge([&](auto& b) { put_f32(b, w, NAN); }), "weights");
+    expect(forge([&](auto& b) {  // negative, yet still summing to 1
+        put_f32(b, w + 4, get_f32(b, w + 4) + get_f32(b, w) + 0.5f);
+        put_f32(b, w, -0.5f);
+    }), "weights");
+    expect(forge([&](auto& b) { put_f32(b, s.weights + 4 * (r * gf + 7), 0.25f); }), "weights");  // padded lane
+    expect(forge([&](auto& b) { put_u64(b, s.ids + 8 * r, uint64_t(-1)); }), "id");
+    expect(forge([&](auto& b) { put_u64(b, s.ids + 8 * r, uint64_t(INT64_MAX)); }), "id");
+    const size_t t0 = s.templates + 4 * (r * vf + 3 * 8 + g);  // coordinate 3 of group g
+    expect(forge([&](auto& b) { put_f32(b, t0, NAN); }), "template");
+    expect(forge([&](auto& b) { put_f32(b, t0, 1e6f); }), "template");
+    expect(forge([&](auto& b) { put_f32(b, s.templates + 4 * (r * vf + 7), 0.5f); }), "template");  // padded lane
+    const size_t k0 = s.keys + 4 * (r * kf + 3 * 8 + g);
+    expect(forge([&](auto& b) { put_f32(b, k0, get_f32(b, k0) + 0.5f); }), "key");
+    expect(forge([&](auto& b) { put_f32(b, k0, INFINITY); }), "key");
+    expect(forge([&](auto& b) { put_f32(b, s.ke + 4 * (r * gf + g), 7.0f); }), "ke");
+    expect(forge([&](auto& b) { put_f32(b, s.kmk + 4 * (r * gf + g), 5.0f); }), "kmk");
+    expect(forge([&](auto& b) { put_f32(b, s.kmk + 4 * (r * gf + g), -0.1f); }), "kmk");
+    expect(forge([&](auto& b) {  // group g keeps no coordinate
+        for (size_t i = 0; i < mb; ++i) b[s.masks + r * mb + i] &= uint8_t(~(1u << g));
+    }), "mask");
+    expect(forge([&](auto& b) { b[s.masks + r * mb] |= uint8_t(1u << 7); }), "mask");  // beyond G
+
+    // Unchanged, it loads.
+    EXPECT_EQ(forged_error(bytes), "");
+}
+
+/// Offsets of the first non-empty list of a LIST section: its count, ids and codes.
+struct ListAt {
+    uint64_t code_size, n;
+    size_t ids, codes;
+};
+
+ListAt locate_list(const std::vector<uint8_t>& b) {
+    const size_t list = section_payload(b, "LIST");
+    ListAt l{};
+    const uint64_t nlist = get_u64(b, list);
+    l.code_size = get_u64(b, list + 8);
+    size_t at = list + 16;
+    for (uint64_t i = 0; i < nlist; ++i) {
+        l.n = get_u64(b, at);
+        if (l.n > 0) {
+            l.ids = at + 8;
+            l.codes = at + 8 + 8 * l.n;
+            return l;
+        }
+        at += 8;
+    }
+    ADD_FAILURE() << "every list is empty";
+    return l;
+}
+
+TEST(IndexIoForged, ListCodesAreRangeChecked) {
+    const auto bytes = serialize_index(*build({"IVF4,PSlerp6x10(weighting=importance)", 60, true, 120}));
+    const ListAt l = locate_list(bytes);
+    ASSERT_GE(l.n, 2u);
+    // Code layout of 6x10: template 80 floats, keys 80, ke 8, kmk 8, weights 8, masks 10 bytes,
+    // padded to 748 bytes.
+    ASSERT_EQ(l.code_size, 748u);
+    const size_t code = l.codes + l.code_size;  // the list's second entry
+    auto forge = [&](auto&& edit) {
+        auto b = bytes;
+        edit(b);
+        reseal(b);
+        return forged_error(b);
+    };
+    auto expect = [&](const std::string& err, const char* field) {
+        EXPECT_TRUE(Contains(err, field)) << err;
+        EXPECT_TRUE(Contains(err, "entry 1")) << err;
+    };
+    expect(forge([&](auto& b) { put_f32(b, code + 4 * (176 + 2), INFINITY); }), "weights");
+    expect(forge([&](auto& b) { put_f32(b, code + 4 * (176 + 2), 1000.0f); }), "weights");
+    expect(forge([&](auto& b) { put_f32(b, code + 4 * (168 + 1), 3.0f); }), "kmk");
+    expect(forge([&](auto& b) { put_f32(b, code + 4 * 3, NAN); }), "template");
+    expect(forge([&](auto& b) { put_f32(b, code + 4 * (80 + 3), 9.0f); }), "key");
+    expect(forge([&](auto& b) { b[code + 746] = 1; }), "padding");
+    expect(forge([&](auto& b) { put_u64(b, l.ids + 8, uint64_t(-1)); }), "id");
+    expect(forge([&](auto& b) { put_u64(b, l.ids + 8, uint64_t(INT64_MAX)); }), "id");
+    EXPECT_EQ(forged_error(bytes), "");
+}
+
+TEST_F(IndexFiles, AQuantizerTheReaderWouldRefuseIsRefusedAtConstruction) {
+    // A file holds only the two quantizer types the reader accepts (flat L2, HNSW over flat), so
+    // the IVF refuses any other at construction rather than build an index it cannot save.
+    const Params p = Params::defaults(2, 8);
+    try {
+        IndexIVFProtectedSlerp ivf(std::make_unique<faiss::IndexHNSWSQ>(16, faiss::ScalarQuantizer::QT_8bit, 4), 8, p);
+        ADD_FAILURE() << "built";
+    } catch (const faiss::FaissException& e) {
+        EXPECT_TRUE(Contains(e.what(), "the quantizer must be a flat L2 index or an HNSW over one")) << e.what();
+    }
+    EXPECT_TRUE(listing().empty());
+}
+
+TEST(IndexIoForged, ParametersThatWouldHangAdd) {
+    // drop_count 2e9 with replacement: add() would make 2e9 draws per group.
+    const auto bytes = sample_bytes("PSlerp8x16");
+    const size_t parm = section_payload(bytes, "PARM");
+    const size_t drop_count_at = parm + 4 + 4 + 4 + 1 + 1 + 1;
+    ASSERT_EQ(get_i32(bytes, drop_count_at), 4);
+    auto b = bytes;
+    put_i32(b, drop_count_at, 2000000000);
+    b[drop_count_at + 4] = 1;  // drop_with_replacement
+    reseal(b);
+    EXPECT_TRUE(Contains(load_error(b), "drop_count")) << load_error(b);
+    EXPECT_THROW(index_factory(128, "PSlerp8x16(drop_count=2000000000,replacement=true)"), faiss::FaissException);
+    EXPECT_NO_THROW(index_factory(128, "PSlerp8x16(drop_count=12,replacement=true)"));
+    EXPECT_NO_THROW(index_factory(128, "PSlerp8x16(preset=slerpface)"));
+    // next_id at the end of the id range: add() would overflow it.
+    b = bytes;
+    const size_t opts = section_payload(bytes, "OPTS");
+    put_u64(b, opts + 1 + 1 + 8 + 1 + 8 + 8, uint64_t(INT64_MAX));
+    reseal(b);
+    EXPECT_TRUE(Contains(load_error(b), "next id")) << load_error(b);
+}
+
+TEST(IndexIoForged, CentringIsFinite) {
+    const auto bytes = serialize_index(*build({"PSlerp8x16(pca=true)", 128, true, 20}));
+    const size_t cent = section_payload(bytes, "CENT");
+    ASSERT_EQ(get_u64(bytes, cent), 128u);
+    auto b = bytes;
+    put_f32(b, cent + 8 + 4 * 5, NAN);
+    reseal(b);
+    EXPECT_TRUE(Contains(load_error(b), "mean")) << load_error(b);
+    b = bytes;
+    const size_t rot = cent + 8 + 4 * 128;
+    ASSERT_EQ(get_u64(bytes, rot), 128u * 128u);
+    put_f32(b, rot + 8 + 4 * 200, INFINITY);
+    reseal(b);
+    EXPECT_TRUE(Contains(load_error(b), "rotation")) << load_error(b);
+}
+
+/// Inputs the fuzzer (fuzz/) found against the reader before it checked nested FAISS data:
+/// a leak in faiss::read_index, an HNSW level out of range (SEGV in the search), a count that
+/// allocated 278 GB. Each is tried as found and, as the fuzzer does, with a valid length and
+/// checksum.
+TEST(IndexIoForged, FuzzerFindingsStayFixed) {
+    const fs::path dir = fs::path(PSLERP_SOURCE_DIR) / "fuzz" / "regressions" / "index";
+    int files = 0;
+    for (const auto& entry : fs::directory_iterator(dir)) {
+        std::ifstream in(entry.path(), std::ios::binary);
+        std::vector<uint8_t> b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        ASSERT_GE(b.size(), 40u) << entry.path();
+        ++files;
+        AllocationWatch watch(size_t(256) << 20);
+        EXPECT_NE(forged_error(b), "") << entry.path();
+        put_u64(b, 16, b.size());
+        reseal(b);
+        EXPECT_NE(forged_error(b), "") << entry.path();
+        EXPECT_LE(watch.largest(), size_t(1) << 20) << entry.path();
+    }
+    EXPECT_GE(files, 3);
+}
+
+// ---------------------------------------------------------------- issue 15: files
+
+TEST_F(IndexFiles, FifoIsRefusedWithoutBlocking) {
+    const std::string fifo = (dir_ / "index.fifo").string();
+    ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+    auto reading = std::async(std::launch::async, [&]() -> std::string {
+        try {
+            read_index(fifo);
+        } catch (const faiss::FaissException& e) {
+            return e.what();
+        }
+        return "loaded";
+    });
+    if (reading.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+        // Release the blocked open(): a writer that closes at once gives the reader EOF.
+        const int w = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK);
+        if (w >= 0) ::close(w);
+        ADD_FAILURE() << "read_index blocked on a FIFO";
+    }
+    EXPECT_TRUE(Contains(reading.get(), "not a regular file"));
+}
+
+TEST_F(IndexFiles, FileTruncatedWhileLoadingIsAnErrorNotASignal) {
+    // A file cut short while it is read must give an error: a mapped file would raise SIGBUS.
+    auto index = build({"PSlerp8x16", 128, false, 4000});
+    const auto bytes = serialize_index(*index);
+    const std::string path = (dir_ / "shrinking.pslerp").string();
+    int loaded = 0, failed = 0;
+    for (int i = 0; i < 30; ++i) {
+        {
+            std::ofstream f(path, std::ios::binary | std::ios::trunc);
+            f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
+        }
+        std::thread cutter([&] {
+            std::this_thread::sleep_for(std::chrono::microseconds(150 * i));
+            ASSERT_EQ(::truncate(path.c_str(), off_t(bytes.size() / 3)), 0);
+        });
+        try {
+            read_index(path);
+            ++loaded;
+        } catch (const faiss::FaissException& e) {
+            ++failed;
+            EXPECT_TRUE(Contains(e.what(), "index file '" + path + "'"));
+        }
+        cutter.join();
+    }
+    EXPECT_EQ(loaded + failed, 30);
+    EXPECT_GT(failed, 0);
 }
 
 }  // namespace

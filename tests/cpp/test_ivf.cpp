@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -257,7 +258,7 @@ TEST(Ivf, ErrorsNameTheProblem) {
     const idx_t twice[2] = {50, 50};
     EXPECT_TRUE(Contains(error_of([&] { ivf.add_with_ids(2, x.data(), twice); }), "appears twice in the batch"));
     const idx_t negative = -4;
-    EXPECT_TRUE(Contains(error_of([&] { ivf.add_with_ids(1, x.data(), &negative); }), "is negative"));
+    EXPECT_TRUE(Contains(error_of([&] { ivf.add_with_ids(1, x.data(), &negative); }), "id -4 is out of range"));
     std::vector<float> nan_row(32, 1.0f);
     nan_row[5] = std::nanf("");
     EXPECT_TRUE(Contains(error_of([&] { ivf.add(1, nan_row.data()); }), "NaN"));
@@ -312,6 +313,85 @@ TEST(Ivf, DedupThroughTheIvfFindsWhatExhaustiveFinds) {
     const DedupResult c = deduplicate(*pr->ivf, 15, batch.data(), opt);
     EXPECT_EQ(c.enrolled_ids.size(), 4u);
     for (idx_t id : c.enrolled_ids) EXPECT_TRUE(pr->ivf->contains(id));
+}
+
+/// The code bytes of the entry with this id.
+std::vector<uint8_t> code_of(const IndexIVFProtectedSlerp& ivf, idx_t id) {
+    const idx_t lo = ivf.direct_map.get(id);
+    faiss::InvertedLists::ScopedCodes code(ivf.invlists, faiss::lo_listno(lo), faiss::lo_offset(lo));
+    return std::vector<uint8_t>(code.get(), code.get() + ivf.code_size);
+}
+
+// A loaded seeded IVF records the seed but protects later entries with fresh OS keys;
+// seeding it again continues the saved stream.
+TEST(Ivf, LoadedSeededIndexDrawsFreshKeys) {
+    auto pr = build_pair("IVF8,PSlerp4x8", 32, 300, 40, 12);
+    const auto bytes = serialize_index(*pr->ivf);
+    auto load = [&] { return deserialize_index(bytes.data(), bytes.size()); };
+    auto first = load(), second = load(), again = load();
+    auto& a = dynamic_cast<IndexIVFProtectedSlerp&>(*first);
+    auto& b = dynamic_cast<IndexIVFProtectedSlerp&>(*second);
+    auto& c = dynamic_cast<IndexIVFProtectedSlerp&>(*again);
+    EXPECT_EQ(a.seed(), std::optional<uint64_t>(12));
+    EXPECT_FALSE(a.seeded_stream());
+    c.set_seed(12);
+    const auto x = testing_util::random_features(1, 32, 77);
+    const idx_t id = 5000;
+    for (faiss::Index* index : {static_cast<faiss::Index*>(pr->ivf), static_cast<faiss::Index*>(&a),
+                                static_cast<faiss::Index*>(&b), static_cast<faiss::Index*>(&c)}) {
+        index->add_with_ids(1, x.data(), &id);
+    }
+    EXPECT_NE(code_of(a, id), code_of(b, id)) << "two loads of a seeded file drew the same keys";
+    EXPECT_NE(code_of(a, id), code_of(*pr->ivf, id));
+    EXPECT_EQ(code_of(c, id), code_of(*pr->ivf, id)) << "set_seed again continues the saved stream";
+    EXPECT_EQ(code_of(a, 7), code_of(*pr->ivf, 7)) << "saved entries are kept as they were";
+}
+
+// FAISS's IVF entry points that bypass add_with_ids: sa_encode assigns lists as add does
+// (from the centred feature), add_core refuses; NaN input is an InvalidInputError everywhere.
+TEST(Ivf, OtherFaissEntryPoints) {
+    auto pr = build_pair("IVF8,PSlerp4x8", 32, 300, 30, 13);
+    IndexIVFProtectedSlerp& ivf = *pr->ivf;
+    const auto x = testing_util::random_features(30, 32, 14);  // the enrolled features (seed + 1)
+    std::vector<uint8_t> codes(30 * ivf.sa_code_size());
+    ivf.sa_encode(30, x.data(), codes.data());
+    for (idx_t i = 0; i < 30; ++i) {
+        const idx_t list = ivf.decode_listno(codes.data() + i * ivf.sa_code_size());
+        EXPECT_EQ(list, faiss::lo_listno(ivf.direct_map.get(5 * i + 2))) << "entry " << i;
+    }
+    const idx_t lists[1] = {0};
+    EXPECT_TRUE(Contains(error_of([&] { ivf.add_core(1, x.data(), nullptr, lists); }), "add_with_ids"));
+    std::vector<float> nan_row(32, 1.0f);
+    nan_row[3] = std::nanf("");
+    float D[1];
+    idx_t I[1];
+    faiss::RangeSearchResult r(1);
+    EXPECT_THROW(ivf.search(1, nan_row.data(), 1, D, I), InvalidInputError);
+    EXPECT_THROW(ivf.range_search(1, nan_row.data(), 0.5f, &r), InvalidInputError);
+    EXPECT_THROW(ivf.verify(nan_row.data(), 2), InvalidInputError);
+    EXPECT_THROW(ivf.add(1, nan_row.data()), InvalidInputError);
+    EXPECT_THROW(ivf.sa_encode(1, nan_row.data(), codes.data()), InvalidInputError);
+    EXPECT_EQ(ivf.ntotal, 30);
+}
+
+// copy_subset_to checks its arguments before it touches the target (FAISS switches the
+// target's direct map off first, and divides by a1 or ntotal).
+TEST(Ivf, CopySubsetRefusesBadArgumentsWithoutHarm) {
+    auto pr = build_pair("IVF8,PSlerp4x8", 32, 300, 20, 15);
+    const auto bytes = serialize_index(*pr->ivf);
+    auto target_owner = deserialize_index(bytes.data(), bytes.size());
+    auto& target = dynamic_cast<IndexIVFProtectedSlerp&>(*target_owner);
+    target.reset();
+    EXPECT_TRUE(Contains(error_of([&] { pr->ivf->copy_subset_to(target, 3, 0, 10); }), "subset type 3"));
+    EXPECT_TRUE(Contains(error_of([&] { pr->ivf->copy_subset_to(target, 1, 0, 0); }), "a1 > 0"));
+    const auto x = testing_util::random_features(1, 32, 16);
+    target.add(1, x.data());  // the target's direct map still works
+    EXPECT_TRUE(target.contains(0));
+    auto empty_owner = deserialize_index(bytes.data(), bytes.size());
+    auto& empty = dynamic_cast<IndexIVFProtectedSlerp&>(*empty_owner);
+    empty.reset();
+    empty.copy_subset_to(target, 2, 0, 1);  // nothing to copy
+    EXPECT_EQ(target.ntotal, 1);
 }
 
 // The shape of the scalability target on small structured data: the quantizer trained on

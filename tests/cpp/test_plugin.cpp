@@ -346,6 +346,86 @@ TEST(Params, ValidationAndOptions) {
     EXPECT_FALSE(p.validate().ok());
 }
 
+TEST(Params, PresetsValidate) {
+    for (int G : {1, 2, 7, 8, 9, 49, 64}) {
+        for (int d : {2, 3, 4, 16, 32}) {
+            Params p = Params::slerpface(G, d);  // 12 draws with replacement, whatever d is
+            EXPECT_TRUE(p.validate().ok()) << G << "x" << d << ": " << p.validate();
+        }
+    }
+    for (int d : {8, 16, 64}) EXPECT_TRUE(Params::defaults(8, d).validate().ok()) << d;
+}
+
+TEST(Params, CountsAreBoundedSoThatAddTerminates) {
+    // With replacement, draws are bounded by a multiple of d (the reference's 12 at d = 16 is
+    // well inside); without, by d - 1.
+    Params p = Params::defaults(8, 16);
+    p.drop_with_replacement = true;
+    p.drop_count = 12;
+    EXPECT_TRUE(p.validate().ok());
+    p.drop_count = 2000000000;
+    EXPECT_FALSE(p.validate().ok());
+    EXPECT_NE(std::string(p.validate().message()).find("drop_count"), std::string::npos) << p.validate();
+    p.drop_count = -1;
+    EXPECT_FALSE(p.validate().ok());
+    for (DropMapping m : {DropMapping::kFunction, DropMapping::kIntervals, DropMapping::kBudget}) {
+        Params q = Params::slerpface(8, 16);
+        q.mapping = m;
+        EXPECT_TRUE(q.validate().ok()) << q.validate();
+        q.drop_count = q.drop_max = 1 << 30;
+        q.interval_counts = {1 << 30, 2};
+        EXPECT_FALSE(q.validate().ok()) << int(m);
+    }
+    // Counts of a policy not in use are still range-checked.
+    p = Params::defaults(8, 16);
+    p.drop = DropPolicy::kNone;
+    p.drop_count = 2000000000;
+    EXPECT_FALSE(p.validate().ok());
+    p = Params::defaults(8, 16);
+    p.interval_counts = {-3, 2};
+    EXPECT_FALSE(p.validate().ok());
+}
+
+TEST(Params, NumbersAreFiniteAndInRange) {
+    auto invalid = [](auto&& edit) {
+        Params p = Params::slerpface(6, 4);
+        edit(p);
+        return !p.validate().ok();
+    };
+    EXPECT_FALSE(invalid([](Params&) {}));
+    EXPECT_TRUE(invalid([](Params& p) { p.t = NAN; }));
+    EXPECT_TRUE(invalid([](Params& p) { p.t = INFINITY; }));
+    EXPECT_TRUE(invalid([](Params& p) { p.attention_temperature = INFINITY; }));
+    EXPECT_TRUE(invalid([](Params& p) { p.attention_temperature = NAN; }));
+    EXPECT_TRUE(invalid([](Params& p) { p.attention_temperature = 0.0f; }));
+    EXPECT_TRUE(invalid([](Params& p) { p.attention_wq.assign(16, NAN); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.attention_wk.assign(16, INFINITY); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.attention_wk.assign(15, 1.0f); }));
+    EXPECT_FALSE(invalid([](Params& p) { p.attention_wq.assign(16, 0.5f); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.interval_bounds = {NAN}; }));
+    EXPECT_TRUE(invalid([](Params& p) { p.interval_bounds = {INFINITY}; }));
+    EXPECT_TRUE(invalid([](Params& p) {
+        p.importance = ImportanceKind::kFixed;
+        p.importance_weights = {1, 1, 1, 1, 1, INFINITY};
+    }));
+    EXPECT_TRUE(invalid([](Params& p) {
+        p.importance = ImportanceKind::kFixed;
+        p.importance_weights = {1, 1, 1, 1, 1, -1};
+    }));
+    // Enums from outside (a binding, a cast) are checked too.
+    EXPECT_TRUE(invalid([](Params& p) { p.key_mode = static_cast<KeyMode>(7); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.drop = static_cast<DropPolicy>(7); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.mapping = static_cast<DropMapping>(7); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.fill = static_cast<Fill>(7); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.importance = static_cast<ImportanceKind>(7); }));
+    EXPECT_TRUE(invalid([](Params& p) { p.weighting = static_cast<Weighting>(7); }));
+    // Self-attention builds a G x G matrix per sample: G is bounded.
+    Params big = Params::slerpface(100000, 2);
+    EXPECT_FALSE(big.validate().ok());
+    big.importance = ImportanceKind::kUniform;
+    EXPECT_TRUE(big.validate().ok()) << big.validate();
+}
+
 TEST(Centering, MeanAndPcaRotation) {
     const int D = 8, G = 2;
     auto x = random_features(500, D, 13);

@@ -7,8 +7,10 @@ probed, the IVF must return exactly its answers.
 """
 
 import functools
+import math
 import pickle
 import threading
+import warnings
 
 import numpy as np
 import pytest
@@ -19,6 +21,9 @@ G, DG = 8, 16
 D = G * DG
 NLIST = 16
 KINDS = ["PSlerp8x16", f"IVF{NLIST},PSlerp8x16"]
+
+# These tests seed on purpose; test_seeds_warn checks the warning itself.
+pytestmark = pytest.mark.filterwarnings("ignore:pslerp.*a seed makes keys:RuntimeWarning")
 
 
 # ----------------------------------------------------------------------------- fixtures and helpers
@@ -397,12 +402,35 @@ def test_file_and_pickle_round_trips(description, data, tmp_path):
         assert all(other.nprobe == 4 and other.nlist == NLIST for other in loaded)
         np.testing.assert_array_equal(loaded[0].search(data.probes, 5, nprobe=NLIST)[1],
                                       index.search(data.probes, 5, nprobe=NLIST)[1])
-    # A loaded seeded index continues the same key stream.
+    # A loaded seeded index keeps the seed on record but draws fresh keys; seeded again, it
+    # continues the saved stream.
+    assert all(other.seed == 11 and not other.seeded_stream for other in loaded)
+    assert index.seeded_stream
+    loaded[0].set_seed(index.seed)
     index.add(data.gallery[200:])
     loaded[0].add(data.gallery[200:])
     np.testing.assert_array_equal(index.search(data.probes, 5)[1], loaded[0].search(data.probes, 5)[1])
     np.testing.assert_array_equal(index.verify(data.probes[:300], data.probe_labels[:300]),
                                   loaded[0].verify(data.probes[:300], data.probe_labels[:300]))
+    np.testing.assert_array_equal(pslerp.serialize_index(index), pslerp.serialize_index(loaded[0]))
+
+
+@pytest.mark.parametrize("description", KINDS)
+def test_loaded_seeded_index_draws_fresh_keys(description, data):
+    """Two enrolments into copies of one seeded file must not get the same keys (issue 15.8)."""
+    index = seeded_index(description)
+    index.add(data.gallery[:100])
+    blob = pslerp.serialize_index(index)
+    first, second = pslerp.deserialize_index(blob), pslerp.deserialize_index(blob)
+    assert first.seed == second.seed == 11 and not first.seeded_stream
+    np.testing.assert_array_equal(pslerp.serialize_index(first), blob)  # the seed stays in the file
+    for other in (first, second, index):
+        other.add(data.gallery[100:110])
+    ids = np.arange(100, 110, dtype=np.int64)
+    a, b, c = (other.verify(data.probes[100:110], ids) for other in (first, second, index))
+    assert not np.array_equal(a, b) and not np.array_equal(a, c)
+    old = np.arange(100, dtype=np.int64)
+    np.testing.assert_array_equal(first.verify(data.probes[:100], old), index.verify(data.probes[:100], old))
 
 
 @pytest.mark.parametrize("description", KINDS)
@@ -670,24 +698,89 @@ def test_bad_arrays_name_the_argument(description):
     assert index.ntotal == 5
 
 
+def bad_vectors(mean=None):
+    """(name, x, message) with a NaN, an infinite value and a zero group in one row each. For a
+    centred index (its mean given) the zero group is one that centring makes zero."""
+    nan, inf, zero = random_features(3, 1), random_features(3, 2), random_features(3, 3)
+    nan[1, 5] = np.nan
+    inf[2, 17] = -np.inf
+    zero[0, DG:2 * DG] = 0 if mean is None else mean[DG:2 * DG]
+    return [("nan", nan, "NaN or infinite"), ("inf", inf, "NaN or infinite"), ("zero", zero, "zero norm")]
+
+
+def centring_mean(index):
+    """The mean an index trained on train_features() centres on, as the C++ computes it."""
+    if not index.is_centered:
+        return None
+    t = train_features().astype(np.float64)
+    return (np.array([math.fsum(c) for c in t.T]) / len(t)).astype(np.float32)
+
+
 @pytest.mark.parametrize("description", KINDS)
-def test_bad_vectors_raise(description):
+def test_bad_vectors_raise_value_error_everywhere(description):
+    """README: NaN or zero vectors raise ValueError, from every entry point (issue 15.7);
+    other errors inside the index stay RuntimeError."""
     index = seeded_index(description)
-    x = random_features(3, 1)
-    x[1, 5] = np.nan
-    with pytest.raises((ValueError, RuntimeError), match="NaN|finite"):
-        index.add(x)
-    assert index.ntotal == 0  # a throwing call leaves the index as it was
-    if not index.is_centered:  # a raw zero group is no longer zero after centring
-        z = random_features(2, 1)
-        z[0, :DG] = 0
-        with pytest.raises((ValueError, RuntimeError), match="zero"):
-            index.add(z)
-        assert index.ntotal == 0
-    with pytest.raises((ValueError, RuntimeError)):
-        index.search(x, 1)
-    with pytest.raises(ValueError, match="NaN|finite"):
-        pslerp.protect(x, pslerp.Params())
+    index.add(random_features(5, 9))
+    ids = np.arange(3, dtype=np.int64)
+    for name, x, msg in bad_vectors(centring_mean(index)):
+        row = {"nan": 1, "inf": 2, "zero": 0}[name]
+        calls = {
+            "add": lambda: index.add(x),
+            "add_with_ids": lambda: index.add_with_ids(x, ids + 100),
+            "search": lambda: index.search(x, 2),
+            "range_search": lambda: index.range_search(x, 0.5),
+            "verify": lambda: index.verify(x, ids),
+            "verify one": lambda: index.verify(x[row], 0),
+            "verify_batch": lambda: index.verify_batch(x, ids),
+            "verify_identity": lambda: index.verify_identity(x[row], [0, 1]),
+            "deduplicate": lambda: index.deduplicate(x, enroll=True),
+        }
+        for call_name, call in calls.items():
+            with pytest.raises(ValueError, match=msg):
+                call()
+        assert index.ntotal == 5, name  # a throwing call leaves the index as it was
+    nan = bad_vectors()[0][1]
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        pslerp.index_factory(D, description).train(np.concatenate([train_features(), nan]))
+    with pytest.raises(RuntimeError, match="unknown id"):
+        index.verify(random_features(1, 4)[0], 999)
+
+
+def test_bad_vectors_raise_value_error_in_the_scheme():
+    p = pslerp.Params(G, DG)
+    good = random_features(3, 7)
+    tmpl, k, m, w = pslerp.protect(good, p, seed=1)
+    for name, x, msg in bad_vectors():
+        with pytest.raises(ValueError, match=msg):
+            pslerp.protect(x, p)
+        with pytest.raises(ValueError, match=msg):
+            pslerp.match(x, tmpl, k, m, p, w)
+        with pytest.raises(ValueError, match=msg):
+            pslerp.match_all(x, tmpl, k, m, p, w)
+
+
+def test_seeds_warn():
+    """Every way of asking for a seed warns; no seed, no warning (issue 15.8)."""
+    p = pslerp.Params(G, DG)
+    x = random_features(2, 1)
+    index = pslerp.IndexProtectedSlerp(p)
+    for call in (lambda: pslerp.generate_keys(2, p, seed=1), lambda: pslerp.protect(x, p, seed=1),
+                 lambda: index.set_seed(3)):
+        with pytest.warns(RuntimeWarning, match="reproducible.*tests and benchmarks only"):
+            call()
+    assert index.seed == 3 and index.seeded_stream
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pslerp.generate_keys(2, p)
+        pslerp.protect(x, p)
+        pslerp.IndexProtectedSlerp(p).add(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # a warning made an error does not seed
+        fresh = pslerp.IndexProtectedSlerp(p)
+        with pytest.raises(RuntimeWarning):
+            fresh.set_seed(4)
+        assert fresh.seed is None and not fresh.seeded_stream
 
 
 def test_bad_scheme_inputs():
