@@ -7,6 +7,7 @@
 #include <dlib/image_transforms.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <vector>
@@ -47,6 +48,11 @@ RgbImage FromDlib(const DlibImage& m) {
 
 absl::StatusOr<RgbImage> DecodeImageFile(const std::string& path) {
     {
+        // stat() does not open: a FIFO or device is refused before open() could block on it.
+        std::error_code ec;
+        if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+            return absl::InvalidArgumentError(absl::StrCat("image ", path, " is not a regular file"));
+        }
         std::ifstream in(path, std::ios::binary | std::ios::ate);
         if (!in) return absl::NotFoundError(absl::StrCat("cannot open image ", path));
         if (in.tellg() <= 0) return absl::InvalidArgumentError(absl::StrCat("empty image file ", path));
@@ -114,8 +120,8 @@ absl::StatusOr<std::unique_ptr<FaceAligner>> FaceAligner::Create(const AlignOpti
     if (options.chip_size < 8) return absl::InvalidArgumentError("chip size must be at least 8");
     auto impl = std::make_unique<Impl>();
     impl->options = options;
-    std::ifstream probe(options.landmarks_path, std::ios::binary);
-    if (!probe)
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(options.landmarks_path, ec))
         return absl::NotFoundError(absl::StrCat("cannot open the landmark model ", options.landmarks_path,
                                                 " (Debian: apt-get install libdlib-data)"));
     try {

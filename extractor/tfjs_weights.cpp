@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -159,6 +160,11 @@ absl::StatusOr<std::map<std::string, Tensor>> DecodeWeights(const Manifest& mani
 }
 
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
+    // stat() does not open: a FIFO or device is refused before open() could block on it.
+    std::error_code ec;
+    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+        return absl::InvalidArgumentError(absl::StrCat("cannot read ", path, ": not a regular file"));
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
     std::ostringstream ss;

@@ -60,7 +60,14 @@ absl::Status write_identities(const std::string& index_path, const std::vector<i
 
 absl::StatusOr<std::map<int64_t, std::string>> read_identities(const std::string& index_path) {
     std::map<int64_t, std::string> out;
-    std::ifstream in(identities_path(index_path));
+    std::error_code ec;
+    const std::string path = identities_path(index_path);
+    if (!std::filesystem::exists(path, ec)) return out;
+    // stat() does not open: a FIFO or device is refused before open() could block on it.
+    if (!std::filesystem::is_regular_file(path, ec)) {
+        return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
+    }
+    std::ifstream in(path);
     if (!in) return out;
     std::string line;
     int64_t lineno = 0;
