@@ -104,6 +104,17 @@ struct Scanner : faiss::InvertedListScanner {
 
 // FAISS's global IVF statistics, added to one search at a time: searches run concurrently
 // under the shared lock.
+// Coarse assignment of queries, one call at a time: the quantizer's batched search runs an
+// OpenBLAS sgemm, and concurrent sgemm calls from several caller threads are not safe in every
+// OpenBLAS build (a concurrent-search test once saw answers differ from sequential ones; the
+// cause was not isolated). Cheap beside the list scan.
+void coarse_search(const faiss::Index& quantizer, idx_t n, const float* x, idx_t np, float* distances, idx_t* keys,
+                   const faiss::SearchParameters* params) {
+    static std::mutex mutex;
+    std::lock_guard<std::mutex> lock(mutex);
+    quantizer.search(n, x, np, distances, keys, params);
+}
+
 void add_stats(const faiss::IndexIVFStats& s) {
     static std::mutex m;
     std::lock_guard<std::mutex> guard(m);
@@ -288,7 +299,7 @@ void IndexIVFProtectedSlerp::search_by_query(idx_t n, const float* xn, idx_t k, 
     const size_t np = std::min(nlist, sp ? sp->nprobe : nprobe);
     std::vector<idx_t> keys(size_t(n) * np);
     std::vector<float> coarse(size_t(n) * np);
-    quantizer->search(n, xn, idx_t(np), coarse.data(), keys.data(), sp ? sp->quantizer_params : nullptr);
+    coarse_search(*quantizer, n, xn, idx_t(np), coarse.data(), keys.data(), sp ? sp->quantizer_params : nullptr);
     faiss::IndexIVFStats stats;
     faiss::IndexIVF::search_preassigned(n, xn, k, keys.data(), coarse.data(), distances, labels, false, sp, &stats);
     add_stats(stats);
@@ -311,7 +322,7 @@ IndexIVFProtectedSlerp::ListPlan IndexIVFProtectedSlerp::plan_lists(idx_t n, con
     std::vector<idx_t> keys(size_t(n) * np);
     {
         std::vector<float> coarse(size_t(n) * np);
-        quantizer->search(n, xn, idx_t(np), coarse.data(), keys.data(), sp ? sp->quantizer_params : nullptr);
+        coarse_search(*quantizer, n, xn, idx_t(np), coarse.data(), keys.data(), sp ? sp->quantizer_params : nullptr);
     }
     // The queries of each list, contiguous (CSR), so that a list's codes are loaded once for
     // all of them, kQueryChunk at a time, as the exhaustive index shares each loaded entry.
@@ -419,7 +430,7 @@ void IndexIVFProtectedSlerp::range_search_locked(idx_t n, const float* x, float 
         const size_t np = std::min(nlist, sp->nprobe);
         std::vector<idx_t> keys(size_t(n) * np);
         std::vector<float> coarse(size_t(n) * np);
-        quantizer->search(n, xn.data(), idx_t(np), coarse.data(), keys.data(), sp->quantizer_params);
+        coarse_search(*quantizer, n, xn.data(), idx_t(np), coarse.data(), keys.data(), sp->quantizer_params);
         faiss::IndexIVFStats stats;
         range_search_preassigned(n, xn.data(), radius, keys.data(), coarse.data(), result, false, sp, &stats);
         add_stats(stats);

@@ -26,8 +26,10 @@ struct TopK {
         std::fill(vals, vals + k, kNoScore);
         std::fill(labels, labels + k, faiss::Index::idx_t{-1});
     }
+    /// Keeps the k best by (score, label): equal scores are decided by label, so the result
+    /// does not depend on the order in which threads push.
     void push(float s, faiss::Index::idx_t label) {
-        if (s > vals[0]) faiss::heap_replace_top<Heap>(k, vals, labels, s, label);
+        if (Heap::cmp2(vals[0], s, labels[0], label)) faiss::heap_replace_top<Heap>(k, vals, labels, s, label);
     }
     /// Best first; -1 / -inf where fewer than k.
     void finish() {
