@@ -15,7 +15,7 @@ export PSLERP_MODEL_DIR="$PWD/models"
 # The fuzzers (libFuzzer, fuzz/): a separate clang build with AddressSanitizer of only the fuzz
 # targets and what they link, each run for PSLERP_FUZZ_SECONDS (20) from a seed corpus written
 # at test time. A crash, sanitizer report, leak or hang fails; its input is kept in
-# build-fuzz/fuzz/work/artifacts/.
+# build-fuzz/fuzz/runs/artifacts/.
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DPSLERP_BUILD_FUZZ=ON \
   -DPSLERP_BUILD_TESTS=OFF -DPSLERP_BUILD_BENCH=OFF -DPSLERP_BUILD_PYTHON=OFF -DPSLERP_BUILD_EXTRACTOR=OFF \
   -DPython3_EXECUTABLE=/usr/bin/python3
