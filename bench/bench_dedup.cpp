@@ -213,11 +213,10 @@ int main(int argc, char** argv) try {
             // gallery nor the batch, nor each other.
             const int64_t calib_first = 2 * N + B;
             const int64_t train_first = std::max<int64_t>(N + 10'000'000, calib_first + n_calib);
-            std::vector<float> xbatch(B * D), xcal(n_calib * D), xtrain(n_train * D);
+            std::vector<float> xbatch(B * D);
             for (int64_t i = 0; i < B; ++i) synth_one(cfg, model, labels[i], samples[i], xbatch.data() + i * D);
-            for (int64_t i = 0; i < n_calib; ++i) synth_one(cfg, model, calib_first + i, 0, xcal.data() + i * D);
-#pragma omp parallel for
-            for (int64_t i = 0; i < n_train; ++i) synth_one(cfg, model, train_first + i, 0, xtrain.data() + i * D);
+            const std::vector<float> xcal = value_or_die(synth_identities(cfg, calib_first, n_calib)).x;
+            std::vector<float> xtrain = value_or_die(synth_identities(cfg, train_first, n_train)).x;
             std::printf("\n== N=%ld D=%d\n", long(N), D);
 
             std::vector<Row> rows;

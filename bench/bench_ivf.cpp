@@ -164,12 +164,7 @@ int main(int argc, char** argv) try {
         for (int64_t N : ns) {
             double t0 = now_s();
             SynthSplit data = value_or_die(synth_gallery(cfg, N, n_mated, nq - n_mated));
-            const SynthModel model = value_or_die(synth_model(cfg));
-            std::vector<float> train(n_train * D);
-#pragma omp parallel for
-            for (int64_t i = 0; i < n_train; ++i) {
-                synth_one(cfg, model, N + nq + 10000000 + i, 0, train.data() + i * D);
-            }
+            const std::vector<float> train = value_or_die(synth_identities(cfg, N + nq + 10000000, n_train)).x;
             const float* xq = data.probes.x.data();
             const std::vector<int64_t>& truth = data.probes.labels;
             std::printf("\n== N=%ld D=%d (%dx16), centre decay %s: synthetic data in %.1f s\n", long(N), D, G,

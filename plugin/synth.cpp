@@ -334,6 +334,27 @@ absl::StatusOr<SynthSet> synth_samples(const SynthConfig& config) {
     return set;
 }
 
+absl::StatusOr<SynthSet> synth_identities(const SynthConfig& config, int64_t first, int64_t n) {
+    auto model = synth_model(config);
+    if (!model.ok()) return model.status();
+    if (first < 0 || n < 0) return absl::InvalidArgumentError("synth_identities: negative identity or count");
+    int64_t floats = 0;
+    if (__builtin_mul_overflow(n, int64_t(config.dim()), &floats) || first > INT64_MAX - n) {
+        return absl::InvalidArgumentError("synth_identities: too many identities");
+    }
+    SynthSet s;
+    s.dim = config.dim();
+    s.n = n;
+    s.x.resize(size_t(floats));
+    s.labels.resize(n);
+#pragma omp parallel for schedule(dynamic, 64) if (n > 1)
+    for (int64_t i = 0; i < n; ++i) {
+        synth_one(config, *model, first + i, 0, s.x.data() + size_t(i) * s.dim);
+        s.labels[i] = first + i;
+    }
+    return s;
+}
+
 absl::StatusOr<SynthSplit> synth_gallery(const SynthConfig& config, int64_t gallery_size,
                                          int64_t mated_probes, int64_t nonmated_probes) {
     if (gallery_size < 0 || mated_probes < 0 || nonmated_probes < 0) {

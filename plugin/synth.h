@@ -115,6 +115,11 @@ absl::StatusOr<SynthSet> synth_samples(const SynthConfig& config);
 absl::StatusOr<SynthSplit> synth_gallery(const SynthConfig& config, int64_t gallery_size,
                                          int64_t mated_probes, int64_t nonmated_probes);
 
+/// Sample 0 of identities first .. first + n - 1: other people from the same population as a
+/// gallery (training sets for centring and IVF quantizers, calibration probes). Labels are
+/// the identities.
+absl::StatusOr<SynthSet> synth_identities(const SynthConfig& config, int64_t first, int64_t n);
+
 /// Sample `sample` of `identity` under `model` and `config`, written to out (size D). The
 /// building block of the two functions above; exposed for tests and streaming writers.
 void synth_one(const SynthConfig& config, const SynthModel& model, int64_t identity,

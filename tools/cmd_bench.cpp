@@ -94,7 +94,7 @@ absl::Status run(Args& args) {
 
     auto split = synth_gallery(cfg, *n, *nq, 0);
     if (!split.ok()) return split.status();
-    auto train = synth_identities(cfg, *n, ntrain);
+    auto train = synth_identities_checked(cfg, *n, ntrain);
     if (!train.ok()) return train.status();
     const int64_t D = split->gallery.dim;
     const float* xb = split->gallery.x.data();

@@ -156,7 +156,7 @@ absl::Status run(Args& args) {
     if (!model.ok()) return model.status();
     const bool isotropic = model->centre_decay >= 1.f;
     // Training draw: other people of the same population (identities after the non-mated probes).
-    auto train = synth_identities(cfg, *gallery + *nonmated, ntrain);
+    auto train = synth_identities_checked(cfg, *gallery + *nonmated, ntrain);
     if (!train.ok()) return train.status();
     const int64_t D = split->gallery.dim, N = split->gallery.n, NQ = split->probes.n;
     const float* xb = split->gallery.x.data();

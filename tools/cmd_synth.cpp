@@ -72,7 +72,7 @@ absl::Status run(Args& args, std::string& summary) {
     const auto t0 = std::chrono::steady_clock::now();
     absl::StatusOr<SynthSplit> split = synth_gallery(config, *gallery, *mated, *nonmated);
     if (!split.ok()) return split.status();
-    absl::StatusOr<SynthSet> others = synth_identities(config, *gallery + *nonmated, *train);
+    absl::StatusOr<SynthSet> others = synth_identities_checked(config, *gallery + *nonmated, *train);
     if (!others.ok()) return others.status();
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 

@@ -256,22 +256,10 @@ absl::StatusOr<SearchOptions> search_options(Args& args) {
     return o;
 }
 
-absl::StatusOr<SynthSet> synth_identities(const SynthConfig& config, int64_t first, int64_t n) {
-    auto model = synth_model(config);
-    if (!model.ok()) return model.status();
-    if (first < 0 || n < 0) return absl::InvalidArgumentError("synth_identities: negative identity or count");
+absl::StatusOr<SynthSet> synth_identities_checked(const SynthConfig& config, int64_t first, int64_t n) {
+    if (n < 0) return absl::InvalidArgumentError("synth_identities: negative count");
     if (absl::Status st = check_buffer("synthetic features", {n, config.dim()}, sizeof(float)); !st.ok()) return st;
-    SynthSet s;
-    s.dim = config.dim();
-    s.n = n;
-    s.x.resize(size_t(n) * s.dim);
-    s.labels.resize(n);
-#pragma omp parallel for schedule(dynamic, 64) if (n > 1)
-    for (int64_t i = 0; i < n; ++i) {
-        synth_one(config, *model, first + i, 0, s.x.data() + size_t(i) * s.dim);
-        s.labels[i] = first + i;
-    }
-    return s;
+    return pslerp::synth_identities(config, first, n);
 }
 
 absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t expected) {

@@ -93,10 +93,9 @@ absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t e
 absl::Status enroll_in_batches(faiss::Index& index, int64_t n, const float* x, const int64_t* ids,
                                int64_t batch = 20000);
 
-/// Sample 0 of the synthetic identities first .. first + n - 1, under the structure of
-/// `config`'s seed: a draw of other people than a gallery of identities 0 .. first - 1 (and
-/// its non-mated probes), from the same population. For training the centring and centroids.
-absl::StatusOr<SynthSet> synth_identities(const SynthConfig& config, int64_t first, int64_t n);
+/// pslerp::synth_identities (other people of the same population, for training the centring
+/// and centroids) after checking that the buffer fits in memory.
+absl::StatusOr<SynthSet> synth_identities_checked(const SynthConfig& config, int64_t first, int64_t n);
 
 /// Identities of enrolled ids, kept beside an index built from an image folder
 /// (`<index>.identities.tsv`, lines "id<TAB>identity").
