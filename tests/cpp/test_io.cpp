@@ -820,6 +820,14 @@ std::string forged_error(const std::vector<uint8_t>& b) {
     return "";
 }
 
+/// forged_error of a copy of `bytes` changed by edit(copy) and resealed, as a forger would.
+template <typename Edit>
+std::string forged_error_after(std::vector<uint8_t> bytes, Edit&& edit) {
+    edit(bytes);
+    reseal(bytes);
+    return forged_error(bytes);
+}
+
 /// Where the fields of the IndexHNSWFlat nested in a QUAN section are (absolute offsets; a
 /// vector's offset is that of its u64 count, its elements follow).
 struct HnswAt {
@@ -864,12 +872,7 @@ TEST(IndexIoForged, HnswGraphIsValidatedBeforeUse) {
     const HnswAt h = locate_hnsw(bytes);
     const int32_t n = int32_t(get_u64(bytes, h.levels));
     ASSERT_EQ(n, 64);
-    auto forge = [&](auto&& edit) {
-        auto b = bytes;
-        edit(b);
-        reseal(b);
-        return forged_error(b);
-    };
+    auto forge = [&](auto&& edit) { return forged_error_after(bytes, edit); };
     // A neighbour beyond ntotal, and one below -1.
     for (int32_t v : {n, 1 << 20, -2}) {
         EXPECT_TRUE(Contains(forge([&](auto& b) { put_i32(b, h.neighbors + 8, v); }), "HNSW")) << v;
@@ -1075,12 +1078,7 @@ TEST(IndexIoForged, StoredEntriesAreRangeChecked) {
     ASSERT_EQ(s.rows, 40u);
     const size_t vf = 80, kf = 80, mb = 10, gf = 8;
     const size_t r = 5, g = 2;
-    auto forge = [&](auto&& edit) {
-        auto b = bytes;
-        edit(b);
-        reseal(b);
-        return forged_error(b);
-    };
+    auto forge = [&](auto&& edit) { return forged_error_after(bytes, edit); };
     auto expect = [&](const std::string& err, const char* field) {
         EXPECT_TRUE(Contains(err, field)) << err;
         EXPECT_TRUE(Contains(err, "row 5")) << err;
@@ -1148,12 +1146,7 @@ TEST(IndexIoForged, ListCodesAreRangeChecked) {
     // padded to 748 bytes.
     ASSERT_EQ(l.code_size, 748u);
     const size_t code = l.codes + l.code_size;  // the list's second entry
-    auto forge = [&](auto&& edit) {
-        auto b = bytes;
-        edit(b);
-        reseal(b);
-        return forged_error(b);
-    };
+    auto forge = [&](auto&& edit) { return forged_error_after(bytes, edit); };
     auto expect = [&](const std::string& err, const char* field) {
         EXPECT_TRUE(Contains(err, field)) << err;
         EXPECT_TRUE(Contains(err, "entry 1")) << err;
