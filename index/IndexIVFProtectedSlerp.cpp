@@ -121,11 +121,6 @@ void add_stats(const faiss::IndexIVFStats& s) {
     faiss::indexIVF_stats.add(s);
 }
 
-// Range-search order: best first, equal scores by id (as the exhaustive index).
-bool best_first(const std::pair<float, idx_t>& u, const std::pair<float, idx_t>& v) {
-    return u.first != v.first ? u.first > v.first : u.second < v.second;
-}
-
 // Checked before faiss::IndexIVF's constructor reads it.
 faiss::Index* checked_quantizer(faiss::Index* q, size_t nlist, const Params& p) {
     FAISS_THROW_IF_NOT_MSG(q, "pslerp: IVF: the quantizer is null");
@@ -446,28 +441,11 @@ void IndexIVFProtectedSlerp::range_search_locked(idx_t n, const float* x, float 
     }
     // Batched, list by list as search() does; hits kept per thread, merged per query.
     const ListPlan plan = plan_lists(n, xn.data(), sp);
-    std::vector<std::vector<std::vector<std::pair<float, idx_t>>>> part(
-            plan.threads, std::vector<std::vector<std::pair<float, idx_t>>>(n));
+    ThreadHits hits(plan.threads, n);
     scan_lists(plan, xn.data(), sp ? sp->sel : nullptr, [&](int tid, idx_t query, float score, idx_t id) {
-        if (score >= radius) part[tid][query].emplace_back(score, id);
+        if (score >= radius) hits.add(tid, query, score, id);
     });
-    std::vector<std::pair<float, idx_t>> hits;
-    for (idx_t i = 0; i < n; ++i) {
-        size_t count = 0;
-        for (const auto& p : part) count += p[i].size();
-        result->lims[i] = count;  // do_allocation() turns counts into offsets
-    }
-    result->do_allocation();
-    for (idx_t i = 0; i < n; ++i) {
-        hits.clear();
-        for (auto& p : part) hits.insert(hits.end(), p[i].begin(), p[i].end());
-        std::sort(hits.begin(), hits.end(), best_first);  // best first, equal scores by id
-        size_t o = result->lims[i];
-        for (const auto& [score, id] : hits) {
-            result->distances[o] = score;
-            result->labels[o++] = id;
-        }
-    }
+    hits.write(result);  // best first, equal scores by id
 }
 
 size_t IndexIVFProtectedSlerp::remove_ids(const faiss::IDSelector& sel) {

@@ -155,9 +155,8 @@ void IndexProtectedSlerp::range_search_locked(idx_t n, const float* x, float rad
     FAISS_THROW_IF_NOT_MSG(std::isfinite(radius), "pslerp: range_search: threshold must be finite");
     const faiss::IDSelector* sel = selector_of(params_in, "range_search");
     const Prepared q = prepare(n, x, "range_search: x");
-    std::vector<std::vector<std::pair<float, idx_t>>> hits(n);
     const int nt = scan_threads(store.rows());
-    std::vector<std::vector<std::vector<std::pair<float, idx_t>>>> part(nt, hits);
+    ThreadHits hits(nt, n);
     clamped_ += scan_tiles(store, q.kq.data(), n, nt,
                            [&](int tid, idx_t q0, idx_t nq, int64_t r0, int64_t r1, const float* tile) {
                                for (idx_t qi = 0; qi < nq; ++qi) {
@@ -165,28 +164,11 @@ void IndexProtectedSlerp::range_search_locked(idx_t n, const float* x, float rad
                                        const float s = tile[qi * kRowBlock + (r - r0)];
                                        if (s < radius || store.removed[r]) continue;
                                        if (sel && !sel->is_member(store.ids[r])) continue;
-                                       part[tid][q0 + qi].emplace_back(s, r);
+                                       hits.add(tid, q0 + qi, s, store.ids[r]);
                                    }
                                }
                            });
-    for (auto& p : part) {
-        for (idx_t i = 0; i < n; ++i) hits[i].insert(hits[i].end(), p[i].begin(), p[i].end());
-    }
-    for (idx_t i = 0; i < n; ++i) {
-        // Best first; equal scores by id, as the IVF orders them.
-        std::sort(hits[i].begin(), hits[i].end(), [&](const auto& a, const auto& b) {
-            return a.first != b.first ? a.first > b.first : store.ids[a.second] < store.ids[b.second];
-        });
-        result->lims[i] = hits[i].size();  // do_allocation() turns counts into offsets
-    }
-    result->do_allocation();
-    for (idx_t i = 0; i < n; ++i) {
-        size_t o = result->lims[i];
-        for (const auto& [s, r] : hits[i]) {
-            result->distances[o] = s;
-            result->labels[o++] = store.ids[r];
-        }
-    }
+    hits.write(result);  // best first, equal scores by id, as the IVF orders them
 }
 
 size_t IndexProtectedSlerp::remove_ids(const faiss::IDSelector& sel) {

@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include <faiss/Index.h>
+#include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/utils/Heap.h>
 
 namespace pslerp {
@@ -65,6 +67,43 @@ struct ThreadHeaps {
             }
         }
         h.finish();
+    }
+};
+
+/// Range-search order: best first, equal scores by label.
+inline bool best_first(const std::pair<float, faiss::Index::idx_t>& u, const std::pair<float, faiss::Index::idx_t>& v) {
+    return u.first != v.first ? u.first > v.first : u.second < v.second;
+}
+
+/// Range-search hits per (thread, query), written to a RangeSearchResult at the end: each
+/// query's hits from every thread, best first.
+struct ThreadHits {
+    using Hit = std::pair<float, faiss::Index::idx_t>;
+    std::vector<std::vector<std::vector<Hit>>> part;  ///< [thread][query]
+
+    ThreadHits(int threads, faiss::Index::idx_t n) : part(threads, std::vector<std::vector<Hit>>(n)) {}
+    void add(int thread, faiss::Index::idx_t q, float score, faiss::Index::idx_t label) {
+        part[thread][q].emplace_back(score, label);
+    }
+    void write(faiss::RangeSearchResult* result) const {
+        const size_t n = part.empty() ? 0 : part[0].size();
+        for (size_t i = 0; i < n; ++i) {
+            size_t count = 0;
+            for (const auto& p : part) count += p[i].size();
+            result->lims[i] = count;  // do_allocation() turns counts into offsets
+        }
+        result->do_allocation();
+        std::vector<Hit> hits;
+        for (size_t i = 0; i < n; ++i) {
+            hits.clear();
+            for (const auto& p : part) hits.insert(hits.end(), p[i].begin(), p[i].end());
+            std::sort(hits.begin(), hits.end(), best_first);
+            size_t o = result->lims[i];
+            for (const auto& [score, label] : hits) {
+                result->distances[o] = score;
+                result->labels[o++] = label;
+            }
+        }
     }
 };
 
