@@ -43,8 +43,6 @@
 #include "plugin/synth.h"
 
 using namespace pslerp;
-using pslerp::bench::median;
-using pslerp::bench::now_s;
 using pslerp::bench::value_or_die;
 
 namespace {
@@ -152,7 +150,7 @@ int main(int argc, char** argv) try {
     const int64_t n_dup = f.integer("dup-gallery", 200);
     const int64_t n_pairs = f.integer("pairs", 100);
     const int64_t n_calib = f.integer("calibration", 1000);
-    const double false_rate = std::stod(f.str("false-rate", "0.01"));
+    const double false_rate = f.number("false-rate", 0.01);
     const int64_t n_train = f.integer("train", 50000);
     const int repeats = int(f.integer("repeats", 3));
     const int threads = int(f.integer("threads", omp_get_max_threads()));
@@ -231,19 +229,19 @@ int main(int argc, char** argv) try {
                                          options;
                 std::unique_ptr<faiss::Index> ivf = index_factory(D, desc);
                 protected_of(*ivf).set_seed(seed);
-                double t0 = now_s();
+                double t0 = now_seconds();
                 ivf->train(n_train, xtrain.data());
-                const double train_s = now_s() - t0;
-                t0 = now_s();
+                const double train_s = now_seconds() - t0;
+                t0 = now_seconds();
                 add_in_chunks(*ivf, N, data.gallery.x.data(), data.gallery.labels.data());
-                const double add_s = now_s() - t0;
+                const double add_s = now_seconds() - t0;
                 const double imbalance = dynamic_cast<const IndexIVFProtectedSlerp&>(*ivf).imbalance();
 
                 if (!oracle) {
                     oracle = oracle_of(*ivf, seed);
-                    t0 = now_s();
+                    t0 = now_seconds();
                     add_in_chunks(*oracle, N, data.gallery.x.data(), data.gallery.labels.data());
-                    const double oracle_add_s = now_s() - t0;
+                    const double oracle_add_s = now_seconds() - t0;
 
                     // Threshold from new identities' best exhaustive gallery scores.
                     std::vector<float> best(n_calib);
@@ -256,9 +254,9 @@ int main(int argc, char** argv) try {
                                 "reach it)\n",
                                 threshold, 100 * false_rate, long(n_calib));
 
-                    t0 = now_s();
+                    t0 = now_seconds();
                     oracle_res = deduplicate(*oracle, B, xbatch.data(), opt);
-                    const double oracle_s = now_s() - t0;
+                    const double oracle_s = now_seconds() - t0;
                     Row o{describe_index(*oracle), 0, 0, oracle_s};
                     o.q = assess(oracle_res, labels, N, n_dup, n_pairs, nullptr);
                     rows.push_back(o);
@@ -290,9 +288,9 @@ int main(int argc, char** argv) try {
                     std::vector<double> secs;
                     DedupResult res;
                     for (int r = 0; r < repeats; ++r) {
-                        t0 = now_s();
+                        t0 = now_seconds();
                         res = deduplicate(*ivf, B, xbatch.data(), ivf_opt);
-                        secs.push_back(now_s() - t0);
+                        secs.push_back(now_seconds() - t0);
                     }
                     Row r{ivf_desc, nlist, nprobe, median(secs)};
                     r.q = assess(res, labels, N, n_dup, n_pairs, &oracle_res);

@@ -32,15 +32,13 @@
 #include <faiss/clone_index.h>
 
 #include "bench/driver_util.h"
-#include "bench/eval.h"
+#include "eval/metrics.h"
 #include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
 #include "index/factory.h"
 #include "plugin/synth.h"
 
 using namespace pslerp;
-using pslerp::bench::median;
-using pslerp::bench::now_s;
 using pslerp::bench::value_or_die;
 
 namespace {
@@ -61,14 +59,14 @@ Measured measure(const SearchFn& fn, const float* x, int64_t nq, int64_t n_singl
     m.top1.resize(nq);
     std::vector<double> single, batch;
     for (int r = 0; r < repeats; ++r) {
-        double a = now_s();
+        double a = now_seconds();
         fn(nq, x, m.top1_scores.data(), m.top1.data());
-        batch.push_back(double(nq) / (now_s() - a));
+        batch.push_back(double(nq) / (now_seconds() - a));
         float d;
         idx_t l;
-        a = now_s();
+        a = now_seconds();
         for (int64_t q = 0; q < n_single; ++q) fn(1, x + q * dim, &d, &l);
-        if (n_single > 0) single.push_back(double(n_single) / (now_s() - a));
+        if (n_single > 0) single.push_back(double(n_single) / (now_seconds() - a));
     }
     m.qps_batch = median(batch);
     m.qps_single = median(single);
@@ -162,13 +160,13 @@ int main(int argc, char** argv) try {
         const std::string opts = index_options.empty() ? "" : "(" + index_options + ")";
         const std::string flat_desc = "PSlerp" + std::to_string(G) + "x16" + opts;
         for (int64_t N : ns) {
-            double t0 = now_s();
+            double t0 = now_seconds();
             SynthSplit data = value_or_die(synth_gallery(cfg, N, n_mated, nq - n_mated));
             const std::vector<float> train = value_or_die(synth_identities(cfg, N + nq + 10000000, n_train)).x;
             const float* xq = data.probes.x.data();
             const std::vector<int64_t>& truth = data.probes.labels;
             std::printf("\n== N=%ld D=%d (%dx16), centre decay %s: synthetic data in %.1f s\n", long(N), D, G,
-                        decay.c_str(), now_s() - t0);
+                        decay.c_str(), now_seconds() - t0);
             std::vector<Row> rows;
 
             // Unprotected exhaustive.
@@ -187,10 +185,10 @@ int main(int argc, char** argv) try {
             {
                 auto exh = index_factory(D, flat_desc);
                 protected_of(*exh).set_seed(seed);
-                t0 = now_s();
+                t0 = now_seconds();
                 exh->train(n_train, train.data());
                 for (int64_t i = 0; i < N; i += 65536) exh->add(std::min<int64_t>(65536, N - i), data.gallery.x.data() + i * D);
-                const double build_s = now_s() - t0;
+                const double build_s = now_seconds() - t0;
                 oracle = measure([&](idx_t n, const float* x, float* d, idx_t* l) { exh->search(n, x, 1, d, l); }, xq, nq,
                                  n_single_exh, D, 1);
                 Row r{"exhaustive protected", 0, 0, accuracy(oracle, truth, n_mated), 1.0, 1.0, oracle.qps_single,
@@ -207,11 +205,11 @@ int main(int argc, char** argv) try {
                 auto owner = index_factory(D, desc);
                 auto& ivf = dynamic_cast<IndexIVFProtectedSlerp&>(*owner);
                 ivf.set_seed(seed);  // the oracle's keys
-                t0 = now_s();
+                t0 = now_seconds();
                 ivf.train(n_train, train.data());
-                const double train_s = now_s() - t0;
+                const double train_s = now_seconds() - t0;
                 for (int64_t i = 0; i < N; i += 65536) ivf.add(std::min<int64_t>(65536, N - i), data.gallery.x.data() + i * D);
-                const double build_s = now_s() - t0;
+                const double build_s = now_seconds() - t0;
                 std::printf("   %s: build %.1f s (train %.1f s), %zu bytes/entry, list imbalance %.2f, default nprobe %zu\n",
                             desc.c_str(), build_s, train_s, ivf.bytes_per_entry(), ivf.imbalance(), ivf.nprobe);
 
@@ -226,9 +224,9 @@ int main(int argc, char** argv) try {
                 }
                 faiss::IndexIVFFlat raw(faiss::clone_index(ivf.quantizer), D, size_t(nlist), faiss::METRIC_INNER_PRODUCT);
                 raw.own_fields = true;
-                t0 = now_s();
+                t0 = now_seconds();
                 raw.add(N, xb.data());
-                const double raw_build_s = now_s() - t0 + train_s;
+                const double raw_build_s = now_seconds() - t0 + train_s;
                 xb.clear();
                 xb.shrink_to_fit();
 

@@ -27,7 +27,7 @@
 #include <vector>
 
 #include "bench/driver_util.h"
-#include "bench/eval.h"
+#include "eval/metrics.h"
 #include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
 #include "index/factory.h"

@@ -27,10 +27,8 @@
 #include "plugin/synth.h"
 
 using namespace pslerp;
-using pslerp::bench::median;
 using pslerp::bench::synth_data;
 using pslerp::bench::value_or_die;
-using pslerp::bench::now_s;
 
 namespace {
 
@@ -121,22 +119,22 @@ int main(int argc, char** argv) try {
         const int G = int(dim / 16), D = int(dim);
         for (int64_t N : ns) {
             const int nprobe = std::max(batch, single_q);
-            double t0 = now_s();
+            double t0 = now_seconds();
             SynthSplit data = synth_data(dim, N, nprobe, 0, seed);
-            std::printf("\n== N=%ld D=%d (%dx16): synthetic gallery in %.1f s\n", long(N), D, G, now_s() - t0);
+            std::printf("\n== N=%ld D=%d (%dx16): synthetic gallery in %.1f s\n", long(N), D, G, now_seconds() - t0);
 
             IndexProtectedSlerp idx(Params::defaults(G, 16));
             idx.set_seed(seed);
-            t0 = now_s();
+            t0 = now_seconds();
             const int64_t chunk = 65536;
             for (int64_t i = 0; i < N; i += chunk) {
                 idx.add(std::min(chunk, N - i), data.gallery.x.data() + i * D);
             }
-            const double enrol_s = now_s() - t0;
+            const double enrol_s = now_seconds() - t0;
             faiss::IndexFlatIP flat(D);
-            t0 = now_s();
+            t0 = now_seconds();
             flat.add(N, data.gallery.x.data());
-            const double flat_add_s = now_s() - t0;
+            const double flat_add_s = now_seconds() - t0;
             std::vector<float>().swap(data.gallery.x);  // both indexes hold their own copy
 
             const double bpe_prot = double(idx.bytes_per_entry());
@@ -174,28 +172,28 @@ int main(int argc, char** argv) try {
                 std::vector<double> ps, fs, pb, fb, nsg, nbt;
                 for (int r = 0; r < repeats; ++r) {
                     // Single queries, protected then flat, in the same repeat.
-                    double a = now_s();
+                    double a = now_seconds();
                     for (int q = 0; q < single_q; ++q) {
                         idx.search(1, data.probes.x.data() + size_t(q) * D, k, dist.data(), lab.data());
                     }
-                    ps.push_back((now_s() - a) / single_q);
-                    a = now_s();
+                    ps.push_back((now_seconds() - a) / single_q);
+                    a = now_seconds();
                     for (int q = 0; q < single_q; ++q) {
                         flat.search(1, data.probes.x.data() + size_t(q) * D, k, dist.data(), lab.data());
                     }
-                    fs.push_back((now_s() - a) / single_q);
+                    fs.push_back((now_seconds() - a) / single_q);
                     // Batches.
-                    a = now_s();
+                    a = now_seconds();
                     idx.search(batch, data.probes.x.data(), k, dist.data(), lab.data());
-                    pb.push_back((now_s() - a) / batch);
+                    pb.push_back((now_seconds() - a) / batch);
                     if (r == 0) {
                         rank1_prot = 0;
                         for (int q = 0; q < batch; ++q) rank1_prot += lab[size_t(q) * k] == data.probes.labels[q];
                         rank1_prot /= batch;
                     }
-                    a = now_s();
+                    a = now_seconds();
                     flat.search(batch, data.probes.x.data(), k, dist.data(), lab.data());
-                    fb.push_back((now_s() - a) / batch);
+                    fb.push_back((now_seconds() - a) / batch);
                     if (r == 0) {
                         rank1_flat = 0;
                         for (int q = 0; q < batch; ++q) rank1_flat += lab[size_t(q) * k] == data.probes.labels[q];
@@ -205,14 +203,14 @@ int main(int argc, char** argv) try {
                     std::vector<float> sc;
                     std::vector<int64_t> top;
                     const int64_t m1 = std::min(N, naive_entries), mb = std::min(N, naive_batch_entries);
-                    a = now_s();
+                    a = now_seconds();
                     for (int q = 0; q < naive_q; ++q) {
                         naive_search(idx.params, sub, m1, probes.xn.data() + size_t(q) * D,
                                      probes.t.data() + size_t(q) * G, k, true, sc, top);
                     }
-                    nsg.push_back((now_s() - a) / naive_q * double(N) / double(m1));
+                    nsg.push_back((now_seconds() - a) / naive_q * double(N) / double(m1));
                     // Naive batch: parallel over queries, each over the batch subset.
-                    a = now_s();
+                    a = now_seconds();
 #pragma omp parallel for
                     for (int q = 0; q < batch; ++q) {
                         std::vector<float> s2;
@@ -220,7 +218,7 @@ int main(int argc, char** argv) try {
                         naive_search(idx.params, sub, mb, probes.xn.data() + size_t(q) * D,
                                      probes.t.data() + size_t(q) * G, k, false, s2, t2);
                     }
-                    nbt.push_back((now_s() - a) / batch * double(N) / double(mb));
+                    nbt.push_back((now_seconds() - a) / batch * double(N) / double(mb));
                 }
                 const double mps = median(ps), mfs = median(fs), mpb = median(pb), mfb = median(fb);
                 const double mns = median(nsg), mnb = median(nbt);

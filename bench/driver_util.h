@@ -1,97 +1,98 @@
-// Small helpers shared by the benchmark drivers (bench_search, bench_ivf, bench_dedup): a flag parser,
-// timing, medians, and the provenance every result file carries (command, git commit, SIMD
-// level, thread count, load average).
+// Small helpers shared by the benchmark drivers (bench_search, bench_ivf, bench_dedup, bench_leak,
+// bench_faces): their flags (through util/args.h), synthetic data, and the provenance every
+// result file carries (command, git commit, SIMD level, thread count, load average). The clock
+// and the median are util/timing.h.
 #pragma once
 
 #include <omp.h>
 
 #include <algorithm>
 #include <cctype>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/str_split.h"
 #include "index/IndexProtectedSlerp.h"
 #include "index/kernels/scan.h"
 #include "plugin/synth.h"
+#include "util/args.h"
+#include "util/timing.h"
 
 namespace pslerp::bench {
 
-/// --name=value or --name value; --help prints the flags with their defaults.
+/// The drivers' flags, read with the one parser (util/args.h): --name=value or --name value,
+/// each read with a default; --help prints the flags with their defaults. A malformed or
+/// unknown flag prints the error and exits with 2.
 class Flags {
   public:
-    Flags(int argc, char** argv, std::string usage) : usage_(std::move(usage)) {
-        for (int i = 1; i < argc; ++i) {
-            std::string a = argv[i];
-            if (a == "--help" || a == "-h") {
-                help_ = true;
-                continue;
-            }
-            if (a.rfind("--", 0) != 0) throw std::invalid_argument("unexpected argument '" + a + "'");
-            a = a.substr(2);
-            const auto eq = a.find('=');
-            if (eq != std::string::npos) {
-                values_[a.substr(0, eq)] = a.substr(eq + 1);
-            } else if (i + 1 < argc) {
-                values_[a] = argv[++i];
-            } else {
-                throw std::invalid_argument("flag --" + a + " needs a value");
-            }
-        }
+    Flags(int argc, char** argv, std::string usage)
+            : args_(std::vector<std::string>(argv + 1, argv + argc), {"help"}), usage_(std::move(usage)) {
         for (int i = 0; i < argc; ++i) command_ += (i ? " " : "") + std::string(argv[i]);
+        help_ = args_.flag("help");
+        check(args_.parsed());
     }
 
-    std::string str(const std::string& name, const std::string& def) { return lookup(name, def); }
-    int64_t integer(const std::string& name, int64_t def) { return std::stoll(lookup(name, std::to_string(def))); }
-    std::vector<int64_t> integers(const std::string& name, const std::string& def) {
-        std::vector<int64_t> out;
-        for (const auto& s : split(lookup(name, def), ',')) out.push_back(std::stoll(s));
-        return out;
+    std::string str(const std::string& name, const std::string& def) {
+        known_[name] = def;
+        return args_.str(name, def);
     }
+    int64_t integer(const std::string& name, int64_t def) {
+        known_[name] = std::to_string(def);
+        return value(args_.integer(name, def, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()));
+    }
+    double number(const std::string& name, double def) {
+        known_[name] = std::to_string(def);
+        return value(args_.number(name, def, -std::numeric_limits<double>::max(), std::numeric_limits<double>::max()));
+    }
+    /// A comma-separated list of integers.
+    std::vector<int64_t> integers(const std::string& name, const std::string& def) {
+        known_[name] = def;
+        return value(args_.integers(name, def, std::numeric_limits<int64_t>::min(), std::numeric_limits<int64_t>::max()));
+    }
+    /// A list split at `sep`, empty items dropped.
     std::vector<std::string> strings(const std::string& name, const std::string& def, char sep) {
-        return split(lookup(name, def), sep);
+        std::vector<std::string> out;
+        for (absl::string_view item : absl::StrSplit(str(name, def), sep, absl::SkipEmpty())) out.emplace_back(item);
+        return out;
     }
 
     /// Call after reading every flag: rejects unknown ones, handles --help. Returns false if
     /// the program should exit (help printed).
     bool finish() {
-        for (const auto& [k, v] : values_) {
-            if (!known_.count(k)) throw std::invalid_argument("unknown flag --" + k + " (see --help)");
-        }
         if (help_) {
             std::printf("%s\nflags (default):\n", usage_.c_str());
             for (const auto& [k, v] : known_) std::printf("  --%s (%s)\n", k.c_str(), v.c_str());
+            return false;
         }
-        return !help_;
+        check(args_.finish());
+        return true;
     }
     const std::string& command() const { return command_; }
 
-    static std::vector<std::string> split(const std::string& s, char sep) {
-        std::vector<std::string> out;
-        std::stringstream ss(s);
-        std::string item;
-        while (std::getline(ss, item, sep)) {
-            if (!item.empty()) out.push_back(item);
-        }
-        return out;
+  private:
+    static void check(const absl::Status& s) {
+        if (s.ok()) return;
+        std::fprintf(stderr, "error: %s (see --help)\n", std::string(s.message()).c_str());
+        std::exit(kExitUsage);
+    }
+    template <class T>
+    T value(absl::StatusOr<T> v) {
+        check(v.status());
+        return *v;
     }
 
-  private:
-    std::string lookup(const std::string& name, const std::string& def) {
-        known_[name] = def;
-        const auto it = values_.find(name);
-        return it == values_.end() ? def : it->second;
-    }
+    Args args_;
     std::string usage_, command_;
-    std::map<std::string, std::string> values_, known_;
+    std::map<std::string, std::string> known_;
     bool help_ = false;
 };
 
@@ -133,17 +134,6 @@ inline std::string file_suffix(const std::string& text) {
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '-' && c != '_') c = '-';
     }
     return out;
-}
-
-inline double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-inline double median(std::vector<double> v) {
-    if (v.empty()) return 0.0;
-    std::sort(v.begin(), v.end());
-    const size_t m = v.size() / 2;
-    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
 inline std::string run_command(const std::string& cmd) {

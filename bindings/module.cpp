@@ -1,5 +1,5 @@
 // pybind11 module `pslerp._pslerp`: thin bindings of the scheme (plugin/), the indexes (index/)
-// and the evaluation metrics (bench/eval.h). Each function checks its arrays (numpy float32 /
+// and the evaluation metrics (eval/metrics.h). Each function checks its arrays (numpy float32 /
 // int64, C-contiguous, shape), releases the GIL, makes one C++ call and hands results back
 // without copying where it can. Defaults and conveniences live in pslerp/__init__.py.
 //
@@ -42,7 +42,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "bench/eval.h"
+#include "eval/metrics.h"
 #include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
 #include "index/dedup.h"

@@ -39,7 +39,7 @@
 
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
-#include "bench/eval.h"
+#include "eval/metrics.h"
 #include "extractor/extractor.h"
 #include "extractor/importance_learner.h"
 #include "index/IndexProtectedSlerp.h"

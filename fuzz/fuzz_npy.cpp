@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <cstdlib>
 
-#include "index/array_io.h"
+#include "io/array_io.h"
 
 namespace {
 

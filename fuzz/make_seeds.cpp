@@ -15,7 +15,7 @@
 
 #include <faiss/impl/IDSelector.h>
 
-#include "index/array_io.h"
+#include "io/array_io.h"
 #include "index/factory.h"
 #include "index/index_io.h"
 

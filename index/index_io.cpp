@@ -18,7 +18,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "index/array_io.h"
+#include "io/file.h"
 #include "index/kernels/scan.h"
 #include "index/storage.h"
 

@@ -14,7 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "bench/eval.h"
+#include "eval/metrics.h"
 #include "index/IndexIVFProtectedSlerp.h"
 #include "index/factory.h"
 #include "index/kernels/scan.h"

@@ -10,7 +10,7 @@
 #include "index/factory.h"
 #include "index/index_io.h"
 #include "tools/common.h"
-#ifdef PSLERP_HAVE_EXTRACTOR
+#ifdef PSLERP_WITH_EXTRACTOR
 #include "extractor/importance_learner.h"
 #endif
 
@@ -125,7 +125,7 @@ absl::Status run(Args& args) {
             labels = *l;
         }
         if (labels.empty()) return usage_error("--learn-importance needs labels (an image folder or --labels)");
-#ifdef PSLERP_HAVE_EXTRACTOR
+#ifdef PSLERP_WITH_EXTRACTOR
         std::vector<float> xc(f->x.size());
         pi.centering.apply(f->x.data(), f->n, int(f->dim), xc.data());
         std::vector<int> il(labels.begin(), labels.end());

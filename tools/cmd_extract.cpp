@@ -1,5 +1,4 @@
 // pslerp extract: face images to grouped features (extractor/extractor.h) written as .npy.
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -8,8 +7,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "extractor/extractor.h"
-#include "index/array_io.h"
+#include "io/array_io.h"
 #include "tools/cli.h"
+#include "util/timing.h"
 
 namespace pslerp::cli {
 namespace {
@@ -94,13 +94,13 @@ absl::Status run(Args& args, std::string& summary) {
     std::vector<std::string> paths;
     for (const auto& im : images) paths.push_back(im.path);
 
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now_seconds();
     std::vector<ExtractResult> results;
     {
         Progress progress("extract", static_cast<int64_t>(paths.size()));
         results = (*ex)->ExtractFiles(paths, [&](int64_t done, int64_t) { progress.update(done); });
     }
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double seconds = now_seconds() - t0;
 
     const int dim = (*ex)->dim();
     std::vector<float> rows;

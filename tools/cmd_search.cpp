@@ -3,7 +3,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_format.h"
-#include "index/array_io.h"
+#include "io/array_io.h"
 #include "tools/common.h"
 
 namespace pslerp::cli {

@@ -1,12 +1,11 @@
 // pslerp synth: a synthetic gallery and probes (plugin/synth.h) written as arrays.
-#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <limits>
 #include <system_error>
 
 #include "absl/strings/str_format.h"
-#include "index/array_io.h"
+#include "io/array_io.h"
 #include "plugin/synth.h"
 #include "tools/cli.h"
 #include "tools/common.h"
@@ -69,12 +68,12 @@ absl::Status run(Args& args, std::string& summary) {
     std::filesystem::create_directories(*out, ec);
     if (ec) return absl::InvalidArgumentError(absl::StrFormat("cannot create %s: %s", *out, ec.message()));
 
-    const auto t0 = std::chrono::steady_clock::now();
+    const double t0 = now_seconds();
     absl::StatusOr<SynthSplit> split = synth_gallery(config, *gallery, *mated, *nonmated);
     if (!split.ok()) return split.status();
     absl::StatusOr<SynthSet> others = synth_identities_checked(config, *gallery + *nonmated, *train);
     if (!others.ok()) return others.status();
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double seconds = now_seconds() - t0;
 
     const std::string dir = *out + "/";
     const SynthSet& g = split->gallery;

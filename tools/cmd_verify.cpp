@@ -7,7 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "index/array_io.h"
+#include "io/array_io.h"
 #include "tools/common.h"
 
 namespace pslerp::cli {

@@ -1,7 +1,7 @@
 #include "tools/common.h"
 
 #include <algorithm>
-#include <chrono>
+
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -15,19 +15,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "index/array_io.h"
+#include "io/array_io.h"
 #include "index/factory.h"
 #include "index/index_io.h"
-#ifdef PSLERP_HAVE_EXTRACTOR
+#ifdef PSLERP_WITH_EXTRACTOR
 #include "extractor/extractor.h"
 #include "extractor/image_folder.h"
 #endif
 
 namespace pslerp::cli {
-
-double now_seconds() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 absl::Status enroll_in_batches(faiss::Index& index, int64_t n, const float* x, const int64_t* ids, int64_t batch) {
     Progress bar("enrolling", n);
@@ -95,7 +91,7 @@ absl::StatusOr<Features> load_features(const std::string& path, const FeatureOpt
     const std::string& model_dir = options.model_dir;
     Features f;
     if (std::filesystem::is_directory(path)) {
-#ifdef PSLERP_HAVE_EXTRACTOR
+#ifdef PSLERP_WITH_EXTRACTOR
         auto images = ListImageFolder(path);
         if (!images.ok()) return images.status();
         if (images->empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no images found"));

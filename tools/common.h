@@ -15,6 +15,7 @@
 #include "index/ProtectedIndex.h"
 #include "plugin/synth.h"
 #include "tools/cli.h"
+#include "util/timing.h"
 
 namespace pslerp::cli {
 
@@ -104,7 +105,5 @@ absl::Status write_identities(const std::string& index_path, const std::vector<i
 /// Empty map when the file is absent.
 absl::StatusOr<std::map<int64_t, std::string>> read_identities(const std::string& index_path);
 
-/// Seconds since an arbitrary origin (steady clock).
-double now_seconds();
 
 }  // namespace pslerp::cli

@@ -25,7 +25,7 @@ const Entry kCommands[] = {
         {"dedup", pslerp::cli::cmd_dedup, "find enrolments that duplicate the gallery or each other"},
         {"info", pslerp::cli::cmd_info, "parameters, counts and bytes per entry of an index file"},
         {"bench", pslerp::cli::cmd_bench, "protected search against FAISS on synthetic data"},
-#ifdef PSLERP_HAVE_EXTRACTOR
+#ifdef PSLERP_WITH_EXTRACTOR
         {"extract", pslerp::cli::cmd_extract, "face images to features (LibTorch)"},
 #endif
 };
@@ -49,12 +49,12 @@ int main(int argc, char** argv) {
     using namespace pslerp::cli;
     if (argc < 2) {
         usage(stderr);
-        return kExitUsage;
+        return pslerp::kExitUsage;
     }
     const std::string command = argv[1];
     if (command == "--help" || command == "-h" || command == "help") {
         usage(stdout);
-        return kExitOk;
+        return pslerp::kExitOk;
     }
     const std::vector<std::string> rest(argv + 2, argv + argc);
     for (const auto& c : kCommands) {
@@ -75,5 +75,5 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "pslerp: unknown command '%s'\n", command.c_str());
     }
     usage(stderr);
-    return kExitUsage;
+    return pslerp::kExitUsage;
 }

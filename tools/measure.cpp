@@ -4,17 +4,9 @@
 #include <vector>
 
 #include "tools/common.h"
+#include "util/timing.h"
 
 namespace pslerp::cli {
-
-namespace {
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-}  // namespace
 
 Latency measure_latency(const faiss::Index& index, const float* q, int64_t nq, int64_t k, int repeats,
                         const faiss::SearchParameters* params) {

@@ -1,7 +1,7 @@
 // .npy / .fvecs / .ivecs reading and writing, and atomic writes: round trips, files laid out
 // byte for byte as numpy writes them, and every kind of corrupt input; FIFOs refused without
 // blocking, a file that shrinks while read, .npy bytes read from memory.
-#include "index/array_io.h"
+#include "io/array_io.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -407,6 +407,22 @@ TEST_F(ArrayIoTest, AtomicWriteReplacesAndLeavesNoTemporaries) {
     AtomicFile spent;
     EXPECT_FALSE(spent.write("x", 1).ok());
     EXPECT_FALSE(spent.commit().ok());
+}
+
+TEST_F(ArrayIoTest, WrittenFilesArePrivateWhateverTheUmask) {
+    // Files hold templates, keys and centroids: owner read/write only, even under umask 000.
+    const mode_t old = ::umask(0);
+    const float x[2] = {1.f, 2.f};
+    ASSERT_TRUE(atomic_write_file(path("a.bin"), "x").ok());
+    ASSERT_TRUE(write_npy_f32(path("a.npy"), x, 1, 2).ok());
+    ASSERT_TRUE(write_fvecs(path("a.fvecs"), x, 1, 2).ok());
+    ::umask(old);
+    for (const char* name : {"a.bin", "a.npy", "a.fvecs"}) {
+        struct stat st;
+        ASSERT_EQ(::stat(path(name).c_str(), &st), 0) << name;
+        EXPECT_EQ(st.st_mode & 0777, 0600u) << name;
+        ::unlink(path(name).c_str());
+    }
 }
 
 TEST_F(ArrayIoTest, FailedRenameKeepsOldFile) {

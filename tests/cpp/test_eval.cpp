@@ -1,5 +1,5 @@
 // Evaluation metrics against hand-computed examples and limiting cases.
-#include "bench/eval.h"
+#include "eval/metrics.h"
 
 #include <gtest/gtest.h>
 

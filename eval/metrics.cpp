@@ -1,4 +1,4 @@
-#include "bench/eval.h"
+#include "eval/metrics.h"
 
 #include <algorithm>
 #include <cmath>
