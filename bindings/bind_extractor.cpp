@@ -1,33 +1,16 @@
 // pybind11 bindings of the face feature extractor (extractor/extractor.h) as pslerp.Extractor.
 // Compiled only when the build has the pslerp_extractor target (LibTorch and dlib found);
-// module.cpp calls bind_extractor() under PSLERP_WITH_EXTRACTOR.
-#include <pybind11/numpy.h>
-#include <pybind11/pybind11.h>
-#include <pybind11/stl.h>
-
+// module.cpp calls bind_extractor() under PSLERP_WITH_EXTRACTOR; errors as in py_util.h.
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
+#include "bindings/py_util.h"
 #include "extractor/extractor.h"
-
-namespace py = pybind11;
 
 namespace pslerp {
 
 namespace {
-
-[[noreturn]] void throw_status(const absl::Status& s) {
-    if (s.code() == absl::StatusCode::kInvalidArgument) throw py::value_error(std::string(s.message()));
-    throw std::runtime_error(std::string(s.message()));
-}
-
-py::object float_array(const std::vector<float>& v, std::vector<py::ssize_t> shape) {
-    py::array_t<float> a(shape);
-    std::copy(v.begin(), v.end(), a.mutable_data());
-    return std::move(a);
-}
 
 /// (H, W, 3) uint8 C-contiguous numpy image -> RgbImage (copied).
 RgbImage to_image(py::handle h, size_t i) {
@@ -53,7 +36,7 @@ RgbImage to_image(py::handle h, size_t i) {
 void bind_extractor(py::module_& m) {
     py::class_<ExtractResult>(m, "ExtractResult", "What happened to one image, with its features when ok.")
             .def_readonly("path", &ExtractResult::path)
-            .def_property_readonly("outcome", [](const ExtractResult& r) { return FaceOutcomeName(r.outcome); },
+            .def_property_readonly("outcome", [](const ExtractResult& r) { return face_outcome_name(r.outcome); },
                                    "'ok', 'several_faces', 'no_face', 'too_small', 'unreadable' or 'failed'.")
             .def_readonly("message", &ExtractResult::message, "Why, when not ok.")
             .def_readonly("num_faces", &ExtractResult::num_faces)
@@ -62,18 +45,18 @@ void bind_extractor(py::module_& m) {
                     "raw",
                     [](const ExtractResult& r) -> py::object {
                         if (r.raw.empty()) return py::none();
-                        return float_array(r.raw, {py::ssize_t(r.raw.size())});
+                        return to_array(std::vector<float>(r.raw), {py::ssize_t(r.raw.size())});
                     },
                     "Raw model output (raw_dim,) float32, or None.")
             .def_property_readonly(
                     "features",
                     [](const ExtractResult& r) -> py::object {
                         if (r.features.empty()) return py::none();
-                        return float_array(r.features, {py::ssize_t(r.features.size())});
+                        return to_array(std::vector<float>(r.features), {py::ssize_t(r.features.size())});
                     },
                     "Grouped features (dim,) float32, or None.")
             .def("__repr__", [](const ExtractResult& r) {
-                return absl::StrCat("pslerp.ExtractResult('", r.path, "', ", FaceOutcomeName(r.outcome), ")");
+                return absl::StrCat("pslerp.ExtractResult('", r.path, "', ", face_outcome_name(r.outcome), ")");
             });
 
     py::class_<Extractor, std::unique_ptr<Extractor>>(m, "Extractor", R"doc(
@@ -99,7 +82,7 @@ ValueError; a bad image in extract_files never stops the batch.)doc")
                      absl::StatusOr<std::unique_ptr<Extractor>> ex;
                      {
                          py::gil_scoped_release nogil;
-                         ex = Extractor::Create(o);
+                         ex = Extractor::create(o);
                      }
                      if (!ex.ok()) throw_status(ex.status());
                      return std::move(*ex);
@@ -120,10 +103,10 @@ ValueError; a bad image in extract_files never stops the batch.)doc")
                         absl::StatusOr<std::vector<float>> f;
                         {
                             py::gil_scoped_release nogil;
-                            f = ex.ExtractFile(p);
+                            f = ex.extract_file(p);
                         }
                         if (!f.ok()) throw_status(f.status());
-                        return float_array(*f, {py::ssize_t(f->size())});
+                        return to_array(std::vector<float>(*f), {py::ssize_t(f->size())});
                     },
                     py::arg("path"), "Features (dim,) float32 of the largest face in one image file.")
             .def(
@@ -132,7 +115,7 @@ ValueError; a bad image in extract_files never stops the batch.)doc")
                         std::vector<std::string> ps;
                         for (const auto& p : paths) ps.push_back(py::str(py::module_::import("os").attr("fspath")(p)));
                         py::gil_scoped_release nogil;
-                        return ex.ExtractFiles(ps);
+                        return ex.extract_files(ps);
                     },
                     py::arg("paths"), "One ExtractResult per path, in order.")
             .def(
@@ -143,10 +126,10 @@ ValueError; a bad image in extract_files never stops the batch.)doc")
                         absl::StatusOr<std::vector<float>> f;
                         {
                             py::gil_scoped_release nogil;
-                            f = ex.EmbedChips(imgs);
+                            f = ex.embed_chips(imgs);
                         }
                         if (!f.ok()) throw_status(f.status());
-                        return float_array(*f, {py::ssize_t(imgs.size()), py::ssize_t(ex.raw_dim())});
+                        return to_array(std::vector<float>(*f), {py::ssize_t(imgs.size()), py::ssize_t(ex.raw_dim())});
                     },
                     py::arg("chips"),
                     "Raw descriptors (n, raw_dim) float32 of already-cropped face chips, each a (H, W, 3) uint8 "
