@@ -37,12 +37,7 @@ void set_attributes(py::object& obj, const py::kwargs& kw, const char* what) {
 py::dict params_to_dict(const Params& p) {
     py::object o = py::cast(p);
     py::dict d;
-    for (const char* f : {"groups", "group_dim", "t", "t_minus_importance", "key_mode", "drop", "drop_count",
-                          "drop_with_replacement", "mapping", "drop_min", "drop_max", "interval_bounds",
-                          "interval_counts", "intervals_by_median", "fill", "importance", "importance_weights",
-                          "attention_wq", "attention_wk", "attention_temperature", "weighting"}) {
-        d[f] = o.attr(f);
-    }
+    Params::visit([&](auto f) { d[f.name] = o.attr(f.name); });
     return d;
 }
 
@@ -129,42 +124,27 @@ change them.)doc");
               if (!fill.is_none()) kw["fill"] = fill;
               return params_from_kwargs(Params::defaults(groups, group_dim), kw);
           }),
-          py::arg("groups") = 8, py::arg("group_dim") = 16, py::arg("t") = py::none(),
+          py::arg("groups") = Params::kDefaultGroups, py::arg("group_dim") = Params::kDefaultGroupDim, py::arg("t") = py::none(),
           py::arg("key_mode") = py::none(), py::arg("drop") = py::none(), py::arg("fill") = py::none());
     c.def_static(
             "slerpface",
             [](int groups, int group_dim, py::kwargs kw) { return params_from_kwargs(Params::slerpface(groups, group_dim), kw); },
-            py::arg("groups") = 49, py::arg("group_dim") = 16,
+            py::arg("groups") = 49, py::arg("group_dim") = Params::kDefaultGroupDim,
             "The public reference code's operating point (t=0.9 minus importance, importance drop by intervals "
             "12/4 with replacement, attention importance, importance weighting); keywords override options.");
     c.def_static(
             "defaults", [](int groups, int group_dim) { return Params::defaults(groups, group_dim); },
-            py::arg("groups") = 8, py::arg("group_dim") = 16, "pslerp's default operating point for this shape.");
-    c.def_readwrite("groups", &Params::groups, "G, the number of groups.");
-    c.def_readwrite("group_dim", &Params::group_dim, "d, the dimension of a group; the raw dimension is G * d.");
-    c.def_readwrite("t", &Params::t, "Slerp weight toward the key, in [0, 1].");
-    c.def_readwrite("t_minus_importance", &Params::t_minus_importance,
-                    "Per-group t_g = t - w_g with the sample's own importance (reference code).");
-    string_option(c, "key_mode", "key", "'group' (one key per group) or 'shared' (one key for all groups of an entry).");
-    string_option(c, "drop", "drop", "Drop policy: 'none', 'random' or 'importance'.");
-    c.def_readwrite("drop_count", &Params::drop_count, "Draws per group ('random'), mean draws ('budget').");
-    c.def_readwrite("drop_with_replacement", &Params::drop_with_replacement,
-                    "Draws may repeat a coordinate (reference code).");
-    string_option(c, "mapping", "mapping", "How importance becomes drop counts: 'function', 'intervals' or 'budget'.");
-    c.def_readwrite("drop_min", &Params::drop_min, "'function' mapping: draws for the most important group.");
-    c.def_readwrite("drop_max", &Params::drop_max, "'function' mapping: draws for the least important group.");
-    c.def_readwrite("interval_bounds", &Params::interval_bounds, "'intervals' mapping: importance-ratio bounds.");
-    c.def_readwrite("interval_counts", &Params::interval_counts,
-                    "'intervals' mapping: draws per interval (one more than the bounds).");
-    c.def_readwrite("intervals_by_median", &Params::intervals_by_median,
-                    "'intervals' mapping: ratio w_g / median(w) (True) or w_g * G (False).");
-    string_option(c, "fill", "fill", "Dropped coordinates hold 'zero' or 'random'.");
-    string_option(c, "importance", "importance", "Importance provider: 'uniform', 'fixed' (importance_weights) or 'attention'.");
-    c.def_readwrite("importance_weights", &Params::importance_weights, "'fixed' importance: G weights.");
-    c.def_readwrite("attention_wq", &Params::attention_wq, "'attention': d*d query projection, empty = identity.");
-    c.def_readwrite("attention_wk", &Params::attention_wk, "'attention': d*d key projection, empty = identity.");
-    c.def_readwrite("attention_temperature", &Params::attention_temperature, "'attention': softmax temperature.");
-    string_option(c, "weighting", "weighting", "How the G cosines are combined: 'uniform' (mean) or 'importance' (enrolled importance).");
+            py::arg("groups") = Params::kDefaultGroups, py::arg("group_dim") = Params::kDefaultGroupDim, "pslerp's default operating point for this shape.");
+    // Every field (plugin/params.h Params::visit): enums as their names, read with get() and
+    // written through set(); the others as plain attributes.
+    Params::visit([&](auto f) {
+        using T = typename decltype(f)::type;
+        if constexpr (std::is_enum_v<T>) {
+            string_option(c, f.name, f.option, f.doc);
+        } else {
+            c.def_readwrite(f.name, f.member, f.doc);
+        }
+    });
     c.def_property_readonly("dim", &Params::dim, "Raw dimension G * d.");
     c.def_property_readonly("key_dim", &Params::key_dim, "Floats of key material per entry.");
     c.def("validate", [](const Params& p) { check(p.validate()); }, "Raises ValueError if inconsistent.");

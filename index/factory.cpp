@@ -123,9 +123,11 @@ std::vector<std::string> option_diff(const Params& base, const Params& p) {
 
 /// Fields that no factory option sets: a preset is only a fair base if these agree.
 bool same_unsettable(const Params& a, const Params& b) {
-    return a.interval_bounds == b.interval_bounds && a.interval_counts == b.interval_counts &&
-           a.intervals_by_median == b.intervals_by_median && a.importance_weights == b.importance_weights &&
-           a.attention_wq == b.attention_wq && a.attention_wk == b.attention_wk;
+    bool same = true;
+    Params::visit([&](auto f) {
+        if (f.option == nullptr) same = same && a.*f.member == b.*f.member;
+    });
+    return same;
 }
 
 /// Reads "IVF<nlist>[_HNSW<M>]," at the start of `description`; returns the quantizer part

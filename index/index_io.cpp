@@ -195,29 +195,24 @@ struct Body {
     std::vector<uint8_t> quantizer;         // faiss::write_index bytes (IVF)
 
     void params(Sink& s) const {
-        const Params& p = pi.params;
-        s.pod<int32_t>(p.groups);
-        s.pod<int32_t>(p.group_dim);
-        s.pod<float>(p.t);
-        s.u8(p.t_minus_importance);
-        s.en(p.key_mode);
-        s.en(p.drop);
-        s.pod<int32_t>(p.drop_count);
-        s.u8(p.drop_with_replacement);
-        s.en(p.mapping);
-        s.pod<int32_t>(p.drop_min);
-        s.pod<int32_t>(p.drop_max);
-        s.vec(p.interval_bounds);
-        std::vector<int32_t> counts(p.interval_counts.begin(), p.interval_counts.end());
-        s.vec(counts);
-        s.u8(p.intervals_by_median);
-        s.en(p.fill);
-        s.en(p.importance);
-        s.vec(p.importance_weights);
-        s.vec(p.attention_wq);
-        s.vec(p.attention_wk);
-        s.pod<float>(p.attention_temperature);
-        s.en(p.weighting);
+        Params::visit([&](auto f) {
+            using T = typename decltype(f)::type;
+            const T& v = pi.params.*f.member;
+            if constexpr (std::is_enum_v<T>) {
+                s.en(v);
+            } else if constexpr (std::is_same_v<T, bool>) {
+                s.u8(v);
+            } else if constexpr (std::is_same_v<T, int>) {
+                s.pod<int32_t>(v);
+            } else if constexpr (std::is_same_v<T, float>) {
+                s.pod<float>(v);
+            } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+                s.vec(std::vector<int32_t>(v.begin(), v.end()));
+            } else {
+                static_assert(std::is_same_v<T, std::vector<float>>, "a Params field type the format lacks");
+                s.vec(v);
+            }
+        });
     }
     void centering(Sink& s) const {
         s.vec(pi.centering.mean);
@@ -426,29 +421,26 @@ Cursor open_section(Cursor& file, const char* tag, const char* what) {
 }
 
 Params read_params(Cursor c) {
+    // The fields in Params::visit order, as Body::params writes them.
     Params p;
-    p.groups = c.pod<int32_t>();
-    p.group_dim = c.pod<int32_t>();
-    p.t = c.pod<float>();
-    p.t_minus_importance = c.flag("t_minus_importance");
-    p.key_mode = c.en<KeyMode>("key_mode", 1);
-    p.drop = c.en<DropPolicy>("drop", 2);
-    p.drop_count = c.pod<int32_t>();
-    p.drop_with_replacement = c.flag("drop_with_replacement");
-    p.mapping = c.en<DropMapping>("mapping", 2);
-    p.drop_min = c.pod<int32_t>();
-    p.drop_max = c.pod<int32_t>();
-    p.interval_bounds = c.vec<float>("interval_bounds");
-    const std::vector<int32_t> counts = c.vec<int32_t>("interval_counts");
-    p.interval_counts.assign(counts.begin(), counts.end());
-    p.intervals_by_median = c.flag("intervals_by_median");
-    p.fill = c.en<Fill>("fill", 1);
-    p.importance = c.en<ImportanceKind>("importance", 2);
-    p.importance_weights = c.vec<float>("importance_weights");
-    p.attention_wq = c.vec<float>("attention_wq");
-    p.attention_wk = c.vec<float>("attention_wk");
-    p.attention_temperature = c.pod<float>();
-    p.weighting = c.en<Weighting>("weighting", 1);
+    Params::visit([&](auto f) {
+        using T = typename decltype(f)::type;
+        T& v = p.*f.member;
+        if constexpr (std::is_enum_v<T>) {
+            v = c.en<T>(f.name, int(enum_names<T>().size()) - 1);
+        } else if constexpr (std::is_same_v<T, bool>) {
+            v = c.flag(f.name);
+        } else if constexpr (std::is_same_v<T, int>) {
+            v = c.pod<int32_t>();
+        } else if constexpr (std::is_same_v<T, float>) {
+            v = c.pod<float>();
+        } else if constexpr (std::is_same_v<T, std::vector<int>>) {
+            const std::vector<int32_t> values = c.vec<int32_t>(f.name);
+            v.assign(values.begin(), values.end());
+        } else {
+            v = c.vec<float>(f.name);
+        }
+    });
     c.finish();
     if (auto s = p.validate(); !s.ok()) bad(absl::StrCat("section 'PARM' (parameters): ", s.message()));
     return p;

@@ -14,12 +14,13 @@
 //   24      4     u32 number of sections (4 exhaustive, 5 IVF)
 //   28      4     u32 reserved, 0
 //   32      ...   sections, in this order, each: char[4] tag, u64 payload length, payload
-//     "PARM" Params: i32 groups, i32 group_dim, f32 t, u8 t_minus_importance, u8 key_mode,
-//            u8 drop, i32 drop_count, u8 drop_with_replacement, u8 mapping, i32 drop_min,
-//            i32 drop_max, vec<f32> interval_bounds, vec<i32> interval_counts,
-//            u8 intervals_by_median, u8 fill, u8 importance, vec<f32> importance_weights,
-//            vec<f32> attention_wq, vec<f32> attention_wk, f32 attention_temperature,
-//            u8 weighting
+//     "PARM" Params: every field in Params::visit order (plugin/params.h), each as i32 (int),
+//            f32 (float), u8 (bool, enum), vec<i32> or vec<f32> (lists); in version 2:
+//            groups, group_dim, t, t_minus_importance, key_mode, drop, drop_count,
+//            drop_with_replacement, mapping, drop_min, drop_max, interval_bounds,
+//            interval_counts, intervals_by_median, fill, importance, importance_weights,
+//            attention_wq, attention_wk, attention_temperature, weighting. A field added to
+//            Params, or moved, is a new format version.
 //     "CENT" Centering: vec<f32> mean (0 or D), vec<f32> rotation (0 or D*D, row-major)
 //     "OPTS" u8 kind (0 exhaustive, 1 IVF), u8 train_pca, u64 streams_used, u8 has_seed,
 //            u64 seed (0 when unseeded), i64 ntotal (live entries, checked), i64 next_id;

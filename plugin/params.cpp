@@ -11,43 +11,24 @@ namespace pslerp {
 
 namespace {
 
-template <typename E>
-struct Names {
-    E value;
-    const char* name;
-};
-
-constexpr Names<KeyMode> kKeyModes[] = {{KeyMode::kPerGroup, "group"}, {KeyMode::kShared, "shared"}};
-constexpr Names<DropPolicy> kDrops[] = {
-        {DropPolicy::kNone, "none"}, {DropPolicy::kRandom, "random"}, {DropPolicy::kImportance, "importance"}};
-constexpr Names<DropMapping> kMappings[] = {
-        {DropMapping::kFunction, "function"}, {DropMapping::kIntervals, "intervals"}, {DropMapping::kBudget, "budget"}};
-constexpr Names<Fill> kFills[] = {{Fill::kZero, "zero"}, {Fill::kRandom, "random"}};
-constexpr Names<ImportanceKind> kImportances[] = {{ImportanceKind::kUniform, "uniform"},
-                                                  {ImportanceKind::kFixed, "fixed"},
-                                                  {ImportanceKind::kSelfAttention, "attention"}};
-constexpr Names<Weighting> kWeightings[] = {{Weighting::kUniform, "uniform"}, {Weighting::kImportance, "importance"}};
-
-template <typename E, size_t N>
-absl::Status parse_enum(const Names<E> (&names)[N], const std::string& option, const std::string& value, E* out) {
-    std::vector<std::string> allowed;
-    for (const auto& n : names) {
-        if (value == n.name) {
-            *out = n.value;
+template <class E>
+absl::Status parse_enum(const std::string& option, const std::string& value, E* out) {
+    const std::vector<std::string>& names = enum_names<E>();
+    for (size_t i = 0; i < names.size(); ++i) {
+        if (value == names[i]) {
+            *out = static_cast<E>(i);
             return absl::OkStatus();
         }
-        allowed.push_back(n.name);
     }
     return absl::InvalidArgumentError(
-            absl::StrCat("option ", option, ": expected one of ", absl::StrJoin(allowed, "|"), ", got '", value, "'"));
+            absl::StrCat("option ", option, ": expected one of ", absl::StrJoin(names, "|"), ", got '", value, "'"));
 }
 
-template <typename E, size_t N>
-const char* enum_name(const Names<E> (&names)[N], E value) {
-    for (const auto& n : names) {
-        if (n.value == value) return n.name;
-    }
-    return "?";
+template <class E>
+std::string enum_name(E value) {
+    const std::vector<std::string>& names = enum_names<E>();
+    const size_t i = static_cast<size_t>(value);
+    return i < names.size() ? names[i] : "?";
 }
 
 absl::Status parse_int(const std::string& option, const std::string& value, int* out) {
@@ -71,7 +52,52 @@ absl::Status parse_bool(const std::string& option, const std::string& value, boo
     return absl::OkStatus();
 }
 
+/// A field's value as set() reads it.
+template <class T>
+std::string option_text(const T& v) {
+    if constexpr (std::is_enum_v<T>) {
+        return enum_name(v);
+    } else if constexpr (std::is_same_v<T, bool>) {
+        return v ? "true" : "false";
+    } else if constexpr (std::is_arithmetic_v<T>) {
+        return absl::StrCat(v);
+    } else {
+        return absl::StrJoin(v, "/");
+    }
+}
+
 }  // namespace
+
+template <>
+const std::vector<std::string>& enum_names<KeyMode>() {
+    static const std::vector<std::string> names = {"group", "shared"};
+    return names;
+}
+template <>
+const std::vector<std::string>& enum_names<DropPolicy>() {
+    static const std::vector<std::string> names = {"none", "random", "importance"};
+    return names;
+}
+template <>
+const std::vector<std::string>& enum_names<DropMapping>() {
+    static const std::vector<std::string> names = {"function", "intervals", "budget"};
+    return names;
+}
+template <>
+const std::vector<std::string>& enum_names<Fill>() {
+    static const std::vector<std::string> names = {"zero", "random"};
+    return names;
+}
+template <>
+const std::vector<std::string>& enum_names<ImportanceKind>() {
+    static const std::vector<std::string> names = {"uniform", "fixed", "attention"};
+    return names;
+}
+template <>
+const std::vector<std::string>& enum_names<Weighting>() {
+    static const std::vector<std::string> names = {"uniform", "importance"};
+    return names;
+}
 
 Params Params::defaults(int groups, int group_dim) {
     Params p;
@@ -108,10 +134,16 @@ absl::Status Params::validate() const {
         return invalid(absl::StrFormat("dimension groups*group_dim exceeds %d", kMaxDim));
     }
     // Enums can arrive from outside as plain integers (bindings, casts).
-    if (static_cast<uint8_t>(key_mode) > 1 || static_cast<uint8_t>(drop) > 2 || static_cast<uint8_t>(mapping) > 2 ||
-        static_cast<uint8_t>(fill) > 1 || static_cast<uint8_t>(importance) > 2 || static_cast<uint8_t>(weighting) > 1) {
-        return invalid("an option holds an unknown enum value");
-    }
+    std::string bad_enum;
+    visit([&](auto f) {
+        using T = typename decltype(f)::type;
+        if constexpr (std::is_enum_v<T>) {
+            if (bad_enum.empty() && static_cast<size_t>(this->*f.member) >= enum_names<T>().size()) {
+                bad_enum = absl::StrCat(f.name, " holds the unknown value ", static_cast<int>(this->*f.member));
+            }
+        }
+    });
+    if (!bad_enum.empty()) return invalid(bad_enum);
     if (!(t >= 0.0f && t <= 1.0f)) return invalid(absl::StrCat("t must be in [0, 1], got ", t));
     // Every count is bounded, in use or not, so that add() does a bounded amount of work: with
     // replacement a draw may repeat, so up to kMaxDrawsPerCoordinate * d draws (the reference
@@ -196,57 +228,63 @@ absl::Status Params::set(const std::string& name, const std::string& value) {
         }
         return absl::OkStatus();
     }
-    if (name == "t") return parse_float(name, value, &t);
-    if (name == "t_minus_importance") return parse_bool(name, value, &t_minus_importance);
-    if (name == "key") return parse_enum(kKeyModes, name, value, &key_mode);
-    if (name == "drop") return parse_enum(kDrops, name, value, &drop);
-    if (name == "mapping") return parse_enum(kMappings, name, value, &mapping);
-    if (name == "fill") return parse_enum(kFills, name, value, &fill);
-    if (name == "importance") return parse_enum(kImportances, name, value, &importance);
-    if (name == "weighting") return parse_enum(kWeightings, name, value, &weighting);
-    if (name == "drop_count") return parse_int(name, value, &drop_count);
-    if (name == "drop_min") return parse_int(name, value, &drop_min);
-    if (name == "drop_max") return parse_int(name, value, &drop_max);
-    if (name == "replacement") return parse_bool(name, value, &drop_with_replacement);
-    if (name == "temperature") return parse_float(name, value, &attention_temperature);
-    return absl::InvalidArgumentError(absl::StrCat(
-            "unknown option '", name,
-            "': expected one of preset, t, t_minus_importance, key, drop, drop_count, mapping, drop_min, "
-            "drop_max, replacement, fill, importance, weighting, temperature"));
+    absl::Status status = absl::NotFoundError("");
+    std::vector<std::string> options = {"preset"};
+    visit([&](auto f) {
+        if (f.option == nullptr) return;
+        options.push_back(f.option);
+        if (name != f.option) return;
+        using T = typename decltype(f)::type;
+        T& v = this->*f.member;
+        if constexpr (std::is_enum_v<T>) {
+            status = parse_enum(name, value, &v);
+        } else if constexpr (std::is_same_v<T, bool>) {
+            status = parse_bool(name, value, &v);
+        } else if constexpr (std::is_same_v<T, int>) {
+            status = parse_int(name, value, &v);
+        } else if constexpr (std::is_same_v<T, float>) {
+            status = parse_float(name, value, &v);
+        }
+    });
+    if (!absl::IsNotFound(status)) return status;
+    return absl::InvalidArgumentError(
+            absl::StrCat("unknown option '", name, "': expected one of ", absl::StrJoin(options, ", ")));
 }
 
 std::string Params::get(const std::string& name) const {
-    if (name == "key") return enum_name(kKeyModes, key_mode);
-    if (name == "drop") return enum_name(kDrops, drop);
-    if (name == "mapping") return enum_name(kMappings, mapping);
-    if (name == "fill") return enum_name(kFills, fill);
-    if (name == "importance") return enum_name(kImportances, importance);
-    if (name == "weighting") return enum_name(kWeightings, weighting);
-    return "";
+    std::string out;
+    visit([&](auto f) {
+        using T = typename decltype(f)::type;
+        if constexpr (std::is_enum_v<T>) {
+            if (f.option != nullptr && name == f.option) out = enum_name(this->*f.member);
+        }
+    });
+    return out;
 }
 
 std::string Params::describe() const {
+    // The options that matter for this policy; flags only when set, the temperature only when
+    // attention uses it and it is not 1.
+    const bool by_importance = drop == DropPolicy::kImportance;
+    auto shown = [&](const std::string& option) {
+        if (option == "t_minus_importance") return t_minus_importance;
+        if (option == "replacement") return drop_with_replacement;
+        if (option == "drop_count") return drop == DropPolicy::kRandom || (by_importance && mapping == DropMapping::kBudget);
+        if (option == "mapping") return by_importance;
+        if (option == "drop_min" || option == "drop_max") return by_importance && mapping == DropMapping::kFunction;
+        if (option == "temperature") return importance == ImportanceKind::kSelfAttention && attention_temperature != 1.0f;
+        return true;
+    };
     std::vector<std::string> parts;
-    parts.push_back(absl::StrCat("t=", t));
-    if (t_minus_importance) parts.push_back("t_minus_importance=true");
-    parts.push_back(absl::StrCat("key=", enum_name(kKeyModes, key_mode)));
-    parts.push_back(absl::StrCat("drop=", enum_name(kDrops, drop)));
-    if (drop == DropPolicy::kRandom) parts.push_back(absl::StrCat("drop_count=", drop_count));
-    if (drop == DropPolicy::kImportance) {
-        parts.push_back(absl::StrCat("mapping=", enum_name(kMappings, mapping)));
-        if (mapping == DropMapping::kFunction) {
-            parts.push_back(absl::StrCat("drop_min=", drop_min, ",drop_max=", drop_max));
-        } else if (mapping == DropMapping::kBudget) {
-            parts.push_back(absl::StrCat("drop_count=", drop_count));
-        } else {
+    visit([&](auto f) {
+        if (f.option != nullptr) {
+            if (shown(f.option)) parts.push_back(absl::StrCat(f.option, "=", option_text(this->*f.member)));
+        } else if (std::string(f.name) == "interval_bounds" && by_importance && mapping == DropMapping::kIntervals) {
+            // Not an option set() takes: shown for information.
             parts.push_back(absl::StrCat("intervals=", absl::StrJoin(interval_bounds, "/"), ":",
                                          absl::StrJoin(interval_counts, "/"), intervals_by_median ? "(median)" : ""));
         }
-    }
-    if (drop_with_replacement) parts.push_back("replacement=true");
-    parts.push_back(absl::StrCat("fill=", enum_name(kFills, fill)));
-    parts.push_back(absl::StrCat("importance=", enum_name(kImportances, importance)));
-    parts.push_back(absl::StrCat("weighting=", enum_name(kWeightings, weighting)));
+    });
     return absl::StrJoin(parts, ",");
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,6 +45,24 @@ enum class Weighting : uint8_t {
     kImportance = 1,  ///< weighted by the enrolled importance (the reference code's choice)
 };
 
+struct Params;
+
+/// One field of Params as visit() presents it. Enum fields are spelled with their names
+/// (enum_names) by set(), get(), describe() and the bindings; files store their values.
+template <class T>
+struct ParamField {
+    using type = T;
+    const char* name;    ///< attribute name (bindings, to_dict) and the file format's field name
+    const char* option;  ///< its Params::set option name, or nullptr when set() cannot change it
+    T Params::*member;
+    const char* doc;     ///< one line for the bindings
+};
+
+/// The names of an enum's values, indexed by value (KeyMode, DropPolicy, DropMapping, Fill,
+/// ImportanceKind, Weighting).
+template <class E>
+const std::vector<std::string>& enum_names();
+
 struct Params {
     /// Largest raw dimension G * d.
     static constexpr int kMaxDim = 1 << 20;
@@ -55,8 +74,12 @@ struct Params {
     /// Largest G for self-attention importance (a G x G matrix per sample).
     static constexpr int kMaxAttentionGroups = 1024;
 
-    int groups = 8;       ///< G
-    int group_dim = 16;   ///< d; the raw dimension is G * d
+    /// The default shape (128-D), used wherever a caller gives none (CLI, Python, factory).
+    static constexpr int kDefaultGroups = 8;
+    static constexpr int kDefaultGroupDim = 16;
+
+    int groups = kDefaultGroups;        ///< G
+    int group_dim = kDefaultGroupDim;   ///< d; the raw dimension is G * d
     float t = 0.7f;       ///< slerp weight toward the key, in [0, 1]
     /// t_g = t - w_g with w_g the sample's own importance (reference code); else t_g = t.
     bool t_minus_importance = false;
@@ -95,7 +118,7 @@ struct Params {
     absl::Status validate() const;
 
     /// pslerp's default operating point.
-    static Params defaults(int groups = 8, int group_dim = 16);
+    static Params defaults(int groups = kDefaultGroups, int group_dim = kDefaultGroupDim);
     /// The public reference code's operating point (DESIGN section 1).
     static Params slerpface(int groups = 49, int group_dim = 16);
 
@@ -105,8 +128,56 @@ struct Params {
     /// The string form of an enum option (key, drop, mapping, fill, importance, weighting), as
     /// set() parses it; empty for an unknown name.
     std::string get(const std::string& name) const;
-    /// Options that differ from defaults(), as `name=value,...`, for `info` and factory strings.
+    /// The options in use, as `name=value,...`, for `info`, repr and factory strings.
     std::string describe() const;
+
+    /// Calls v(ParamField<T>{...}) for every field, in declaration order, which is the order
+    /// of the file format's parameter section (index/index_io.h). The one list of the fields:
+    /// files, set/get/describe, the factory and the bindings all go through it.
+    template <class V>
+    static void visit(V&& v);
 };
+
+template <class V>
+void Params::visit(V&& v) {
+    v(ParamField<int>{"groups", nullptr, &Params::groups, "G, the number of groups."});
+    v(ParamField<int>{"group_dim", nullptr, &Params::group_dim,
+                      "d, the dimension of a group; the raw dimension is G * d."});
+    v(ParamField<float>{"t", "t", &Params::t, "Slerp weight toward the key, in [0, 1]."});
+    v(ParamField<bool>{"t_minus_importance", "t_minus_importance", &Params::t_minus_importance,
+                       "Per-group t_g = t - w_g with the sample's own importance (reference code)."});
+    v(ParamField<KeyMode>{"key_mode", "key", &Params::key_mode,
+                          "'group' (one key per group) or 'shared' (one key for all groups of an entry)."});
+    v(ParamField<DropPolicy>{"drop", "drop", &Params::drop, "Drop policy: 'none', 'random' or 'importance'."});
+    v(ParamField<int>{"drop_count", "drop_count", &Params::drop_count,
+                      "Draws per group ('random'), mean draws ('budget')."});
+    v(ParamField<bool>{"drop_with_replacement", "replacement", &Params::drop_with_replacement,
+                       "Draws may repeat a coordinate (reference code)."});
+    v(ParamField<DropMapping>{"mapping", "mapping", &Params::mapping,
+                              "How importance becomes drop counts: 'function', 'intervals' or 'budget'."});
+    v(ParamField<int>{"drop_min", "drop_min", &Params::drop_min,
+                      "'function' mapping: draws for the most important group."});
+    v(ParamField<int>{"drop_max", "drop_max", &Params::drop_max,
+                      "'function' mapping: draws for the least important group."});
+    v(ParamField<std::vector<float>>{"interval_bounds", nullptr, &Params::interval_bounds,
+                                     "'intervals' mapping: importance-ratio bounds."});
+    v(ParamField<std::vector<int>>{"interval_counts", nullptr, &Params::interval_counts,
+                                   "'intervals' mapping: draws per interval (one more than the bounds)."});
+    v(ParamField<bool>{"intervals_by_median", nullptr, &Params::intervals_by_median,
+                       "'intervals' mapping: ratio w_g / median(w) (True) or w_g * G (False)."});
+    v(ParamField<Fill>{"fill", "fill", &Params::fill, "Dropped coordinates hold 'zero' or 'random'."});
+    v(ParamField<ImportanceKind>{"importance", "importance", &Params::importance,
+                                 "Importance provider: 'uniform', 'fixed' (importance_weights) or 'attention'."});
+    v(ParamField<std::vector<float>>{"importance_weights", nullptr, &Params::importance_weights,
+                                     "'fixed' importance: G weights."});
+    v(ParamField<std::vector<float>>{"attention_wq", nullptr, &Params::attention_wq,
+                                     "'attention': d*d query projection, empty = identity."});
+    v(ParamField<std::vector<float>>{"attention_wk", nullptr, &Params::attention_wk,
+                                     "'attention': d*d key projection, empty = identity."});
+    v(ParamField<float>{"attention_temperature", "temperature", &Params::attention_temperature,
+                        "'attention': softmax temperature."});
+    v(ParamField<Weighting>{"weighting", "weighting", &Params::weighting,
+                            "How the G cosines are combined: 'uniform' (mean) or 'importance' (enrolled importance)."});
+}
 
 }  // namespace pslerp

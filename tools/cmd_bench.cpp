@@ -61,8 +61,8 @@ void print_row(const char* name, const Latency& l) {
 absl::Status run(Args& args) {
     auto n = args.integer("n", 100000, 1, kMaxCount);
     auto nq = args.integer("queries", 256, 1, kMaxCount);
-    auto groups = args.integer("groups", 8, 1, 4096);
-    auto gd = args.integer("group-dim", 16, 2, 1024);
+    auto groups = args.integer("groups", Params::kDefaultGroups, 1, 4096);
+    auto gd = args.integer("group-dim", Params::kDefaultGroupDim, 2, 1024);
     auto k = args.integer("k", 10, 1, kMaxK);
     auto repeats = args.integer("repeats", 5, 1, 1000);
     auto seed = args.integer("seed", 42, 0, std::numeric_limits<int64_t>::max());

@@ -103,8 +103,8 @@ absl::Status run(Args& args) {
     auto gallery = args.integer("gallery", 100000, 1, kMaxCount);
     auto mated = args.integer("mated", 1000, 1, kMaxCount);
     auto nonmated = args.integer("nonmated", 1000, 1, kMaxCount);
-    auto groups = args.integer("groups", 8, 1, 4096);
-    auto group_dim = args.integer("group-dim", 16, 2, 1024);
+    auto groups = args.integer("groups", Params::kDefaultGroups, 1, 4096);
+    auto group_dim = args.integer("group-dim", Params::kDefaultGroupDim, 2, 1024);
     auto seed = args.integer("seed", 42, 0, std::numeric_limits<int64_t>::max());
     auto impostors = args.integer("impostors", 10, 1, 1000000);
     auto nlist_arg = args.integer("nlist", 0, 1, int64_t{1} << 24);
