@@ -1,5 +1,5 @@
 // Exhaustive protected search against faiss::IndexFlatIP on the same raw vectors, in one run
-// (DESIGN section 8, issue 2). For each gallery size N and dimension D (G groups of 16):
+// (docs/DESIGN.md section 8, issue 2). For each gallery size N and dimension D (G groups of 16):
 // single queries and batches, for each thread count, medians of repeats, ratios
 // protected / flat. A naive per-candidate baseline (pslerp::match_one, which materialises the
 // transformed probe for every entry) is timed on a subset of the gallery and scaled per entry

@@ -107,7 +107,7 @@ RandomSource random_source(std::optional<uint64_t> seed) {
 
 void bind_params(py::module_& m) {
     py::class_<Params> c(m, "Params", R"doc(
-Parameters of the protection scheme (DESIGN section 1).
+Parameters of the protection scheme (docs/DESIGN.md section 1).
 
 ``Params(groups=8, group_dim=16, t=None, key_mode=None, drop=None, fill=None, **options)``
 starts from pslerp's defaults for that shape and sets every option given by keyword (any

@@ -1,4 +1,4 @@
-// Evaluation metrics of DESIGN section 7: ROC computed exactly on the sorted scores, EER,
+// Evaluation metrics of docs/DESIGN.md section 7: ROC computed exactly on the sorted scores, EER,
 // TAR at fixed FAR with the number of impostor pairs behind it, LFW-style k-fold accuracy,
 // unlinkability (Gomez-Barrero et al. 2018, ISO/IEC 24745), rank-1 identification, and pair
 // building from labels. Scores are similarities: higher means more alike, and a pair is

@@ -1,4 +1,4 @@
-// Parameters of the protection scheme (DESIGN section 1): grouping, slerp weight, keys, drop
+// Parameters of the protection scheme (docs/DESIGN.md section 1): grouping, slerp weight, keys, drop
 // policy, fill, importance and how the per-group cosines are combined.
 #pragma once
 
@@ -119,7 +119,7 @@ struct Params {
 
     /// pslerp's default operating point.
     static Params defaults(int groups = kDefaultGroups, int group_dim = kDefaultGroupDim);
-    /// The public reference code's operating point (DESIGN section 1).
+    /// The public reference code's operating point (docs/DESIGN.md section 1).
     static Params slerpface(int groups = 49, int group_dim = 16);
 
     /// Applies one option `name=value` (factory strings, CLI): t, preset, drop, drop_count,

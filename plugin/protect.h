@@ -1,5 +1,5 @@
 // protect(): raw features -> protected templates with their keys and drop masks; match():
-// a raw probe against protected entries, materialising the transformed probe as DESIGN
+// a raw probe against protected entries, materialising the transformed probe as docs/DESIGN.md
 // section 1 step 7 describes (the index uses the closed form of section 2 instead).
 #pragma once
 

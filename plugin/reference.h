@@ -1,4 +1,4 @@
-// A plain reference of protect and match: every step of DESIGN section 1 written out in
+// A plain reference of protect and match: every step of docs/DESIGN.md section 1 written out in
 // double precision, with no shared helpers beyond the parameters. Kept for tests: the fast
 // paths (plugin/protect.cpp, index/kernels) are checked against it.
 #pragma once

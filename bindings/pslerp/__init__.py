@@ -174,7 +174,7 @@ def match(q: np.ndarray, templates: np.ndarray, keys: np.ndarray, masks: np.ndar
     q (n, G*d) raw probes; templates (n, G*d), keys (n, G, d), masks (n, G, d) as protect()
     returned them. The score is sum_g w_g cos(transformed probe group g, template group g):
     each probe group is normalised, slerped toward the entry's key (the probe's own t_g),
-    masked, normalised and compared with the template group (DESIGN section 1, step 7).
+    masked, normalised and compared with the template group (docs/DESIGN.md section 1, step 7).
 
     weights: (n, G) float32 combination weights. None means uniform 1/G, which is right for
     params.weighting == "uniform"; with "importance" (e.g. the slerpface preset) the enrolled

@@ -1,4 +1,4 @@
-// Scoring kernels of IndexProtectedSlerp: the closed form of DESIGN section 2, evaluated for
+// Scoring kernels of IndexProtectedSlerp: the closed form of docs/DESIGN.md section 2, evaluated for
 // many entries and queries without materialising the transformed probe and without libm
 // calls in the loop. A scalar reference and an AVX2 version share this interface; the choice
 // is made once, at first use, into a read-only table.
