@@ -93,7 +93,9 @@ struct Params {
     int drop_max = 8;               ///< kFunction: draws for the least important group
     /// kIntervals: a group whose importance ratio (w_g / median(w), or w_g * G when
     /// `intervals_by_median` is false) is below interval_bounds[i] draws interval_counts[i];
-    /// above every bound it draws interval_counts.back(). counts has one more entry than bounds.
+    /// at or above every bound it draws interval_counts.back(). counts has one more entry than
+    /// bounds. The median is np.median's, as in the reference code: the mean of the two middle
+    /// values for an even G.
     std::vector<float> interval_bounds = {1.0f};
     std::vector<int> interval_counts = {6, 2};
     bool intervals_by_median = true;
@@ -164,7 +166,7 @@ void Params::visit(V&& v) {
     v(ParamField<std::vector<int>>{"interval_counts", nullptr, &Params::interval_counts,
                                    "'intervals' mapping: draws per interval (one more than the bounds)."});
     v(ParamField<bool>{"intervals_by_median", nullptr, &Params::intervals_by_median,
-                       "'intervals' mapping: ratio w_g / median(w) (True) or w_g * G (False)."});
+                       "'intervals' mapping: ratio w_g / median(w) (True; numpy's median) or w_g * G (False)."});
     v(ParamField<Fill>{"fill", "fill", &Params::fill, "Dropped coordinates hold 'zero' or 'random'."});
     v(ParamField<ImportanceKind>{"importance", "importance", &Params::importance,
                                  "Importance provider: 'uniform', 'fixed' (importance_weights) or 'attention'."});

@@ -121,9 +121,15 @@ void drop_counts(const Params& p, const float* w, int* counts) {
     } else if (p.mapping == DropMapping::kIntervals) {
         double ref = 1.0 / G;
         if (p.intervals_by_median) {
+            // The median as the reference code takes it (np.median in enrollment.py): the middle
+            // value for odd G, the mean of the two middle values for even G, in float as numpy
+            // computes it for float32 weights.
             std::vector<float> sorted(w, w + G);
-            std::nth_element(sorted.begin(), sorted.begin() + (G - 1) / 2, sorted.end());
-            ref = sorted[(G - 1) / 2];  // lower median, as torch.median
+            const auto upper = sorted.begin() + G / 2;
+            std::nth_element(sorted.begin(), upper, sorted.end());
+            float median = *upper;
+            if (G % 2 == 0) median = (*std::max_element(sorted.begin(), upper) + median) / 2.0f;
+            ref = median;
         }
         for (int g = 0; g < G; ++g) {
             const double ratio = w[g] / std::max(ref, 1e-30);

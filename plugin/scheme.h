@@ -1,4 +1,4 @@
-// The scheme's math in one place (DESIGN section 1): group normalisation, slerp rotation,
+// The scheme's math in one place (docs/DESIGN.md section 1): group normalisation, slerp rotation,
 // importance, drop counts and masks, feature centring. protect.h builds on these.
 #pragma once
 
@@ -38,7 +38,9 @@ void compute_importance(const Params& p, const float* xn, float* w);
 /// Per-group slerp weights of a sample with importance w: t, or t - w_g (clamped to [0,1]).
 void group_t(const Params& p, const float* w, float* t_g);
 
-/// Draw counts per group for a sample with importance w (G counts).
+/// Draw counts per group for a sample with importance w (G counts). With kIntervals by median
+/// the median is the reference code's (np.median): the middle value for odd G, the mean of the
+/// two middle values for even G; a ratio equal to a bound falls in the interval above it.
 void drop_counts(const Params& p, const float* w, int* counts);
 
 /// A key: d standard normals divided by their norm.

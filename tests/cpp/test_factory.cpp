@@ -1,15 +1,24 @@
 // Factory strings: every documented form builds the right index kind with its options applied,
-// malformed strings (and the retired coarse stage) say what was expected, and describe_index
-// gives back a string that rebuilds the same index.
+// malformed strings (and the retired coarse stage) say what was expected, describe_index
+// gives back a string that rebuilds the same index, and an index built by name, filled, saved
+// and loaded again keeps its parameters and answers every search as before.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
 #include <string>
+#include <typeinfo>
+#include <vector>
 
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVF.h>
 #include <faiss/impl/FaissException.h>
 
 #include "index/factory.h"
+#include "index/index_io.h"
 
 namespace pslerp {
 namespace {
@@ -134,6 +143,119 @@ TEST(Factory, PresetFirstWhereverItIs) {
     EXPECT_EQ(p.weighting, Weighting::kImportance);
     EXPECT_EQ(describe_index(*b), "PSlerp49x16(preset=slerpface,t=0.5)");
 }
+
+std::vector<float> gaussian(int64_t n, int d, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> normal;
+    std::vector<float> x(n * d);
+    for (float& v : x) v = normal(rng) + 0.5f;  // off-centre, so that centring matters
+    return x;
+}
+
+/// Every field of Params, compared one by one.
+void expect_same_params(const Params& a, const Params& b) {
+    EXPECT_EQ(a.groups, b.groups);
+    EXPECT_EQ(a.group_dim, b.group_dim);
+    EXPECT_EQ(a.t, b.t);
+    EXPECT_EQ(a.t_minus_importance, b.t_minus_importance);
+    EXPECT_EQ(a.key_mode, b.key_mode);
+    EXPECT_EQ(a.drop, b.drop);
+    EXPECT_EQ(a.drop_count, b.drop_count);
+    EXPECT_EQ(a.drop_with_replacement, b.drop_with_replacement);
+    EXPECT_EQ(a.mapping, b.mapping);
+    EXPECT_EQ(a.drop_min, b.drop_min);
+    EXPECT_EQ(a.drop_max, b.drop_max);
+    EXPECT_EQ(a.interval_bounds, b.interval_bounds);
+    EXPECT_EQ(a.interval_counts, b.interval_counts);
+    EXPECT_EQ(a.intervals_by_median, b.intervals_by_median);
+    EXPECT_EQ(a.fill, b.fill);
+    EXPECT_EQ(a.importance, b.importance);
+    EXPECT_EQ(a.importance_weights, b.importance_weights);
+    EXPECT_EQ(a.attention_wq, b.attention_wq);
+    EXPECT_EQ(a.attention_wk, b.attention_wk);
+    EXPECT_EQ(a.attention_temperature, b.attention_temperature);
+    EXPECT_EQ(a.weighting, b.weighting);
+}
+
+struct FileCase {
+    const char* description;
+    int d;
+};
+
+class FactoryFiles : public ::testing::TestWithParam<FileCase> {
+  protected:
+    void SetUp() override {
+        dir_ = std::filesystem::temp_directory_path() / ("pslerp_test_factory_" + std::to_string(::getpid()));
+        std::filesystem::create_directories(dir_);
+    }
+    void TearDown() override { std::filesystem::remove_all(dir_); }
+    std::filesystem::path dir_;
+};
+
+TEST_P(FactoryFiles, BuiltByNameSavedAndLoadedAnswersAlike) {
+    const FileCase& fc = GetParam();
+    auto index = index_factory(fc.d, fc.description);
+    ProtectedIndex& built = protected_of(*index);
+    built.set_seed(7);
+    const int64_t nt = 400, n = 60, nq = 20;
+    const auto xt = gaussian(nt, fc.d, 1);
+    index->train(nt, xt.data());
+    ASSERT_TRUE(index->is_trained);
+    const auto x = gaussian(n, fc.d, 2);
+    index->add(n, x.data());
+    ASSERT_EQ(index->ntotal, n);
+
+    const std::string path = (dir_ / "index.pslerp").string();
+    write_index(*index, path);
+    auto loaded = read_index(path);
+    ASSERT_NE(loaded, nullptr);
+    const ProtectedIndex& back = protected_of(*loaded);
+    EXPECT_EQ(typeid(*loaded), typeid(*index));
+    EXPECT_EQ(loaded->d, index->d);
+    EXPECT_EQ(loaded->ntotal, n);
+    EXPECT_EQ(describe_index(*loaded), describe_index(*index));
+    expect_same_params(back.params, built.params);
+    EXPECT_EQ(back.train_pca, built.train_pca);
+    EXPECT_EQ(back.centering.mean, built.centering.mean);
+    EXPECT_EQ(back.centering.rotation, built.centering.rotation);
+
+    // Queries: the enrolled features themselves, then fresh ones.
+    std::vector<float> q(x.begin(), x.begin() + (nq / 2) * fc.d);
+    const auto fresh = gaussian(nq - nq / 2, fc.d, 3);
+    q.insert(q.end(), fresh.begin(), fresh.end());
+    const auto* ivf = dynamic_cast<const IndexIVFProtectedSlerp*>(index.get());
+    faiss::SearchParametersIVF all;
+    if (ivf) {
+        EXPECT_EQ(dynamic_cast<const IndexIVFProtectedSlerp&>(*loaded).nprobe, ivf->nprobe);
+        all.nprobe = ivf->nlist;
+    }
+    const idx_t k = 5;
+    for (const faiss::SearchParameters* sp : {static_cast<const faiss::SearchParameters*>(nullptr),
+                                              static_cast<const faiss::SearchParameters*>(ivf ? &all : nullptr)}) {
+        std::vector<float> Da(nq * k), Db(nq * k);
+        std::vector<idx_t> Ia(nq * k), Ib(nq * k);
+        index->search(nq, q.data(), k, Da.data(), Ia.data(), sp);
+        loaded->search(nq, q.data(), k, Db.data(), Ib.data(), sp);
+        EXPECT_EQ(Ia, Ib);
+        EXPECT_EQ(Da, Db);
+        if (sp != nullptr || !ivf) {
+            // Searching every entry, an enrolled feature finds itself first with score 1.
+            for (int64_t i = 0; i < nq / 2; ++i) {
+                EXPECT_EQ(Ib[i * k], i) << i;
+                EXPECT_NEAR(Db[i * k], 1.0f, 1e-5) << i;
+            }
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+        Strings, FactoryFiles,
+        ::testing::Values(FileCase{"PSlerp8x16", 128},
+                          FileCase{"PSlerp8x16(t=0.8,drop=importance,mapping=budget,key=shared,fill=random)", 128},
+                          FileCase{"PSlerp7x16(preset=slerpface)", 112}, FileCase{"PSlerp3x7(pca=true)", 21},
+                          FileCase{"IVF8,PSlerp8x16(t=0.9)", 128}, FileCase{"IVF8_HNSW4,PSlerp8x16(nprobe=3)", 128},
+                          FileCase{"IVF4,PSlerp6x10(key=shared,drop=importance,mapping=intervals)", 60},
+                          FileCase{"IVF4,PSlerp5x16(preset=slerpface,t=0.8)", 80}));
 
 struct BadCase {
     const char* description;
