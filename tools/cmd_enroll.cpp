@@ -133,7 +133,7 @@ absl::Status run(Args& args) {
         lo.groups = pi.params.groups;
         lo.group_dim = pi.params.group_dim;
         lo.learn_attention = attention;
-        auto learned = LearnImportance(xc.data(), f->n, il.data(), lo);
+        auto learned = learn_importance(xc.data(), f->n, il.data(), lo);
         if (!learned.ok()) return learned.status();
         Params& p = pi.params;
         if (attention) {
