@@ -1,22 +1,22 @@
-// Verification, template-score, unlinkability and renewability figures of the protection scheme on
-// real face descriptors (the extractor's output on ../shared/data/faces), protected vs
-// unprotected on the same pairs, plus the extractor's throughput. bench/RESULTS.md (section 3) holds
-// the figures and defines every measurement; this driver prints them as markdown tables.
+// Protected vs unprotected figures on real face photos (the extractor's output on
+// ../shared/data/faces): verification, template scores and exhaustive rank-1, unlinkability and
+// renewability, the importance learner's synthetic check, and the extractor's throughput.
+// bench/RESULTS.md (section 3) holds the figures and defines every measurement; this driver
+// prints them as markdown tables. Built when the extractor is (LibTorch, dlib and libwebp found).
 //
-//   pslerp_extract_eval [--data DIR] [--model-dir DIR] [--threads N] [--threads-list 1,2]
-//                       [--batch B] [--repeat R] [--seed S] [--draws K] [--bins B]
-//                       [--no-synthetic] [--throughput-only]
+//   bench_faces [--data DIR] [--model-dir DIR] [--threads 1,2] [--batch B] [--repeat R]
+//               [--seed S] [--draws K] [--bins B] [--figures LIST]
 //
-// --threads N       measure throughput with N threads only (0: all cores); default: the list
-// --threads-list L  thread counts to measure throughput with (default 1,2)
-// --batch B         chips per forward pass (default 16)
-// --repeat R        extraction runs per configuration; images/s is the median (default 3)
-// --seed S          keys and masks from a seeded generator, draw r uses streams derived from
-//                   (S, r); 0 = fresh keys from the OS generator (default 1)
-// --draws K         independent key/mask draws per protected figure: mean +- sd (default 5)
-// --bins B          histogram bins of the unlinkability metric (default 20; also shown at 5 B)
-// --no-synthetic    skip the importance learner's synthetic check
-// --throughput-only stop after the throughput table
+// --threads L   thread counts to measure throughput with, comma-separated (0: all cores;
+//               default 1,2)
+// --batch B     chips per forward pass (default 16)
+// --repeat R    extraction runs per configuration; images/s is the median (default 3)
+// --seed S      keys and masks from a seeded generator, draw r uses streams derived from
+//               (S, r); 0 = fresh keys from the OS generator (default 1)
+// --draws K     independent key/mask draws per protected figure: mean +- sd (default 5)
+// --bins B      histogram bins of the unlinkability metric (default 20; also shown at 5 B)
+// --figures L   the figures after the throughput table, comma-separated, from verification,
+//               templates, unlinkability, synthetic (default: all four); "none": throughput only
 //
 // Evaluation sets: dlib-johns (aligned chips; and re-detected + re-aligned), faceapi-bbt
 // (detect + align, and as given crops with --aligned), and the union of johns chips with either
@@ -26,19 +26,19 @@
 // unordered pair of distinct images; protected scores average both directions (probe i against
 // the template of j, and j against i).
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
+#include "bench/driver_util.h"
 #include "eval/metrics.h"
 #include "extractor/extractor.h"
 #include "extractor/importance_learner.h"
@@ -47,6 +47,7 @@
 #include "plugin/params.h"
 #include "plugin/protect.h"
 #include "plugin/scheme.h"
+#include "util/timing.h"
 
 namespace pslerp {
 namespace {
@@ -69,25 +70,22 @@ struct EvalSet {
     const EvalSet* learn_from = nullptr;  // the other identity set, for the importance learner
 };
 
-std::string Arg(int argc, char** argv, const std::string& name, const std::string& def) {
-    for (int i = 1; i + 1 < argc; ++i)
-        if (argv[i] == "--" + name) return argv[i + 1];
-    return def;
-}
-bool Flag(int argc, char** argv, const std::string& name) {
-    for (int i = 1; i < argc; ++i)
-        if (argv[i] == "--" + name) return true;
-    return false;
+using bench::value_or_die;
+
+void die_on_error(const absl::Status& s, const char* what) {
+    if (s.ok()) return;
+    std::fprintf(stderr, "error: %s: %s\n", what, std::string(s.message()).c_str());
+    std::exit(1);
 }
 
-std::vector<float> Mean(const std::vector<float>& x, int64_t n) {
+std::vector<float> mean_of(const std::vector<float>& x, int64_t n) {
     std::vector<float> m(kD, 0.f);
     for (int64_t i = 0; i < n; ++i)
         for (int k = 0; k < kD; ++k) m[k] += x[i * kD + k] / n;
     return m;
 }
 
-std::vector<float> Centre(const std::vector<float>& x, int64_t n, const std::vector<float>& mean) {
+std::vector<float> centre(const std::vector<float>& x, int64_t n, const std::vector<float>& mean) {
     std::vector<float> y = x;
     if (mean.empty()) return y;
     for (int64_t i = 0; i < n; ++i)
@@ -95,39 +93,32 @@ std::vector<float> Centre(const std::vector<float>& x, int64_t n, const std::vec
     return y;
 }
 
-// Per-group L2 normalisation of n vectors of G groups of d.
-std::vector<float> GroupNorm(const std::vector<float>& x, int64_t n, int G, int d) {
-    std::vector<float> y = x;
-    for (int64_t i = 0; i < n * G; ++i) {
-        double s = 0;
-        for (int k = 0; k < d; ++k) s += double(y[i * d + k]) * y[i * d + k];
-        const float inv = s > 0 ? float(1 / std::sqrt(s)) : 0.f;
-        for (int k = 0; k < d; ++k) y[i * d + k] *= inv;
-    }
+// Per-group L2 normalisation of n vectors of G groups of d: the scheme's own (plugin/scheme.h).
+std::vector<float> group_normalised(const std::vector<float>& x, int64_t n, int G, int d) {
+    Params p;
+    p.groups = G;
+    p.group_dim = d;
+    std::vector<float> y(x.size());
+    die_on_error(normalize_groups(p, x.data(), n, y.data()), "normalize_groups");
     return y;
 }
 
-double Dot(const float* a, const float* b, int n) {
+double dot(const float* a, const float* b, int n) {
     double s = 0;
     for (int k = 0; k < n; ++k) s += double(a[k]) * b[k];
     return s;
 }
 
 // Weighted mean of group cosines of two group-normalised vectors (w empty: uniform).
-float GroupScore(const float* a, const float* b, int G, int d, const float* w) {
+float group_score(const float* a, const float* b, int G, int d, const float* w) {
     double s = 0;
-    for (int g = 0; g < G; ++g) s += (w ? w[g] : 1.0 / G) * Dot(a + g * d, b + g * d, d);
+    for (int g = 0; g < G; ++g) s += (w ? w[g] : 1.0 / G) * dot(a + g * d, b + g * d, d);
     return float(s);
 }
 
-RandomSource Source(const Options& o, int draw, int tag) {
+RandomSource key_source(const Options& o, int draw, int tag) {
     if (o.seed == 0) return RandomSource();
     return RandomSource(o.seed * 1000003ull + uint64_t(draw) * 7919ull + uint64_t(tag));
-}
-
-void Die(const absl::Status& s, const char* what) {
-    std::fprintf(stderr, "pslerp_extract_eval: %s: %s\n", what, std::string(s.message()).c_str());
-    std::exit(2);
 }
 
 // ---------------------------------------------------------------- statistics and rows
@@ -166,12 +157,11 @@ struct VerifRow {
     int64_t mated = 0, nonmated = 0;
     void add(const std::vector<float>& mated_s, const std::vector<float>& nonmated_s) {
         const std::vector<double> fars = {1e-2, 1e-3};
-        auto r = verification_report(mated_s, nonmated_s, fars);
-        if (!r.ok()) Die(r.status(), "verification_report");
-        eer.add(r->eer.eer);
-        tar2.add(r->tar[0].tar);
-        if (r->tar[1].resolvable)
-            tar3.add(r->tar[1].tar);
+        const VerificationReport r = value_or_die(verification_report(mated_s, nonmated_s, fars));
+        eer.add(r.eer.eer);
+        tar2.add(r.tar[0].tar);
+        if (r.tar[1].resolvable)
+            tar3.add(r.tar[1].tar);
         else
             tar3_resolvable = false;
         mated = int64_t(mated_s.size());
@@ -183,8 +173,6 @@ struct VerifRow {
     }
 };
 
-PairScores Score(const Pairs& pairs, const std::function<float(int64_t, int64_t)>& f) { return score_pairs(pairs, f); }
-
 // ---------------------------------------------------------------- protected scoring
 
 struct Enrolled {
@@ -193,29 +181,29 @@ struct Enrolled {
     std::vector<float> S;      // S[probe * n + entry]
 };
 
-Enrolled Enrol(const Params& p, const std::vector<float>& xc, int64_t n, const RandomSource& src) {
+Enrolled enrol(const Params& p, const std::vector<float>& xc, int64_t n, const RandomSource& src) {
     Enrolled e;
     auto pr = protect(p, xc.data(), n, src);
-    if (!pr.ok()) Die(pr.status(), "protect");
+    die_on_error(pr.status(), "protect");
     e.pr = *std::move(pr);
     auto q = prepare_probes(p, xc.data(), n);
-    if (!q.ok()) Die(q.status(), "prepare_probes");
+    die_on_error(q.status(), "prepare_probes");
     e.probe = *std::move(q);
     auto s = match_all(p, xc.data(), n, e.pr.templates.data(), e.pr.keys.data(), e.pr.masks.data(),
                        e.pr.weights.data(), n);
-    if (!s.ok()) Die(s.status(), "match_all");
+    die_on_error(s.status(), "match_all");
     e.S = *std::move(s);
     return e;
 }
 
 // Verification of a protected configuration over opt.draws key draws.
-VerifRow ProtectedRow(const Params& p, const std::vector<float>& xc, const EvalSet& es, const Pairs& pairs,
+VerifRow protected_row(const Params& p, const std::vector<float>& xc, const EvalSet& es, const Pairs& pairs,
                       const Options& o, int tag) {
     VerifRow row;
     const int64_t n = es.n;
     for (int r = 0; r < o.draws; ++r) {
-        const Enrolled e = Enrol(p, xc, n, Source(o, r, tag));
-        const PairScores s = Score(pairs, [&](int64_t i, int64_t j) { return 0.5f * (e.S[i * n + j] + e.S[j * n + i]); });
+        const Enrolled e = enrol(p, xc, n, key_source(o, r, tag));
+        const PairScores s = score_pairs(pairs, [&](int64_t i, int64_t j) { return 0.5f * (e.S[i * n + j] + e.S[j * n + i]); });
         row.add(s.mated, s.nonmated);
     }
     return row;
@@ -223,33 +211,33 @@ VerifRow ProtectedRow(const Params& p, const std::vector<float>& xc, const EvalS
 
 // ---------------------------------------------------------------- figure 1: verification
 
-std::vector<float> LearnedWeights(const EvalSet& es) {
+std::vector<float> learned_weights(const EvalSet& es) {
     if (!es.learn_from) return {};
     const EvalSet& tr = *es.learn_from;
     // Train on the other identity set, centred with its own mean (= this set's centring vector).
-    const std::vector<float> xt = GroupNorm(Centre(tr.raw, tr.n, es.mean), tr.n, kG, kd);
+    const std::vector<float> xt = group_normalised(centre(tr.raw, tr.n, es.mean), tr.n, kG, kd);
     std::vector<int> lt(tr.labels.begin(), tr.labels.end());
     ImportanceLearnerOptions opt;
-    auto w = LearnImportance(xt.data(), tr.n, lt.data(), opt);
-    if (!w.ok()) Die(w.status(), "LearnImportance");
+    auto w = learn_importance(xt.data(), tr.n, lt.data(), opt);
+    die_on_error(w.status(), "learn_importance");
     return w->weights;
 }
 
-void Verification(const EvalSet& es, const Options& o) {
+void verification_figures(const EvalSet& es, const Options& o) {
     auto pairs_or = all_pairs(es.labels);
-    if (!pairs_or.ok()) Die(pairs_or.status(), "all_pairs");
+    die_on_error(pairs_or.status(), "all_pairs");
     const Pairs& pairs = *pairs_or;
     const int64_t n = es.n;
-    const std::vector<float> xc = Centre(es.raw, n, es.mean);
-    const std::vector<float> raw1 = GroupNorm(es.raw, n, 1, kD), cen1 = GroupNorm(xc, n, 1, kD);
-    const std::vector<float> rawg = GroupNorm(es.raw, n, kG, kd), ceng = GroupNorm(xc, n, kG, kd);
-    const std::vector<float> w = LearnedWeights(es);
+    const std::vector<float> xc = centre(es.raw, n, es.mean);
+    const std::vector<float> raw1 = group_normalised(es.raw, n, 1, kD), cen1 = group_normalised(xc, n, 1, kD);
+    const std::vector<float> rawg = group_normalised(es.raw, n, kG, kd), ceng = group_normalised(xc, n, kG, kd);
+    const std::vector<float> w = learned_weights(es);
 
     std::printf("\n### %s — %lld images\n\ncentring: %s\n\n", es.name.c_str(), (long long)n, es.mean_from.c_str());
     std::printf("| score | EER | TAR@FAR1e-2 | TAR@FAR1e-3 | mated / non-mated pairs |\n|---|---|---|---|---|\n");
     auto single = [&](const std::string& what, const std::function<float(int64_t, int64_t)>& f) {
         VerifRow row;
-        const PairScores s = Score(pairs, f);
+        const PairScores s = score_pairs(pairs, f);
         row.add(s.mated, s.nonmated);
         row.print(what);
     };
@@ -261,29 +249,29 @@ void Verification(const EvalSet& es, const Options& o) {
         }
         return float(-std::sqrt(d2));
     });
-    single("unprotected: raw 128-D cosine, uncentred", [&](int64_t i, int64_t j) { return float(Dot(&raw1[i * kD], &raw1[j * kD], kD)); });
-    single("unprotected: raw 128-D cosine, centred", [&](int64_t i, int64_t j) { return float(Dot(&cen1[i * kD], &cen1[j * kD], kD)); });
-    single("unprotected: 8x16 grouped, uncentred", [&](int64_t i, int64_t j) { return GroupScore(&rawg[i * kD], &rawg[j * kD], kG, kd, nullptr); });
-    single("unprotected: 8x16 grouped, centred", [&](int64_t i, int64_t j) { return GroupScore(&ceng[i * kD], &ceng[j * kD], kG, kd, nullptr); });
+    single("unprotected: raw 128-D cosine, uncentred", [&](int64_t i, int64_t j) { return float(dot(&raw1[i * kD], &raw1[j * kD], kD)); });
+    single("unprotected: raw 128-D cosine, centred", [&](int64_t i, int64_t j) { return float(dot(&cen1[i * kD], &cen1[j * kD], kD)); });
+    single("unprotected: 8x16 grouped, uncentred", [&](int64_t i, int64_t j) { return group_score(&rawg[i * kD], &rawg[j * kD], kG, kd, nullptr); });
+    single("unprotected: 8x16 grouped, centred", [&](int64_t i, int64_t j) { return group_score(&ceng[i * kD], &ceng[j * kD], kG, kd, nullptr); });
     if (!w.empty())
         single("unprotected: 8x16 grouped, centred, learned weights",
-               [&](int64_t i, int64_t j) { return GroupScore(&ceng[i * kD], &ceng[j * kD], kG, kd, w.data()); });
+               [&](int64_t i, int64_t j) { return group_score(&ceng[i * kD], &ceng[j * kD], kG, kd, w.data()); });
 
     const Params def = Params::defaults(kG, kd);
-    ProtectedRow(def, es.raw, es, pairs, o, 11).print("protected: defaults (t=0.7, drop 4, uniform), uncentred");
+    protected_row(def, es.raw, es, pairs, o, 11).print("protected: defaults (t=0.7, drop 4, uniform), uncentred");
     for (float t : {0.5f, 0.7f, 0.9f}) {
         Params p = def;
         p.t = t;
-        ProtectedRow(p, xc, es, pairs, o, 12).print(absl::StrFormat("protected: t=%.1f, drop 4, uniform, centred%s", t,
+        protected_row(p, xc, es, pairs, o, 12).print(absl::StrFormat("protected: t=%.1f, drop 4, uniform, centred%s", t,
                                                                     t == 0.7f ? " (defaults)" : ""));
     }
-    ProtectedRow(Params::slerpface(kG, kd), xc, es, pairs, o, 13).print("protected: slerpface preset (8x16), centred");
+    protected_row(Params::slerpface(kG, kd), xc, es, pairs, o, 13).print("protected: slerpface preset (8x16), centred");
     if (!w.empty()) {
         Params p = def;
         p.importance = ImportanceKind::kFixed;
         p.importance_weights = w;
         p.weighting = Weighting::kImportance;
-        ProtectedRow(p, xc, es, pairs, o, 14).print("protected: defaults + learned importance (kFixed, kImportance), centred");
+        protected_row(p, xc, es, pairs, o, 14).print("protected: defaults + learned importance (kFixed, kImportance), centred");
         std::printf("\nlearned weights (trained on %s):", es.learn_from->name.c_str());
         for (float v : w) std::printf(" %.3f", v);
         std::printf("\n");
@@ -292,7 +280,7 @@ void Verification(const EvalSet& es, const Options& o) {
 
 // ---------------------------------------------------------------- figure 2: template scores and centring
 
-void TemplateScores(const EvalSet& es, const Options& o) {
+void template_scores(const EvalSet& es, const Options& o) {
     const int64_t n = es.n;
     const Params def = Params::defaults(kG, kd);
     std::printf("\n### %s — %lld images\n\n", es.name.c_str(), (long long)n);
@@ -300,15 +288,15 @@ void TemplateScores(const EvalSet& es, const Options& o) {
                 "pooled over %d key draws:\n\n", o.draws);
     std::printf("| features | own image (i = j) | mated (i != j) | non-mated | mated - non-mated | counts own / mated / non-mated |\n|---|---|---|---|---|---|\n");
     for (bool centred : {false, true}) {
-        const std::vector<float> x = centred ? Centre(es.raw, n, es.mean) : es.raw;
-        const std::vector<float> xn = GroupNorm(x, n, kG, kd);
+        const std::vector<float> x = centred ? centre(es.raw, n, es.mean) : es.raw;
+        const std::vector<float> xn = group_normalised(x, n, kG, kd);
         Stat own, mated, non;
         for (int r = 0; r < o.draws; ++r) {
-            auto pr = protect(def, x.data(), n, Source(o, r, 21));
-            if (!pr.ok()) Die(pr.status(), "protect");
+            auto pr = protect(def, x.data(), n, key_source(o, r, 21));
+            die_on_error(pr.status(), "protect");
             for (int64_t i = 0; i < n; ++i)
                 for (int64_t j = 0; j < n; ++j) {
-                    const double s = Dot(&xn[i * kD], &pr->templates[j * kD], kD) / kG;
+                    const double s = dot(&xn[i * kD], &pr->templates[j * kD], kD) / kG;
                     (i == j ? own : es.labels[i] == es.labels[j] ? mated : non).add(s);
                 }
         }
@@ -353,27 +341,27 @@ void TemplateScores(const EvalSet& es, const Options& o) {
 
 // ---------------------------------------------------------------- figure 3: unlinkability, renewability
 
-double Dsys(const std::vector<float>& mated, const std::vector<float>& non, int bins) {
+double dsys(const std::vector<float>& mated, const std::vector<float>& non, int bins) {
     UnlinkabilityOptions uo;
     uo.bins = bins;
     auto u = unlinkability(mated, non, uo);
-    if (!u.ok()) Die(u.status(), "unlinkability");
+    die_on_error(u.status(), "unlinkability");
     return u->d_sys;
 }
 
-void Unlinkability(const EvalSet& es, const Options& o) {
+void unlinkability_figures(const EvalSet& es, const Options& o) {
     const int64_t n = es.n;
-    const std::vector<float> xc = Centre(es.raw, n, es.mean);
+    const std::vector<float> xc = centre(es.raw, n, es.mean);
     std::printf("\n### %s — %lld images\n\n", es.name.c_str(), (long long)n);
     // Reference: the unprotected features themselves (what a leak of raw templates links).
     {
-        const std::vector<float> ceng = GroupNorm(xc, n, kG, kd);
+        const std::vector<float> ceng = group_normalised(xc, n, kG, kd);
         std::vector<float> m, nm;
         for (int64_t i = 0; i < n; ++i)
             for (int64_t j = i + 1; j < n; ++j)
-                (es.labels[i] == es.labels[j] ? m : nm).push_back(GroupScore(&ceng[i * kD], &ceng[j * kD], kG, kd, nullptr));
+                (es.labels[i] == es.labels[j] ? m : nm).push_back(group_score(&ceng[i * kD], &ceng[j * kD], kG, kd, nullptr));
         std::printf("Reference, unprotected centred 8x16 features compared directly: D_sys %.3f (%d bins; %zu mated / %zu non-mated pairs)\n\n",
-                    Dsys(m, nm, o.bins), o.bins, m.size(), nm.size());
+                    dsys(m, nm, o.bins), o.bins, m.size(), nm.size());
     }
     std::printf("D_sys columns: %d bins [%d bins]. Renewal columns: share of (new-key probe, old template) comparisons "
                 "accepted at the renewed system's FAR1e-2 threshold; mean renewal score of the same image in brackets.\n\n",
@@ -387,19 +375,19 @@ void Unlinkability(const EvalSet& es, const Options& o) {
         Stat d_other, d_same, d_other5, d_same5, thr, tar, ren_other, ren_same, ren_non, ren_score;
         size_t c_other = 0, c_same = 0, c_non = 0;
         for (int r = 0; r < o.draws; ++r) {
-            const Enrolled A = Enrol(p, xc, n, Source(o, r, 41));  // first enrolment (old keys)
-            const Enrolled B = Enrol(p, xc, n, Source(o, r, 42));  // re-enrolment (new keys)
+            const Enrolled A = enrol(p, xc, n, key_source(o, r, 41));  // first enrolment (old keys)
+            const Enrolled B = enrol(p, xc, n, key_source(o, r, 42));  // re-enrolment (new keys)
             // Attacker's linkage score: cosine between protected templates of two databases.
             std::vector<float> other, same, non;
             for (int64_t i = 0; i < n; ++i)
                 for (int64_t j = 0; j < n; ++j) {
-                    const float s = float(Dot(&A.pr.templates[i * kD], &B.pr.templates[j * kD], kD) / kG);
+                    const float s = float(dot(&A.pr.templates[i * kD], &B.pr.templates[j * kD], kD) / kG);
                     (i == j ? same : es.labels[i] == es.labels[j] ? other : non).push_back(s);
                 }
-            d_other.add(Dsys(other, non, o.bins));
-            d_same.add(Dsys(same, non, o.bins));
-            d_other5.add(Dsys(other, non, 5 * o.bins));
-            d_same5.add(Dsys(same, non, 5 * o.bins));
+            d_other.add(dsys(other, non, o.bins));
+            d_same.add(dsys(same, non, o.bins));
+            d_other5.add(dsys(other, non, 5 * o.bins));
+            d_same5.add(dsys(same, non, 5 * o.bins));
             c_other = other.size(), c_same = same.size(), c_non = non.size();
             // Operating threshold of the renewed system: FAR 1e-2 on its own protected scores.
             std::vector<float> m, nm;
@@ -407,9 +395,9 @@ void Unlinkability(const EvalSet& es, const Options& o) {
                 for (int64_t j = i + 1; j < n; ++j)
                     (es.labels[i] == es.labels[j] ? m : nm).push_back(0.5f * (B.S[i * n + j] + B.S[j * n + i]));
             auto roc = roc_curve(m, nm);
-            if (!roc.ok()) Die(roc.status(), "roc_curve");
+            die_on_error(roc.status(), "roc_curve");
             auto tf = tar_at_far(*roc, 1e-2);
-            if (!tf.ok()) Die(tf.status(), "tar_at_far");
+            die_on_error(tf.status(), "tar_at_far");
             thr.add(tf->threshold);
             tar.add(tf->tar);
             // Probe j transformed with the NEW key and mask of entry i, against i's OLD template.
@@ -437,7 +425,7 @@ void Unlinkability(const EvalSet& es, const Options& o) {
 // ---------------------------------------------------------------- synthetic importance check
 
 // Identities with a centre per group; group noise grows from informative to pure noise.
-void Synthetic(int ids, int per_id, uint64_t seed, std::vector<float>* x, std::vector<int64_t>* labels) {
+void synthetic_identities(int ids, int per_id, uint64_t seed, std::vector<float>* x, std::vector<int64_t>* labels) {
     const float noise[kG] = {1.0f, 1.0f, 1.2f, 1.5f, 2.0f, 3.0f, -1, -1};  // -1: no identity signal
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> n01;
@@ -453,19 +441,19 @@ void Synthetic(int ids, int per_id, uint64_t seed, std::vector<float>* x, std::v
     }
 }
 
-void SyntheticImportance(const Options& o) {
+void synthetic_importance(const Options& o) {
     std::vector<float> xs, xt;
     std::vector<int64_t> ls, lt;
-    Synthetic(100, 5, 1, &xs, &ls);
-    Synthetic(100, 5, 2, &xt, &lt);
+    synthetic_identities(100, 5, 1, &xs, &ls);
+    synthetic_identities(100, 5, 2, &xt, &lt);
     const int64_t ns = int64_t(ls.size()), nt = int64_t(lt.size());
     std::vector<int> ls32(ls.begin(), ls.end());
     ImportanceLearnerOptions opt;
-    auto fixed = LearnImportance(xs.data(), ns, ls32.data(), opt);
-    if (!fixed.ok()) Die(fixed.status(), "LearnImportance");
+    auto fixed = learn_importance(xs.data(), ns, ls32.data(), opt);
+    die_on_error(fixed.status(), "learn_importance");
     auto pairs = all_pairs(lt);
-    if (!pairs.ok()) Die(pairs.status(), "all_pairs");
-    const std::vector<float> xn = GroupNorm(xt, nt, kG, kd);
+    die_on_error(pairs.status(), "all_pairs");
+    const std::vector<float> xn = group_normalised(xt, nt, kG, kd);
     EvalSet es;
     es.n = nt;
     es.labels = lt;
@@ -473,18 +461,18 @@ void SyntheticImportance(const Options& o) {
     std::printf("| score | EER | TAR@FAR1e-2 | TAR@FAR1e-3 | mated / non-mated pairs |\n|---|---|---|---|---|\n");
     for (bool learned : {false, true}) {
         VerifRow row;
-        const PairScores s = Score(*pairs, [&](int64_t i, int64_t j) {
-            return GroupScore(&xn[i * kD], &xn[j * kD], kG, kd, learned ? fixed->weights.data() : nullptr);
+        const PairScores s = score_pairs(*pairs, [&](int64_t i, int64_t j) {
+            return group_score(&xn[i * kD], &xn[j * kD], kG, kd, learned ? fixed->weights.data() : nullptr);
         });
         row.add(s.mated, s.nonmated);
         row.print(learned ? "unprotected, learned weights" : "unprotected, uniform");
     }
     Params p = Params::defaults(kG, kd);
-    ProtectedRow(p, xt, es, *pairs, o, 51).print("protected defaults, uniform");
+    protected_row(p, xt, es, *pairs, o, 51).print("protected defaults, uniform");
     p.importance = ImportanceKind::kFixed;
     p.importance_weights = fixed->weights;
     p.weighting = Weighting::kImportance;
-    ProtectedRow(p, xt, es, *pairs, o, 52).print("protected defaults, learned importance");
+    protected_row(p, xt, es, *pairs, o, 52).print("protected defaults, learned importance");
     std::printf("\nlearned weights:");
     for (float v : fixed->weights) std::printf(" %.3f", v);
     std::printf("   (train d' %.3f -> %.3f)\n", fixed->initial_objective, fixed->final_objective);
@@ -498,27 +486,47 @@ struct Extracted {
     int64_t images = 0, failed = 0;
 };
 
-int Main(int argc, char** argv) {
-    const std::string data = Arg(argc, argv, "data", "../shared/data/faces");
-    const std::string model_dir = DefaultModelDir(Arg(argc, argv, "model-dir", ""));
-    const int batch = std::atoi(Arg(argc, argv, "batch", "16").c_str());
-    const int repeat = std::max(1, std::atoi(Arg(argc, argv, "repeat", "3").c_str()));
-    std::vector<int> thread_list;
-    if (Flag(argc, argv, "threads")) {
-        thread_list.push_back(std::atoi(Arg(argc, argv, "threads", "0").c_str()));
-    } else {
-        for (absl::string_view s : absl::StrSplit(Arg(argc, argv, "threads-list", "1,2"), ',', absl::SkipEmpty()))
-            thread_list.push_back(std::atoi(std::string(s).c_str()));
-    }
+int run_faces(int argc, char** argv) {
+    bench::Flags f(argc, argv,
+                   "bench_faces: protected vs unprotected verification, template scores, unlinkability and the "
+                   "extractor's throughput on the face photos of --data (bench/RESULTS.md section 3)");
+    const std::string data = f.str("data", "../shared/data/faces");
+    const std::string model_dir = default_model_dir(f.str("model-dir", ""));
+    const std::vector<int64_t> thread_list = f.integers("threads", "1,2");
+    const int64_t batch = f.integer("batch", 16);
+    const int64_t repeat = f.integer("repeat", 3);
     Options o;
-    o.seed = std::strtoull(Arg(argc, argv, "seed", "1").c_str(), nullptr, 10);
-    o.draws = std::max(1, std::atoi(Arg(argc, argv, "draws", "5").c_str()));
-    o.bins = std::max(2, std::atoi(Arg(argc, argv, "bins", "20").c_str()));
+    o.seed = uint64_t(f.integer("seed", 1));
+    const int64_t draws = f.integer("draws", 5);
+    const int64_t bins = f.integer("bins", 20);
+    const std::vector<std::string> figure_list =
+            f.strings("figures", "verification,templates,unlinkability,synthetic", ',');
+    if (!f.finish()) return 0;
+    const std::set<std::string> known = {"verification", "templates", "unlinkability", "synthetic", "none"};
+    const std::set<std::string> figures(figure_list.begin(), figure_list.end());
+    std::string usage;
+    for (const std::string& name : figures)
+        if (!known.count(name))
+            usage = "--figures: unknown figure '" + name + "' (verification, templates, unlinkability, synthetic, none)";
+    for (int64_t t : thread_list)
+        if (t < 0 || t > 4096) usage = "--threads: thread counts must be in 0..4096 (0: all cores)";
+    if (batch < 1 || batch > 4096) usage = "--batch must be in 1..4096";
+    if (repeat < 1 || repeat > 1000) usage = "--repeat must be in 1..1000";
+    if (draws < 1 || draws > 1000) usage = "--draws must be in 1..1000";
+    if (bins < 2 || bins > 100000) usage = "--bins must be in 2..100000";
+    if (!usage.empty()) {
+        std::fprintf(stderr, "error: %s (see --help)\n", usage.c_str());
+        return kExitUsage;
+    }
+    o.draws = int(draws);
+    o.bins = int(bins);
 
-    std::printf("pslerp_extract_eval: data %s, model %s, batch %d, repeat %d, hardware threads %u, "
-                "seed %llu%s, %d key draws, %d unlinkability bins\n", data.c_str(), model_dir.c_str(), batch, repeat,
-                std::thread::hardware_concurrency(), (unsigned long long)o.seed, o.seed == 0 ? " (OS keys)" : "",
-                o.draws, o.bins);
+    bench::Provenance prov(f.command(), o.seed);
+    prov.print();
+    std::printf("bench_faces: data %s, model %s, batch %d, repeat %d, hardware threads %u, "
+                "seed %llu%s, %d key draws, %d unlinkability bins\n", data.c_str(), model_dir.c_str(), int(batch),
+                int(repeat), std::thread::hardware_concurrency(), (unsigned long long)o.seed,
+                o.seed == 0 ? " (OS keys)" : "", o.draws, o.bins);
 
     // ---- extraction: every set in both modes, throughput at every thread count.
     struct Mode {
@@ -527,33 +535,33 @@ int Main(int argc, char** argv) {
     };
     const std::vector<Mode> modes = {{"dlib-johns", true}, {"dlib-johns", false}, {"faceapi-bbt", true}, {"faceapi-bbt", false}};
     std::vector<Extracted> ext(modes.size());
-    std::printf("\n## Throughput (images/s, median of %d runs, model load excluded, batch %d)\n\n", repeat, batch);
+    std::printf("\n## Throughput (images/s, median of %d runs, model load excluded, batch %d)\n\n", int(repeat),
+                int(batch));
     std::printf("| set | mode | images | no face / failed | threads | images/s | runs (s) |\n|---|---|---|---|---|---|---|\n");
     for (size_t m = 0; m < modes.size(); ++m) {
-        auto images = ListImageFolder(data + "/" + modes[m].set);
-        if (!images.ok()) Die(images.status(), "ListImageFolder");
+        auto images = list_image_folder(data + "/" + modes[m].set);
+        die_on_error(images.status(), "list_image_folder");
         std::vector<std::string> paths;
         for (const auto& im : *images) paths.push_back(im.path);
-        const std::vector<int> labels = IdentityLabels(*images);
-        for (int th : thread_list) {
+        const std::vector<int> labels = identity_labels(*images);
+        for (int64_t th64 : thread_list) {
+            const int th = int(th64);
             ExtractorOptions eo;
             eo.model_dir = model_dir;
             eo.aligned = modes[m].aligned;
             eo.num_threads = th;
-            eo.batch_size = batch;
-            auto ex = Extractor::Create(eo);
-            if (!ex.ok()) Die(ex.status(), "Extractor::Create");
+            eo.batch_size = int(batch);
+            auto ex = Extractor::create(eo);
+            die_on_error(ex.status(), "Extractor::create");
             std::vector<double> seconds;
             std::vector<ExtractResult> results;
             for (int r = 0; r < repeat; ++r) {
-                const auto t0 = std::chrono::steady_clock::now();
-                results = (*ex)->ExtractFiles(paths);
-                seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+                const double t0 = now_seconds();
+                results = (*ex)->extract_files(paths);
+                seconds.push_back(now_seconds() - t0);
             }
             std::string runs;
             for (double s : seconds) runs += absl::StrFormat("%s%.2f", runs.empty() ? "" : " ", s);
-            std::vector<double> sorted = seconds;
-            std::sort(sorted.begin(), sorted.end());
             Extracted e;
             e.images = int64_t(paths.size());
             for (size_t i = 0; i < results.size(); ++i) {
@@ -566,13 +574,13 @@ int Main(int argc, char** argv) {
             }
             std::printf("| %s | %s | %lld | %lld | %d | %.1f | %s |\n", modes[m].set.c_str(),
                         modes[m].aligned ? "aligned chips (--aligned)" : "detect + align", (long long)e.images,
-                        (long long)e.failed, th, paths.size() / sorted[sorted.size() / 2], runs.c_str());
+                        (long long)e.failed, th, double(paths.size()) / median(seconds), runs.c_str());
             std::fflush(stdout);
             ext[m] = std::move(e);
         }
     }
 
-    if (Flag(argc, argv, "throughput-only")) return 0;
+    if (figures.count("none") || figures.empty()) return 0;
 
     // ---- evaluation sets.
     auto make = [](const std::string& name, const Extracted& e) {
@@ -587,7 +595,7 @@ int Main(int argc, char** argv) {
     EvalSet johnsD = make("dlib-johns (re-detected + re-aligned)", ext[1]);
     EvalSet bbtA = make("faceapi-bbt (as given crops, --aligned)", ext[2]);
     EvalSet bbtD = make("faceapi-bbt (detect + align)", ext[3]);
-    const std::vector<float> mJ = Mean(johns.raw, johns.n), mB = Mean(bbtD.raw, bbtD.n);
+    const std::vector<float> mJ = mean_of(johns.raw, johns.n), mB = mean_of(bbtD.raw, bbtD.n);
     for (EvalSet* s : {&johns, &johnsD}) {
         s->mean = mB;
         s->mean_from = "mean of faceapi-bbt (detect + align), the other identity set";
@@ -607,7 +615,7 @@ int Main(int argc, char** argv) {
         u.labels = a.labels;
         for (int64_t l : b.labels) u.labels.push_back(l + off);
         u.n = a.n + b.n;
-        u.mean = Mean(u.raw, u.n);
+        u.mean = mean_of(u.raw, u.n);
         u.mean_from = "mean of the union's own images (no other set: in-sample, 13 identities)";
         return u;
     };
@@ -621,17 +629,29 @@ int Main(int argc, char** argv) {
                     std::sqrt(nj), std::sqrt(nb), std::sqrt(dm));
     }
 
-    std::printf("\n## 1. Verification, all-vs-all pairs (protected: mean ± sd over %d key draws)\n", o.draws);
-    for (const EvalSet* s : sets) Verification(*s, o);
-    std::printf("\n## 2. Template scores, centring and exhaustive rank-1 (protected defaults, t=0.7)\n");
-    for (const EvalSet* s : sets) TemplateScores(*s, o);
-    std::printf("\n## 3. Unlinkability and renewability (defaults at each t, centred; mean ± sd over %d draws)\n", o.draws);
-    for (const EvalSet* s : sets) Unlinkability(*s, o);
-    if (!Flag(argc, argv, "no-synthetic")) SyntheticImportance(o);
+    if (figures.count("verification")) {
+        std::printf("\n## 1. Verification, all-vs-all pairs (protected: mean ± sd over %d key draws)\n", o.draws);
+        for (const EvalSet* s : sets) verification_figures(*s, o);
+    }
+    if (figures.count("templates")) {
+        std::printf("\n## 2. Template scores, centring and exhaustive rank-1 (protected defaults, t=0.7)\n");
+        for (const EvalSet* s : sets) template_scores(*s, o);
+    }
+    if (figures.count("unlinkability")) {
+        std::printf("\n## 3. Unlinkability and renewability (defaults at each t, centred; mean ± sd over %d draws)\n",
+                    o.draws);
+        for (const EvalSet* s : sets) unlinkability_figures(*s, o);
+    }
+    if (figures.count("synthetic")) synthetic_importance(o);
     return 0;
 }
 
 }  // namespace
 }  // namespace pslerp
 
-int main(int argc, char** argv) { return pslerp::Main(argc, argv); }
+int main(int argc, char** argv) try {
+    return pslerp::run_faces(argc, argv);
+} catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_faces: %s\n", e.what());
+    return 1;
+}

@@ -5,12 +5,14 @@
 #include <cstdlib>
 #include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "extractor/grouping.h"
+#include "plugin/params.h"
+#include "plugin/scheme.h"
 
 namespace pslerp {
 
-const char* FaceOutcomeName(FaceOutcome outcome) {
+const char* face_outcome_name(FaceOutcome outcome) {
     switch (outcome) {
         case FaceOutcome::kOk: return "ok";
         case FaceOutcome::kSeveralFaces: return "several_faces";
@@ -22,7 +24,7 @@ const char* FaceOutcomeName(FaceOutcome outcome) {
     return "failed";
 }
 
-std::string DefaultModelDir(const std::string& flag) {
+std::string default_model_dir(const std::string& flag) {
     if (!flag.empty()) return flag;
     if (const char* env = std::getenv("PSLERP_MODEL_DIR"); env != nullptr && *env != '\0') return env;
     return "models";
@@ -52,31 +54,33 @@ struct Extractor::Impl {
         }
         const int size = model->input_size();
         if (aligner == nullptr) {
-            p.chip = PadToSquareAndResize(image, size);
+            p.chip = pad_to_square_and_resize(image, size);
             p.num_faces = 1;
             p.outcome = FaceOutcome::kOk;
             return p;
         }
-        auto face = aligner->Align(image);
+        auto face = aligner->align(image);
         if (!face.ok()) {
             p.outcome = absl::IsNotFound(face.status()) ? FaceOutcome::kNoFace : FaceOutcome::kFailed;
             p.message = std::string(face.status().message());
             return p;
         }
         p.num_faces = face->num_faces;
-        p.chip = face->chip.width == size && face->chip.height == size ? ToFloat(face->chip)
-                                                                       : PadToSquareAndResize(face->chip, size);
+        p.chip = face->chip.width == size && face->chip.height == size ? to_float(face->chip)
+                                                                       : pad_to_square_and_resize(face->chip, size);
         p.outcome = face->num_faces > 1 ? FaceOutcome::kSeveralFaces : FaceOutcome::kOk;
         if (face->num_faces > 1) p.message = absl::StrCat(face->num_faces, " faces found, the largest was used");
         return p;
     }
 
     Prepared prepare_file(const std::string& path) const {
-        auto image = DecodeImageFile(path);
+        auto image = decode_image_file(path);
         if (!image.ok()) {
             Prepared p;
             p.outcome = FaceOutcome::kUnreadable;
+            // ExtractResult::path names the file; the message says only what is wrong.
             p.message = std::string(image.status().message());
+            if (absl::StartsWith(p.message, path + ": ")) p.message.erase(0, path.size() + 2);
             return p;
         }
         return prepare(*image);
@@ -100,7 +104,7 @@ struct Extractor::Impl {
         }
         if (where.empty()) return;
         std::vector<float> raw(where.size() * model->output_dim());
-        absl::Status st = model->Embed(batch.data(), static_cast<int64_t>(batch.size() / chip_floats), raw.data());
+        absl::Status st = model->embed(batch.data(), static_cast<int64_t>(batch.size() / chip_floats), raw.data());
         const int d = model->output_dim();
         for (size_t k = 0; k < where.size(); ++k) {
             ExtractResult& r = results[where[k]];
@@ -110,7 +114,16 @@ struct Extractor::Impl {
                 continue;
             }
             r.raw.assign(raw.begin() + k * d, raw.begin() + (k + 1) * d);
-            r.features = ex.Group(r.raw);
+            absl::StatusOr<std::vector<float>> features = ex.group(r.raw);
+            if (!features.ok()) {
+                // A NaN or a zero-norm group in the model's output: this image has no features.
+                r.outcome = FaceOutcome::kFailed;
+                r.message =
+                        absl::StrCat("the model's output cannot be group-normalised: ", features.status().message());
+                r.raw.clear();
+                continue;
+            }
+            r.features = *std::move(features);
         }
     }
 };
@@ -118,19 +131,19 @@ struct Extractor::Impl {
 Extractor::Extractor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Extractor::~Extractor() = default;
 
-absl::StatusOr<std::unique_ptr<Extractor>> Extractor::Create(const ExtractorOptions& options) {
+absl::StatusOr<std::unique_ptr<Extractor>> Extractor::create(const ExtractorOptions& options) {
     if (options.batch_size <= 0) return absl::InvalidArgumentError("batch size must be positive");
     if (options.groups < 0 || options.group_dim < 0) return absl::InvalidArgumentError("groups and group_dim must not be negative");
     auto impl = std::make_unique<Impl>();
     impl->options = options;
     impl->threads = options.num_threads > 0 ? options.num_threads
                                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    SetTorchThreads(impl->threads);
+    set_torch_threads(impl->threads);
 
     absl::StatusOr<std::unique_ptr<FaceModel>> model =
         options.torchscript_path.empty()
-            ? LoadFaceApiModel(DefaultModelDir(options.model_dir), options.verify_checksum)
-            : LoadTorchScriptModel(options.torchscript_path, options.input_size, options.normalization);
+            ? load_face_api_model(default_model_dir(options.model_dir), options.verify_checksum)
+            : load_torchscript_model(options.torchscript_path, options.input_size, options.normalization);
     if (!model.ok()) return model.status();
     impl->model = std::move(*model);
 
@@ -143,7 +156,7 @@ absl::StatusOr<std::unique_ptr<Extractor>> Extractor::Create(const ExtractorOpti
         return absl::InvalidArgumentError(absl::StrCat("groups x group_dim = ", o.groups, " x ", o.group_dim,
                                                        " does not match the model's output dimension ", out));
     if (!options.aligned) {
-        auto aligner = FaceAligner::Create(options.align);
+        auto aligner = FaceAligner::create(options.align);
         if (!aligner.ok()) return aligner.status();
         impl->aligner = std::move(*aligner);
     }
@@ -157,29 +170,37 @@ int Extractor::raw_dim() const { return impl_->model->output_dim(); }
 const ExtractorOptions& Extractor::options() const { return impl_->options; }
 std::string Extractor::model_description() const { return impl_->model->description(); }
 
-std::vector<float> Extractor::Group(const std::vector<float>& raw) const {
+absl::StatusOr<std::vector<float>> Extractor::group(const std::vector<float>& raw) const {
+    if (raw.size() % static_cast<size_t>(dim()) != 0)
+        return absl::InvalidArgumentError(absl::StrCat(raw.size(), " floats are not a whole number of ", dim(),
+                                                       "-dimensional descriptors"));
     std::vector<float> out = raw;
-    if (impl_->options.normalize_groups)
-        NormalizeGroups(out.data(), static_cast<int64_t>(out.size() / dim()), groups(), group_dim());
+    if (!impl_->options.normalize_groups) return out;
+    // The scheme's own normalisation (plugin/scheme.h): it reads only groups and group_dim.
+    Params p;
+    p.groups = groups();
+    p.group_dim = group_dim();
+    const int64_t n = static_cast<int64_t>(raw.size() / dim());
+    if (absl::Status st = normalize_groups(p, raw.data(), n, out.data()); !st.ok()) return st;
     return out;
 }
 
-absl::StatusOr<AlignedFace> Extractor::Align(const RgbImage& image) const {
+absl::StatusOr<AlignedFace> Extractor::align(const RgbImage& image) const {
     if (impl_->aligner == nullptr) return absl::FailedPreconditionError("this extractor was created in aligned mode");
-    return impl_->aligner->Align(image);
+    return impl_->aligner->align(image);
 }
 
-ExtractResult Extractor::ExtractImage(const RgbImage& image) const {
+ExtractResult Extractor::extract_image(const RgbImage& image) const {
     std::vector<Impl::Prepared> items(1, impl_->prepare(image));
     std::vector<ExtractResult> results(1);
     impl_->embed(items, results, 0, *this);
     return std::move(results[0]);
 }
 
-absl::StatusOr<std::vector<float>> Extractor::ExtractFile(const std::string& path) const {
-    std::vector<ExtractResult> r = ExtractFiles({path});
+absl::StatusOr<std::vector<float>> Extractor::extract_file(const std::string& path) const {
+    std::vector<ExtractResult> r = extract_files({path});
     if (r[0].ok()) return std::move(r[0].features);
-    const std::string msg = absl::StrCat(path, ": ", FaceOutcomeName(r[0].outcome), ": ", r[0].message);
+    const std::string msg = absl::StrCat(path, ": ", face_outcome_name(r[0].outcome), ": ", r[0].message);
     switch (r[0].outcome) {
         case FaceOutcome::kNoFace: return absl::NotFoundError(msg);
         case FaceOutcome::kTooSmall: return absl::OutOfRangeError(msg);
@@ -188,8 +209,8 @@ absl::StatusOr<std::vector<float>> Extractor::ExtractFile(const std::string& pat
     }
 }
 
-std::vector<ExtractResult> Extractor::ExtractFiles(const std::vector<std::string>& paths,
-                                                   const ProgressCallback& progress) const {
+std::vector<ExtractResult> Extractor::extract_files(const std::vector<std::string>& paths,
+                                                    const ProgressCallback& progress) const {
     std::vector<ExtractResult> results(paths.size());
     for (size_t i = 0; i < paths.size(); ++i) results[i].path = paths[i];
     const size_t batch = static_cast<size_t>(impl_->options.batch_size);
@@ -211,7 +232,7 @@ std::vector<ExtractResult> Extractor::ExtractFiles(const std::vector<std::string
     return results;
 }
 
-absl::StatusOr<std::vector<float>> Extractor::EmbedChips(const std::vector<RgbImage>& chips) const {
+absl::StatusOr<std::vector<float>> Extractor::embed_chips(const std::vector<RgbImage>& chips) const {
     const int size = impl_->model->input_size();
     std::vector<float> raw(chips.size() * raw_dim());
     const size_t batch = static_cast<size_t>(impl_->options.batch_size);
@@ -221,10 +242,10 @@ absl::StatusOr<std::vector<float>> Extractor::EmbedChips(const std::vector<RgbIm
         input.reserve(count * size * size * 3);
         for (size_t i = first; i < first + count; ++i) {
             if (chips[i].width <= 0 || chips[i].height <= 0) return absl::InvalidArgumentError("empty chip");
-            std::vector<float> c = PadToSquareAndResize(chips[i], size);
+            std::vector<float> c = pad_to_square_and_resize(chips[i], size);
             input.insert(input.end(), c.begin(), c.end());
         }
-        absl::Status st = impl_->model->Embed(input.data(), static_cast<int64_t>(count), raw.data() + first * raw_dim());
+        absl::Status st = impl_->model->embed(input.data(), static_cast<int64_t>(count), raw.data() + first * raw_dim());
         if (!st.ok()) return st;
     }
     return raw;

@@ -1,10 +1,10 @@
 // From face photos to grouped features: decode, detect, align, embed, group.
 //
-//   auto ex = pslerp::Extractor::Create({});            // face-api's net from ./models
-//   auto results = (*ex)->ExtractFiles(paths, progress); // one ExtractResult per path
+//   auto ex = pslerp::Extractor::create({});            // face-api's net from ./models
+//   auto results = (*ex)->extract_files(paths, progress); // one ExtractResult per path
 //
-// Thread safety: an Extractor is immutable after Create(); every method is const and may be
-// called from several threads at once. Create() sets LibTorch's process-wide intra-op thread
+// Thread safety: an Extractor is immutable after create(); every method is const and may be
+// called from several threads at once. create() sets LibTorch's process-wide intra-op thread
 // count to `num_threads`. Errors are returned (absl::Status or a per-image outcome), never
 // thrown; a bad image never stops a batch.
 #pragma once
@@ -60,17 +60,17 @@ enum class FaceOutcome {
     kSeveralFaces,  ///< several faces: the largest was used, features are valid
     kNoFace,        ///< nothing detected
     kTooSmall,      ///< shorter side below min_image_side
-    kUnreadable,    ///< missing, empty, truncated or not JPEG/PNG
-    kFailed,        ///< model error
+    kUnreadable,    ///< missing, empty, truncated, corrupt or not a supported format (image.h)
+    kFailed,        ///< model error, or an output with a NaN or a zero-norm group
 };
 
 /// "ok", "several_faces", "no_face", "too_small", "unreadable", "failed".
-const char* FaceOutcomeName(FaceOutcome outcome);
+const char* face_outcome_name(FaceOutcome outcome);
 
 struct ExtractResult {
     std::string path;
     FaceOutcome outcome = FaceOutcome::kFailed;
-    std::string message;         ///< why, when not ok
+    std::string message;         ///< why, when not ok (the path is in `path`)
     int num_faces = 0;           ///< faces detected (1 in aligned mode)
     std::vector<float> raw;      ///< raw model output, raw_dim() floats; empty when not ok
     std::vector<float> features; ///< grouped, dim() floats; empty when not ok
@@ -83,7 +83,7 @@ using ProgressCallback = std::function<void(int64_t done, int64_t total)>;
 
 class Extractor {
   public:
-    static absl::StatusOr<std::unique_ptr<Extractor>> Create(const ExtractorOptions& options);
+    static absl::StatusOr<std::unique_ptr<Extractor>> create(const ExtractorOptions& options);
     ~Extractor();
 
     int dim() const;        ///< groups * group_dim
@@ -94,21 +94,24 @@ class Extractor {
     std::string model_description() const;
 
     /// Features of the (largest) face in one file; an error status when there is none.
-    absl::StatusOr<std::vector<float>> ExtractFile(const std::string& path) const;
+    absl::StatusOr<std::vector<float>> extract_file(const std::string& path) const;
     /// Features of the (largest) face of a decoded image.
-    ExtractResult ExtractImage(const RgbImage& image) const;
+    ExtractResult extract_image(const RgbImage& image) const;
     /// One result per path, in order; decoding and detection run on num_threads workers,
     /// inference in batches of batch_size.
-    std::vector<ExtractResult> ExtractFiles(const std::vector<std::string>& paths,
-                                            const ProgressCallback& progress = nullptr) const;
+    std::vector<ExtractResult> extract_files(const std::vector<std::string>& paths,
+                                             const ProgressCallback& progress = nullptr) const;
 
     /// Raw descriptors (n * raw_dim) of already-cropped face chips (padded and resized as in
     /// aligned mode, no detection).
-    absl::StatusOr<std::vector<float>> EmbedChips(const std::vector<RgbImage>& chips) const;
+    absl::StatusOr<std::vector<float>> embed_chips(const std::vector<RgbImage>& chips) const;
     /// Detects and aligns without embedding (for inspection and tests).
-    absl::StatusOr<AlignedFace> Align(const RgbImage& image) const;
-    /// Raw descriptors -> features (n * dim), per the grouping options.
-    std::vector<float> Group(const std::vector<float>& raw) const;
+    absl::StatusOr<AlignedFace> align(const RgbImage& image) const;
+    /// Raw descriptors (n * dim) -> features (n * dim), per the grouping options: each group
+    /// L2-normalised by the scheme's normalize_groups (plugin/scheme.h), which refuses a NaN or
+    /// infinite value or a group of zero norm (the error names the vector and group; the batch
+    /// methods report it as kFailed for that image).
+    absl::StatusOr<std::vector<float>> group(const std::vector<float>& raw) const;
 
   private:
     struct Impl;
@@ -118,6 +121,6 @@ class Extractor {
 
 /// The face-api model folder the tools use: `flag` if not empty, else $PSLERP_MODEL_DIR, else
 /// "models".
-std::string DefaultModelDir(const std::string& flag = "");
+std::string default_model_dir(const std::string& flag = "");
 
 }  // namespace pslerp

@@ -1,81 +1,23 @@
-// Everything dlib in one translation unit: image decoding, HOG detection, landmarks, chips.
+// HOG detection, 68 landmarks and face chips with dlib (image decoding is image_io.cpp).
 #include "extractor/face_align.h"
 
-#include <dlib/image_io.h>
 #include <dlib/image_processing.h>
 #include <dlib/image_processing/frontal_face_detector.h>
 #include <dlib/image_transforms.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "extractor/dlib_image.h"
 
 namespace pslerp {
-namespace {
 
-using DlibImage = dlib::matrix<dlib::rgb_pixel>;
-
-DlibImage ToDlib(const RgbImage& image) {
-    DlibImage m(image.height, image.width);
-    for (int y = 0; y < image.height; ++y)
-        for (int x = 0; x < image.width; ++x) {
-            const uint8_t* p = &image.pixels[(static_cast<size_t>(y) * image.width + x) * 3];
-            m(y, x) = dlib::rgb_pixel(p[0], p[1], p[2]);
-        }
-    return m;
-}
-
-RgbImage FromDlib(const DlibImage& m) {
-    RgbImage image;
-    image.height = static_cast<int>(m.nr());
-    image.width = static_cast<int>(m.nc());
-    image.pixels.resize(static_cast<size_t>(image.width) * image.height * 3);
-    for (int y = 0; y < image.height; ++y)
-        for (int x = 0; x < image.width; ++x) {
-            uint8_t* p = &image.pixels[(static_cast<size_t>(y) * image.width + x) * 3];
-            p[0] = m(y, x).red;
-            p[1] = m(y, x).green;
-            p[2] = m(y, x).blue;
-        }
-    return image;
-}
-
-}  // namespace
-
-absl::StatusOr<RgbImage> DecodeImageFile(const std::string& path) {
-    {
-        // stat() does not open: a FIFO or device is refused before open() could block on it.
-        std::error_code ec;
-        if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
-            return absl::InvalidArgumentError(absl::StrCat("image ", path, " is not a regular file"));
-        }
-        std::ifstream in(path, std::ios::binary | std::ios::ate);
-        if (!in) return absl::NotFoundError(absl::StrCat("cannot open image ", path));
-        if (in.tellg() <= 0) return absl::InvalidArgumentError(absl::StrCat("empty image file ", path));
-    }
-    try {
-        DlibImage m;
-        dlib::load_image(m, path);
-        if (m.size() == 0) return absl::InvalidArgumentError(absl::StrCat("image has no pixels: ", path));
-        return FromDlib(m);
-    } catch (const std::exception& e) {
-        return absl::InvalidArgumentError(absl::StrCat("cannot decode image ", path, ": ", e.what()));
-    }
-}
-
-absl::Status WritePng(const RgbImage& image, const std::string& path) {
-    if (image.width <= 0 || image.height <= 0) return absl::InvalidArgumentError("cannot write an empty image");
-    try {
-        dlib::save_png(ToDlib(image), path);
-    } catch (const std::exception& e) {
-        return absl::InternalError(absl::StrCat("cannot write ", path, ": ", e.what()));
-    }
-    return absl::OkStatus();
-}
+using internal::DlibImage;
+using internal::from_dlib;
+using internal::to_dlib;
 
 struct FaceAligner::Impl {
     AlignOptions options;
@@ -116,7 +58,7 @@ struct FaceAligner::Impl {
 FaceAligner::FaceAligner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 FaceAligner::~FaceAligner() = default;
 
-absl::StatusOr<std::unique_ptr<FaceAligner>> FaceAligner::Create(const AlignOptions& options) {
+absl::StatusOr<std::unique_ptr<FaceAligner>> FaceAligner::create(const AlignOptions& options) {
     if (options.chip_size < 8) return absl::InvalidArgumentError("chip size must be at least 8");
     auto impl = std::make_unique<Impl>();
     impl->options = options;
@@ -134,9 +76,9 @@ absl::StatusOr<std::unique_ptr<FaceAligner>> FaceAligner::Create(const AlignOpti
     return std::unique_ptr<FaceAligner>(new FaceAligner(std::move(impl)));
 }
 
-absl::StatusOr<AlignedFace> FaceAligner::Align(const RgbImage& image) const {
+absl::StatusOr<AlignedFace> FaceAligner::align(const RgbImage& image) const {
     const AlignOptions& opt = impl_->options;
-    DlibImage img = ToDlib(image);
+    DlibImage img = to_dlib(image);
     int times = opt.upsample;
     if (times < 0) times = static_cast<int64_t>(image.width) * image.height < 600 * 600 ? 1 : 0;
 
@@ -169,7 +111,7 @@ absl::StatusOr<AlignedFace> FaceAligner::Align(const RgbImage& image) const {
     dlib::extract_image_chip(*source, dlib::get_face_chip_details(shape, opt.chip_size, opt.chip_padding), chip);
 
     AlignedFace face;
-    face.chip = FromDlib(chip);
+    face.chip = from_dlib(chip);
     face.num_faces = static_cast<int>(boxes.size());
     face.left = static_cast<int>(largest->left() - offset);
     face.top = static_cast<int>(largest->top() - offset);

@@ -31,15 +31,15 @@ struct AlignedFace {
     int left = 0, top = 0, right = 0, bottom = 0;  ///< its detection box in image pixels
 };
 
-/// Thread safety: Align() may be called from several threads at once (detectors are pooled,
+/// Thread safety: align() may be called from several threads at once (detectors are pooled,
 /// the shape predictor is read-only).
 class FaceAligner {
   public:
-    static absl::StatusOr<std::unique_ptr<FaceAligner>> Create(const AlignOptions& options);
+    static absl::StatusOr<std::unique_ptr<FaceAligner>> create(const AlignOptions& options);
     ~FaceAligner();
 
     /// NotFound when no face is detected; the chip otherwise.
-    absl::StatusOr<AlignedFace> Align(const RgbImage& image) const;
+    absl::StatusOr<AlignedFace> align(const RgbImage& image) const;
 
   private:
     struct Impl;

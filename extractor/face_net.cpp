@@ -23,7 +23,7 @@ struct Conv {
 
 class FaceApiNet final : public FaceModel {
   public:
-    static absl::StatusOr<std::unique_ptr<FaceModel>> Build(const WeightMap& w) {
+    static absl::StatusOr<std::unique_ptr<FaceModel>> build(const WeightMap& w) {
         auto net = std::unique_ptr<FaceApiNet>(new FaceApiNet());
         absl::Status st;
         auto conv = [&](const std::string& prefix, int64_t kernel, int64_t in, int64_t out) {
@@ -85,7 +85,7 @@ class FaceApiNet final : public FaceModel {
         return absl::StrCat("face-api ", kFaceApiVersion, " face recognition net (dlib ResNet, 150x150 -> 128)");
     }
 
-    absl::Status Embed(const float* chips, int64_t n, float* out) const override {
+    absl::Status embed(const float* chips, int64_t n, float* out) const override {
         if (n == 0) return absl::OkStatus();
         c10::InferenceMode guard;
         at::Tensor x = at::from_blob(const_cast<float*>(chips), {n, 150, 150, 3}, at::kFloat).permute({0, 3, 1, 2});
@@ -134,19 +134,19 @@ class FaceApiNet final : public FaceModel {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<FaceModel>> LoadFaceApiModel(const std::string& model_dir, bool verify_checksum) {
+absl::StatusOr<std::unique_ptr<FaceModel>> load_face_api_model(const std::string& model_dir, bool verify_checksum) {
     const std::string dir = model_dir.empty() ? "." : model_dir;
-    auto weights = tfjs::LoadWeights(dir + "/" + kFaceApiManifest, verify_checksum ? kFaceApiWeightsSha256 : "");
+    auto weights = tfjs::load_weights(dir + "/" + kFaceApiManifest, verify_checksum ? kFaceApiWeightsSha256 : "");
     if (!weights.ok()) {
         if (absl::IsNotFound(weights.status()))
             return absl::NotFoundError(absl::StrCat(weights.status().message(),
                                                     " (fetch the face-api model with scripts/fetch_model.sh ", dir, ")"));
         return weights.status();
     }
-    return FaceApiNet::Build(*weights);
+    return FaceApiNet::build(*weights);
 }
 
-void SetTorchThreads(int n) {
+void set_torch_threads(int n) {
     if (n > 0) at::set_num_threads(n);
 }
 

@@ -5,9 +5,9 @@
 
 namespace pslerp {
 
-std::vector<float> ToFloat(const RgbImage& image) { return std::vector<float>(image.pixels.begin(), image.pixels.end()); }
+std::vector<float> to_float(const RgbImage& image) { return std::vector<float>(image.pixels.begin(), image.pixels.end()); }
 
-std::vector<float> PadToSquareAndResize(const RgbImage& image, int size) {
+std::vector<float> pad_to_square_and_resize(const RgbImage& image, int size) {
     const int side = std::max(image.width, image.height);
     // tfjs padToSquare(isCenterImage=true): append round(diff / 2), prepend the rest.
     const int diff_w = side - image.width, diff_h = side - image.height;

@@ -12,13 +12,15 @@ namespace pslerp {
 
 namespace fs = std::filesystem;
 
-bool IsImageFileName(const std::string& name) {
+bool is_image_file_name(const std::string& name) {
     std::string ext = fs::path(name).extension().string();
     std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
-    return ext == ".jpg" || ext == ".jpeg" || ext == ".png";
+    for (const char* known : {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".pgm", ".ppm", ".pnm"})
+        if (ext == known) return true;
+    return false;
 }
 
-absl::StatusOr<std::vector<LabeledImage>> ListImageFolder(const std::string& root) {
+absl::StatusOr<std::vector<LabeledImage>> list_image_folder(const std::string& root) {
     std::error_code ec;
     if (!fs::is_directory(root, ec)) return absl::NotFoundError(absl::StrCat("not a folder: ", root));
     const fs::path base = fs::path(root).lexically_normal();
@@ -29,7 +31,7 @@ absl::StatusOr<std::vector<LabeledImage>> ListImageFolder(const std::string& roo
     if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot list ", root, ": ", ec.message()));
     for (; it != end; it.increment(ec)) {
         if (ec) return absl::PermissionDeniedError(absl::StrCat("cannot list ", root, ": ", ec.message()));
-        if (!it->is_regular_file(ec) || !IsImageFileName(it->path().filename().string())) continue;
+        if (!it->is_regular_file(ec) || !is_image_file_name(it->path().filename().string())) continue;
         const fs::path rel = it->path().lexically_relative(base);
         const bool nested = std::distance(rel.begin(), rel.end()) > 1;
         out.push_back({nested ? rel.begin()->string() : root_name, it->path().string()});
@@ -40,7 +42,7 @@ absl::StatusOr<std::vector<LabeledImage>> ListImageFolder(const std::string& roo
     return out;
 }
 
-std::vector<int> IdentityLabels(const std::vector<LabeledImage>& images) {
+std::vector<int> identity_labels(const std::vector<LabeledImage>& images) {
     std::map<std::string, int> ids;
     std::vector<int> labels;
     labels.reserve(images.size());

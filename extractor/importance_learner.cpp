@@ -4,9 +4,11 @@
 #include <ATen/core/grad_mode.h>
 
 #include <cmath>
-#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "eval/metrics.h"
+#include "plugin/params.h"
+#include "plugin/scheme.h"
 
 namespace pslerp {
 namespace {
@@ -41,61 +43,51 @@ class Adam {
     int t_ = 0;
 };
 
-at::Tensor Decidability(const at::Tensor& genuine, const at::Tensor& impostor) {
+at::Tensor decidability(const at::Tensor& genuine, const at::Tensor& impostor) {
     at::Tensor var = 0.5 * (genuine.var(/*unbiased=*/false) + impostor.var(/*unbiased=*/false)) + 1e-9;
     return (genuine.mean() - impostor.mean()) / var.sqrt();
 }
 
-std::vector<float> ToVector(const at::Tensor& t) {
+std::vector<float> to_vector(const at::Tensor& t) {
     at::Tensor c = t.detach().to(at::kFloat).contiguous();
     return std::vector<float>(c.data_ptr<float>(), c.data_ptr<float>() + c.numel());
 }
 
 }  // namespace
 
-absl::StatusOr<LearnedImportance> LearnImportance(const float* x, int64_t n, const int* labels,
-                                                  const ImportanceLearnerOptions& options) {
+absl::StatusOr<LearnedImportance> learn_importance(const float* x, int64_t n, const int* labels,
+                                                   const ImportanceLearnerOptions& options) {
     const int64_t G = options.groups, d = options.group_dim;
     if (G <= 0 || d <= 0) return absl::InvalidArgumentError("importance learner: groups and group_dim must be positive");
     if (n < 2) return absl::InvalidArgumentError("importance learner: need at least two samples");
     if (options.steps < 0 || options.learning_rate <= 0)
         return absl::InvalidArgumentError("importance learner: steps must be >= 0 and the learning rate > 0");
 
-    // Pairs: every genuine pair, a seeded sample of impostor pairs.
+    if (options.max_impostor_pairs < 0)
+        return absl::InvalidArgumentError("importance learner: max_impostor_pairs must not be negative");
+    // Pairs (eval/metrics.h): every genuine pair, a seeded sample of impostor pairs.
+    const std::vector<int64_t> labels64(labels, labels + n);
+    absl::StatusOr<Pairs> pairs = all_pairs(labels64, options.max_impostor_pairs, options.seed);
+    if (!pairs.ok())
+        return absl::Status(pairs.status().code(), absl::StrCat("importance learner: ", pairs.status().message()));
     std::vector<int64_t> gi, gj, ii, ij;
-    int64_t impostor_total = 0;
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = i + 1; j < n; ++j) {
-            if (labels[i] == labels[j]) {
-                gi.push_back(i);
-                gj.push_back(j);
-            } else {
-                ++impostor_total;
-            }
-        }
-    if (gi.empty() || impostor_total == 0)
-        return absl::InvalidArgumentError("importance learner: the labels give no genuine or no impostor pair");
-    std::mt19937_64 rng(options.seed);
-    if (impostor_total <= options.max_impostor_pairs) {
-        for (int64_t i = 0; i < n; ++i)
-            for (int64_t j = i + 1; j < n; ++j)
-                if (labels[i] != labels[j]) {
-                    ii.push_back(i);
-                    ij.push_back(j);
-                }
-    } else {
-        std::uniform_int_distribution<int64_t> pick(0, n - 1);
-        while (static_cast<int64_t>(ii.size()) < options.max_impostor_pairs) {
-            int64_t i = pick(rng), j = pick(rng);
-            if (labels[i] == labels[j]) continue;
-            ii.push_back(std::min(i, j));
-            ij.push_back(std::max(i, j));
-        }
+    for (int64_t k = 0; k < pairs->size(); ++k) {
+        (pairs->is_mated[k] ? gi : ii).push_back(pairs->first[k]);
+        (pairs->is_mated[k] ? gj : ij).push_back(pairs->second[k]);
     }
+    if (gi.empty() || ii.empty())
+        return absl::InvalidArgumentError("importance learner: the labels give no genuine or no impostor pair");
+
+    // Unit groups by the scheme's own normalisation (plugin/scheme.h).
+    Params p;
+    p.groups = static_cast<int>(G);
+    p.group_dim = static_cast<int>(d);
+    std::vector<float> xn(static_cast<size_t>(n * G * d));
+    if (absl::Status st = normalize_groups(p, x, n, xn.data()); !st.ok())
+        return absl::Status(st.code(), absl::StrCat("importance learner: ", st.message()));
 
     at::manual_seed(options.seed);
-    at::Tensor X = at::from_blob(const_cast<float*>(x), {n, G, d}, at::kFloat).to(at::kDouble);
-    X = X / X.norm(2, {2}, /*keepdim=*/true).clamp_min(1e-12);
+    const at::Tensor X = at::from_blob(xn.data(), {n, G, d}, at::kFloat).to(at::kDouble);
     auto index = [](const std::vector<int64_t>& v) { return at::tensor(v, at::kLong); };
     const at::Tensor Gi = index(gi), Gj = index(gj), Ii = index(ii), Ij = index(ij);
     // Per-group cosines of every pair: (P, G).
@@ -111,7 +103,7 @@ absl::StatusOr<LearnedImportance> LearnImportance(const float* x, int64_t n, con
         Adam adam({logits}, options.learning_rate);
         auto objective = [&] {
             at::Tensor w = at::softmax(logits, 0);
-            return Decidability(at::mv(Cg, w), at::mv(Ci, w));
+            return decidability(at::mv(Cg, w), at::mv(Ci, w));
         };
         out.initial_objective = objective().item<double>();
         for (int s = 0; s < options.steps; ++s) {
@@ -120,7 +112,7 @@ absl::StatusOr<LearnedImportance> LearnImportance(const float* x, int64_t n, con
             adam.step();
         }
         out.final_objective = objective().item<double>();
-        out.weights = ToVector(at::softmax(logits.detach(), 0));
+        out.weights = to_vector(at::softmax(logits.detach(), 0));
         return out;
     }
 
@@ -135,7 +127,7 @@ absl::StatusOr<LearnedImportance> LearnImportance(const float* x, int64_t n, con
         at::Tensor w = A.mean(1);                                                 // (n, G)
         at::Tensor wg = 0.5 * (w.index_select(0, Gi) + w.index_select(0, Gj));
         at::Tensor wi = 0.5 * (w.index_select(0, Ii) + w.index_select(0, Ij));
-        return Decidability((Cg * wg).sum(1), (Ci * wi).sum(1));
+        return decidability((Cg * wg).sum(1), (Ci * wi).sum(1));
     };
     out.initial_objective = objective().item<double>();
     for (int s = 0; s < options.steps; ++s) {
@@ -145,8 +137,8 @@ absl::StatusOr<LearnedImportance> LearnImportance(const float* x, int64_t n, con
     }
     out.final_objective = objective().item<double>();
     out.weights.assign(G, 1.0f / G);
-    out.attention_wq = ToVector(Wq);
-    out.attention_wk = ToVector(Wk);
+    out.attention_wq = to_vector(Wq);
+    out.attention_wk = to_vector(Wk);
     return out;
 }
 

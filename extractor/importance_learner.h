@@ -1,7 +1,8 @@
 // Learns per-group importance from labelled features with LibTorch, in the form the protection
 // scheme's Params store: fixed weights (`importance_weights`, softmax of learnt logits, so
 // w >= 0 and sum 1) and optionally self-attention projections (`attention_wq`, `attention_wk`,
-// d x d row-major; the rule of pslerp::AttentionImportance / ImportanceKind::kSelfAttention).
+// d x d row-major; the rule of the plugin's compute_importance with ImportanceKind::kSelfAttention
+// and Params::attention_temperature = attention_temperature).
 //
 // Objective: the decidability d' of the weighted per-group cosine score,
 //   (mean genuine - mean impostor) / sqrt((var genuine + var impostor) / 2),
@@ -25,7 +26,7 @@ struct ImportanceLearnerOptions {
     double learning_rate = 0.05;
     /// Pull toward uniform weights: adds l2 * ||logits||^2 (fixed) or l2 * ||W - I||^2 (attention).
     double l2 = 1e-3;
-    int64_t max_impostor_pairs = 50000;
+    int64_t max_impostor_pairs = 50000;  ///< impostor pairs sampled without replacement beyond this
     uint64_t seed = 1;
 };
 
@@ -39,9 +40,12 @@ struct LearnedImportance {
     int64_t impostor_pairs = 0;
 };
 
-/// @param x       n * groups * group_dim features (groups are normalised internally)
-/// @param labels  n identity labels; at least one genuine and one impostor pair are needed
-absl::StatusOr<LearnedImportance> LearnImportance(const float* x, int64_t n, const int* labels,
-                                                  const ImportanceLearnerOptions& options);
+/// @param x       n * groups * group_dim features; each group is normalised with the plugin's
+///                normalize_groups, so a NaN or a zero-norm group is an error naming the sample
+/// @param labels  n identity labels (a label < 0 mates nothing); the pairs are eval's
+///                all_pairs(labels, max_impostor_pairs, seed), and at least one genuine and one
+///                impostor pair are needed
+absl::StatusOr<LearnedImportance> learn_importance(const float* x, int64_t n, const int* labels,
+                                                   const ImportanceLearnerOptions& options);
 
 }  // namespace pslerp

@@ -223,6 +223,6 @@ class Parser {
 
 }  // namespace
 
-absl::StatusOr<Value> Parse(const std::string& text) { return Parser(text).document(); }
+absl::StatusOr<Value> parse(const std::string& text) { return Parser(text).document(); }
 
 }  // namespace pslerp::json

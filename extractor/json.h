@@ -30,6 +30,6 @@ struct Value {
 };
 
 /// Parses a whole document; trailing non-space text is an error. Errors name the byte offset.
-absl::StatusOr<Value> Parse(const std::string& text);
+absl::StatusOr<Value> parse(const std::string& text);
 
 }  // namespace pslerp::json

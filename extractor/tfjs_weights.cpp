@@ -20,14 +20,14 @@ int64_t TensorSpec::num_elements() const {
 
 namespace {
 
-int64_t BytesPerElement(const std::string& stored) {
+int64_t bytes_per_element(const std::string& stored) {
     if (stored == "float32" || stored == "int32") return 4;
     if (stored == "uint16" || stored == "float16") return 2;
     if (stored == "uint8") return 1;
     return 0;
 }
 
-float HalfToFloat(uint16_t h) {
+float half_to_float(uint16_t h) {
     uint32_t sign = (h >> 15) & 1u, exp = (h >> 10) & 0x1Fu, mant = h & 0x3FFu;
     uint32_t bits;
     if (exp == 0) {
@@ -53,10 +53,10 @@ float HalfToFloat(uint16_t h) {
 
 }  // namespace
 
-int64_t TensorSpec::stored_bytes() const { return num_elements() * BytesPerElement(stored_dtype); }
+int64_t TensorSpec::stored_bytes() const { return num_elements() * bytes_per_element(stored_dtype); }
 
-absl::StatusOr<Manifest> ParseManifest(const std::string& json_text) {
-    auto doc = json::Parse(json_text);
+absl::StatusOr<Manifest> parse_manifest(const std::string& json_text) {
+    auto doc = json::parse(json_text);
     if (!doc.ok()) return absl::InvalidArgumentError(absl::StrCat("tfjs manifest: ", doc.status().message()));
     if (!doc->is_array()) return absl::InvalidArgumentError("tfjs manifest: expected a JSON array of weight groups");
     Manifest m;
@@ -109,7 +109,7 @@ absl::StatusOr<Manifest> ParseManifest(const std::string& json_text) {
     return m;
 }
 
-absl::StatusOr<std::map<std::string, Tensor>> DecodeWeights(const Manifest& manifest, const std::string& bytes) {
+absl::StatusOr<std::map<std::string, Tensor>> decode_weights(const Manifest& manifest, const std::string& bytes) {
     std::map<std::string, Tensor> out;
     size_t offset = 0;
     for (const TensorSpec& spec : manifest.tensors) {
@@ -131,7 +131,7 @@ absl::StatusOr<std::map<std::string, Tensor>> DecodeWeights(const Manifest& mani
             }
         } else if (spec.stored_dtype == "float16") {
             for (int64_t i = 0; i < n; ++i)
-                t.values[i] = HalfToFloat(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
+                t.values[i] = half_to_float(static_cast<uint16_t>(p[2 * i] | (p[2 * i + 1] << 8)));
         } else if (spec.stored_dtype == "float32") {
             for (int64_t i = 0; i < n; ++i) {
                 uint32_t u = static_cast<uint32_t>(p[4 * i]) | (static_cast<uint32_t>(p[4 * i + 1]) << 8) |
@@ -159,7 +159,7 @@ absl::StatusOr<std::map<std::string, Tensor>> DecodeWeights(const Manifest& mani
     return out;
 }
 
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
+absl::StatusOr<std::string> read_file(const std::string& path) {
     // stat() does not open: a FIFO or device is refused before open() could block on it.
     std::error_code ec;
     if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
@@ -173,34 +173,34 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
     return ss.str();
 }
 
-absl::StatusOr<std::map<std::string, Tensor>> LoadWeights(const std::string& manifest_path,
-                                                          const std::string& expected_sha256) {
-    auto text = ReadFile(manifest_path);
+absl::StatusOr<std::map<std::string, Tensor>> load_weights(const std::string& manifest_path,
+                                                           const std::string& expected_sha256) {
+    auto text = read_file(manifest_path);
     if (!text.ok()) return text.status();
-    auto manifest = ParseManifest(*text);
+    auto manifest = parse_manifest(*text);
     if (!manifest.ok())
         return absl::Status(manifest.status().code(), absl::StrCat(manifest_path, ": ", manifest.status().message()));
     const size_t slash = manifest_path.find_last_of('/');
     const std::string dir = slash == std::string::npos ? "" : manifest_path.substr(0, slash + 1);
     std::string bytes;
     for (const std::string& shard : manifest->paths) {
-        auto part = ReadFile(dir + shard);
+        auto part = read_file(dir + shard);
         if (!part.ok()) return part.status();
         bytes += *part;
     }
     if (!expected_sha256.empty()) {
-        std::string got = Sha256Hex(bytes);
+        std::string got = sha256_hex(bytes);
         if (got != expected_sha256)
             return absl::DataLossError(absl::StrCat("weights checksum mismatch for ", dir,
                                                     absl::StrJoin(manifest->paths, ","), ": SHA-256 ", got,
                                                     ", expected ", expected_sha256,
                                                     " (wrong package version or corrupt download; rerun scripts/fetch_model.sh)"));
     }
-    return DecodeWeights(*manifest, bytes);
+    return decode_weights(*manifest, bytes);
 }
 
 // FIPS 180-4 SHA-256.
-std::string Sha256Hex(const std::string& bytes) {
+std::string sha256_hex(const std::string& bytes) {
     static constexpr std::array<uint32_t, 64> k = {
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,

@@ -38,22 +38,22 @@ struct Tensor {
 };
 
 /// Parses a tfjs weights manifest (the whole JSON text).
-absl::StatusOr<Manifest> ParseManifest(const std::string& json_text);
+absl::StatusOr<Manifest> parse_manifest(const std::string& json_text);
 
 /// Decodes the concatenated shard bytes against the manifest. Errors if the bytes are shorter
 /// or longer than the manifest says, or a dtype is unsupported.
-absl::StatusOr<std::map<std::string, Tensor>> DecodeWeights(const Manifest& manifest,
-                                                            const std::string& bytes);
+absl::StatusOr<std::map<std::string, Tensor>> decode_weights(const Manifest& manifest,
+                                                             const std::string& bytes);
 
 /// Reads `manifest_path` and its shards (relative to the manifest's folder) and decodes them.
 /// When `expected_sha256` is not empty the concatenated shard bytes must hash to it.
-absl::StatusOr<std::map<std::string, Tensor>> LoadWeights(const std::string& manifest_path,
-                                                          const std::string& expected_sha256 = "");
+absl::StatusOr<std::map<std::string, Tensor>> load_weights(const std::string& manifest_path,
+                                                           const std::string& expected_sha256 = "");
 
 /// SHA-256 of a byte string, lower-case hex.
-std::string Sha256Hex(const std::string& bytes);
+std::string sha256_hex(const std::string& bytes);
 
 /// Reads a whole file.
-absl::StatusOr<std::string> ReadFile(const std::string& path);
+absl::StatusOr<std::string> read_file(const std::string& path);
 
 }  // namespace pslerp::tfjs

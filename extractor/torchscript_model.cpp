@@ -18,9 +18,9 @@ class TorchScriptModel final : public FaceModel {
         std_ = torch::tensor(std::vector<float>(norm.std.begin(), norm.std.end())).view({1, 3, 1, 1});
     }
 
-    absl::Status Probe() {
+    absl::Status probe() {
         std::vector<float> chip(static_cast<size_t>(input_size_) * input_size_ * 3, 128.f);
-        auto out = Forward(chip.data(), 1);
+        auto out = forward(chip.data(), 1);
         if (!out.ok()) return out.status();
         if (out->dim() != 2 || out->size(1) <= 0)
             return absl::InvalidArgumentError(absl::StrCat("TorchScript model ", path_,
@@ -35,9 +35,9 @@ class TorchScriptModel final : public FaceModel {
         return absl::StrCat("TorchScript ", path_, " (", input_size_, "x", input_size_, " -> ", output_dim_, ")");
     }
 
-    absl::Status Embed(const float* chips, int64_t n, float* out) const override {
+    absl::Status embed(const float* chips, int64_t n, float* out) const override {
         if (n == 0) return absl::OkStatus();
-        auto y = Forward(chips, n);
+        auto y = forward(chips, n);
         if (!y.ok()) return y.status();
         if (y->size(0) != n || y->size(1) != output_dim_)
             return absl::InternalError(absl::StrCat("TorchScript model ", path_, ": output shape changed between calls"));
@@ -46,7 +46,7 @@ class TorchScriptModel final : public FaceModel {
     }
 
   private:
-    absl::StatusOr<at::Tensor> Forward(const float* chips, int64_t n) const {
+    absl::StatusOr<at::Tensor> forward(const float* chips, int64_t n) const {
         try {
             c10::InferenceMode guard;
             at::Tensor x = torch::from_blob(const_cast<float*>(chips), {n, input_size_, input_size_, 3}, torch::kFloat)
@@ -82,8 +82,8 @@ class TorchScriptModel final : public FaceModel {
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<FaceModel>> LoadTorchScriptModel(const std::string& path, int input_size,
-                                                                const InputNormalization& norm) {
+absl::StatusOr<std::unique_ptr<FaceModel>> load_torchscript_model(const std::string& path, int input_size,
+                                                                  const InputNormalization& norm) {
     if (input_size <= 0) return absl::InvalidArgumentError("TorchScript model: input size must be positive");
     torch::jit::Module module;
     try {
@@ -94,7 +94,7 @@ absl::StatusOr<std::unique_ptr<FaceModel>> LoadTorchScriptModel(const std::strin
                                                        e.what_without_backtrace()));
     }
     auto model = std::make_unique<TorchScriptModel>(std::move(module), path, input_size, norm);
-    if (absl::Status st = model->Probe(); !st.ok()) return st;
+    if (absl::Status st = model->probe(); !st.ok()) return st;
     return std::unique_ptr<FaceModel>(std::move(model));
 }
 

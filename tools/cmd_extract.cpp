@@ -19,15 +19,17 @@ constexpr char kUsage[] =
     "                      [--model-dir DIR] [--threads N] [--batch 32] [--groups 8 --group-dim 16]\n"
     "                      [--raw] [--strict] [--torchscript model.pt --input-size 150\n"
     "                       --mean 122.782,117.001,104.298 --std 255,255,255]\n"
-    "Detects, aligns and embeds the largest face of each image (JPEG/PNG). A folder is read\n"
-    "recursively; its sub-folder names are the identities. Writes one float32 row per image with\n"
-    "a face (n, G*d), each group L2-normalised unless --raw, and with --labels one line per row:\n"
-    "identity<TAB>path. --aligned takes images as already-cropped faces (no detection). Images\n"
-    "without a usable face are listed on stderr and skipped (--strict: fail instead).\n"
+    "Detects, aligns and embeds the largest face of each image: JPEG, PNG, BMP, WebP or PGM/PPM,\n"
+    "told apart by their bytes, not their names. A folder is read recursively (files named .jpg\n"
+    ".jpeg .png .bmp .webp .pgm .ppm .pnm); its sub-folder names are the identities. Writes one\n"
+    "float32 row per image with a face (n, G*d), each group L2-normalised unless --raw, and with\n"
+    "--labels one line per row: identity<TAB>path. --aligned takes images as already-cropped\n"
+    "faces (no detection). Images without a usable face are listed on stderr and skipped\n"
+    "(--strict: fail instead).\n"
     "The face-api weights come from --model-dir, else $PSLERP_MODEL_DIR, else ./models\n"
     "(scripts/fetch_model.sh fetches them).\n";
 
-absl::Status ParseTriple(const std::string& flag, const std::string& text, std::array<float, 3>* out) {
+absl::Status parse_triple(const std::string& flag, const std::string& text, std::array<float, 3>* out) {
     float v[3];
     char tail;
     if (std::sscanf(text.c_str(), "%f,%f,%f%c", &v[0], &v[1], &v[2], &tail) != 3)
@@ -43,7 +45,7 @@ absl::Status run(Args& args, std::string& summary) {
     opt.aligned = args.flag("aligned");
     const bool raw = args.flag("raw");
     const bool strict = args.flag("strict");
-    opt.model_dir = DefaultModelDir(args.str("model-dir"));
+    opt.model_dir = default_model_dir(args.str("model-dir"));
     opt.torchscript_path = args.str("torchscript");
     // --threads was checked and applied by run_command; the extractor takes it too.
     absl::StatusOr<int64_t> threads = args.integer("threads", 0, 1, max_threads());
@@ -59,9 +61,9 @@ absl::Status run(Args& args, std::string& summary) {
     if (absl::Status st = args.finish(); !st.ok()) return st;
     if (args.positional().empty()) return usage_error("give a folder or image files to extract");
     if (!mean.empty())
-        if (absl::Status st = ParseTriple("mean", mean, &opt.normalization.mean); !st.ok()) return st;
+        if (absl::Status st = parse_triple("mean", mean, &opt.normalization.mean); !st.ok()) return st;
     if (!std_dev.empty())
-        if (absl::Status st = ParseTriple("std", std_dev, &opt.normalization.std); !st.ok()) return st;
+        if (absl::Status st = parse_triple("std", std_dev, &opt.normalization.std); !st.ok()) return st;
     opt.num_threads = static_cast<int>(*threads);
     opt.batch_size = static_cast<int>(*batch);
     // Neither given: the extractor's default split (groups of 16).
@@ -77,9 +79,11 @@ absl::Status run(Args& args, std::string& summary) {
     for (const std::string& p : args.positional()) {
         std::error_code ec;
         if (std::filesystem::is_directory(p, ec)) {
-            absl::StatusOr<std::vector<LabeledImage>> listed = ListImageFolder(p);
+            absl::StatusOr<std::vector<LabeledImage>> listed = list_image_folder(p);
             if (!listed.ok()) return listed.status();
-            if (listed->empty()) return absl::NotFoundError(absl::StrCat("no .jpg/.jpeg/.png images under ", p));
+            if (listed->empty())
+                return absl::NotFoundError(
+                        absl::StrCat("no images (.jpg .jpeg .png .bmp .webp .pgm .ppm .pnm) under ", p));
             images.insert(images.end(), listed->begin(), listed->end());
         } else if (std::filesystem::is_regular_file(p, ec)) {
             std::string id = std::filesystem::absolute(p, ec).parent_path().filename().string();
@@ -89,7 +93,7 @@ absl::Status run(Args& args, std::string& summary) {
         }
     }
 
-    absl::StatusOr<std::unique_ptr<Extractor>> ex = Extractor::Create(opt);
+    absl::StatusOr<std::unique_ptr<Extractor>> ex = Extractor::create(opt);
     if (!ex.ok()) return ex.status();
     std::vector<std::string> paths;
     for (const auto& im : images) paths.push_back(im.path);
@@ -98,7 +102,7 @@ absl::Status run(Args& args, std::string& summary) {
     std::vector<ExtractResult> results;
     {
         Progress progress("extract", static_cast<int64_t>(paths.size()));
-        results = (*ex)->ExtractFiles(paths, [&](int64_t done, int64_t) { progress.update(done); });
+        results = (*ex)->extract_files(paths, [&](int64_t done, int64_t) { progress.update(done); });
     }
     const double seconds = now_seconds() - t0;
 
@@ -109,9 +113,9 @@ absl::Status run(Args& args, std::string& summary) {
     int several = 0;
     for (size_t i = 0; i < results.size(); ++i) {
         const ExtractResult& r = results[i];
-        ++outcomes[FaceOutcomeName(r.outcome)];
+        ++outcomes[face_outcome_name(r.outcome)];
         if (!r.ok()) {
-            std::fprintf(stderr, "pslerp extract: skipped %s: %s: %s\n", r.path.c_str(), FaceOutcomeName(r.outcome),
+            std::fprintf(stderr, "pslerp extract: skipped %s: %s: %s\n", r.path.c_str(), face_outcome_name(r.outcome),
                          r.message.c_str());
             continue;
         }

@@ -92,20 +92,20 @@ absl::StatusOr<Features> load_features(const std::string& path, const FeatureOpt
     Features f;
     if (std::filesystem::is_directory(path)) {
 #ifdef PSLERP_WITH_EXTRACTOR
-        auto images = ListImageFolder(path);
+        auto images = list_image_folder(path);
         if (!images.ok()) return images.status();
         if (images->empty()) return absl::InvalidArgumentError(absl::StrCat(path, ": no images found"));
         ExtractorOptions opt;
         opt.model_dir = model_dir;
         opt.aligned = aligned;
-        auto ex = Extractor::Create(opt);
+        auto ex = Extractor::create(opt);
         if (!ex.ok()) return ex.status();
         std::vector<std::string> paths;
         for (const auto& im : *images) paths.push_back(im.path);
         Progress bar("extracting", int64_t(paths.size()));
-        auto results = (*ex)->ExtractFiles(paths, [&](int64_t done, int64_t) { bar.update(done); });
+        auto results = (*ex)->extract_files(paths, [&](int64_t done, int64_t) { bar.update(done); });
         bar.finish();
-        const auto labels = IdentityLabels(*images);
+        const auto labels = identity_labels(*images);
         f.dim = (*ex)->dim();
         std::map<int64_t, std::string> names;
         int64_t skipped = 0;

@@ -1,22 +1,31 @@
 // Tests of the face feature extractor: tfjs weight files, the face-api network against the
-// published descriptors, alignment, bad inputs, grouping, and the importance learner.
+// published descriptors, alignment, bad inputs, image formats (format from the bytes), grouping,
+// and the importance learner against the plugin's importance rule.
 // Tests that need ../shared/data or the face-api weights skip when those are absent; the
 // weights come from $PSLERP_MODEL_DIR, else <source>/models (scripts/fetch_model.sh).
+#include <dlib/image_io.h>
 #include <gtest/gtest.h>
 #include <torch/script.h>
+#include <webp/encode.h>
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <initializer_list>
 #include <random>
+#include <sstream>
 
+#include "absl/strings/str_cat.h"
+#include "eval/metrics.h"
 #include "extractor/extractor.h"
-#include "extractor/grouping.h"
+#include "extractor/image.h"
 #include "extractor/importance_learner.h"
 #include "extractor/json.h"
 #include "extractor/tfjs_weights.h"
-#include "extractor/verification.h"
+#include "plugin/params.h"
+#include "plugin/scheme.h"
 
 namespace pslerp {
 namespace {
@@ -74,7 +83,7 @@ std::unique_ptr<Extractor> MakeExtractor(bool aligned, int batch = 8) {
     o.model_dir = ModelDir();
     o.aligned = aligned;
     o.batch_size = batch;
-    auto ex = Extractor::Create(o);
+    auto ex = Extractor::create(o);
     EXPECT_TRUE(ex.ok()) << ex.status();
     return ex.ok() ? std::move(*ex) : nullptr;
 }
@@ -82,7 +91,7 @@ std::unique_ptr<Extractor> MakeExtractor(bool aligned, int batch = 8) {
 // ---------------------------------------------------------------- JSON and tfjs weight files
 
 TEST(Json, ParsesNestedValuesAndRejectsGarbage) {
-    auto v = json::Parse(R"( {"a": [1, -2.5e1, true, null], "s": "x\"\u00e9", "o": {}} )");
+    auto v = json::parse(R"( {"a": [1, -2.5e1, true, null], "s": "x\"\u00e9", "o": {}} )");
     ASSERT_TRUE(v.ok()) << v.status();
     ASSERT_TRUE(v->find("a")->is_array());
     EXPECT_EQ(v->find("a")->array[1].number, -25.0);
@@ -90,13 +99,13 @@ TEST(Json, ParsesNestedValuesAndRejectsGarbage) {
     EXPECT_TRUE(v->find("o")->is_object());
     EXPECT_EQ(v->find("missing"), nullptr);
     for (const char* bad : {"", "[1,", "{\"a\" 1}", "[1] x", "\"unterminated", "[01x]", "{\"a\":}"})
-        EXPECT_FALSE(json::Parse(bad).ok()) << bad;
+        EXPECT_FALSE(json::parse(bad).ok()) << bad;
 }
 
 TEST(Tfjs, Sha256KnownVectors) {
-    EXPECT_EQ(tfjs::Sha256Hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-    EXPECT_EQ(tfjs::Sha256Hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-    EXPECT_EQ(tfjs::Sha256Hex(std::string(1000, 'a')),
+    EXPECT_EQ(tfjs::sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(tfjs::sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(tfjs::sha256_hex(std::string(1000, 'a')),
               "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
 
@@ -120,7 +129,7 @@ std::string SmallShard1() {
 std::string SmallShard2() { return std::string{4, 0, 0, 1}; }  // little-endian 4 and 256
 
 TEST(Tfjs, ParsesManifest) {
-    auto m = tfjs::ParseManifest(kSmallManifest);
+    auto m = tfjs::parse_manifest(kSmallManifest);
     ASSERT_TRUE(m.ok()) << m.status();
     ASSERT_EQ(m->paths, (std::vector<std::string>{"part1.bin", "part2.bin"}));
     ASSERT_EQ(m->tensors.size(), 3u);
@@ -129,9 +138,9 @@ TEST(Tfjs, ParsesManifest) {
     EXPECT_EQ(m->tensors[1].stored_dtype, "float32");
     EXPECT_EQ(m->tensors[1].stored_bytes(), 8);
     EXPECT_EQ(m->tensors[2].stored_bytes(), 4);
-    EXPECT_FALSE(tfjs::ParseManifest(R"([{"paths": []}])").ok());
-    EXPECT_FALSE(tfjs::ParseManifest(R"([{"paths": [], "weights": [{"name": "a", "shape": [1], "dtype": "string"}]}])").ok());
-    EXPECT_FALSE(tfjs::ParseManifest(R"([{"paths": [], "weights": [{"name": "a", "shape": [-1], "dtype": "float32"}]}])").ok());
+    EXPECT_FALSE(tfjs::parse_manifest(R"([{"paths": []}])").ok());
+    EXPECT_FALSE(tfjs::parse_manifest(R"([{"paths": [], "weights": [{"name": "a", "shape": [1], "dtype": "string"}]}])").ok());
+    EXPECT_FALSE(tfjs::parse_manifest(R"([{"paths": [], "weights": [{"name": "a", "shape": [-1], "dtype": "float32"}]}])").ok());
 }
 
 TEST(Tfjs, DecodesQuantisedAndFloatTensorsFromShards) {
@@ -139,7 +148,7 @@ TEST(Tfjs, DecodesQuantisedAndFloatTensorsFromShards) {
     WriteBytes(dir.file("m.json"), kSmallManifest);
     WriteBytes(dir.file("part1.bin"), SmallShard1());
     WriteBytes(dir.file("part2.bin"), SmallShard2());
-    auto w = tfjs::LoadWeights(dir.file("m.json"));
+    auto w = tfjs::load_weights(dir.file("m.json"));
     ASSERT_TRUE(w.ok()) << w.status();
     const auto& q = w->at("layer/filters");
     EXPECT_EQ(q.shape, (std::vector<int64_t>{2, 3}));
@@ -150,28 +159,28 @@ TEST(Tfjs, DecodesQuantisedAndFloatTensorsFromShards) {
     EXPECT_EQ(w->at("fc").values, (std::vector<float>{3.0f, 66.0f}));
 
     // The checksum covers the shards in manifest order.
-    const std::string sha = tfjs::Sha256Hex(SmallShard1() + SmallShard2());
-    EXPECT_TRUE(tfjs::LoadWeights(dir.file("m.json"), sha).ok());
-    auto bad_sum = tfjs::LoadWeights(dir.file("m.json"), std::string(64, '0'));
+    const std::string sha = tfjs::sha256_hex(SmallShard1() + SmallShard2());
+    EXPECT_TRUE(tfjs::load_weights(dir.file("m.json"), sha).ok());
+    auto bad_sum = tfjs::load_weights(dir.file("m.json"), std::string(64, '0'));
     ASSERT_FALSE(bad_sum.ok());
     EXPECT_NE(bad_sum.status().message().find("checksum mismatch"), std::string::npos) << bad_sum.status();
 
     // Too short, too long, missing shard.
     WriteBytes(dir.file("part2.bin"), std::string{4, 0, 0});
-    auto short_data = tfjs::LoadWeights(dir.file("m.json"));
+    auto short_data = tfjs::load_weights(dir.file("m.json"));
     ASSERT_FALSE(short_data.ok());
     EXPECT_NE(short_data.status().message().find("fc"), std::string::npos) << short_data.status();
     WriteBytes(dir.file("part2.bin"), std::string{4, 0, 0, 1, 9});
-    EXPECT_FALSE(tfjs::LoadWeights(dir.file("m.json")).ok());
+    EXPECT_FALSE(tfjs::load_weights(dir.file("m.json")).ok());
     fs::remove(dir.file("part2.bin"));
-    EXPECT_TRUE(absl::IsNotFound(tfjs::LoadWeights(dir.file("m.json")).status()));
+    EXPECT_TRUE(absl::IsNotFound(tfjs::load_weights(dir.file("m.json")).status()));
 }
 
 TEST(Tfjs, FaceApiManifestLayout) {
     SKIP_WITHOUT_MODEL();
-    auto text = tfjs::ReadFile(ModelDir() + "/" + kFaceApiManifest);
+    auto text = tfjs::read_file(ModelDir() + "/" + kFaceApiManifest);
     ASSERT_TRUE(text.ok());
-    auto m = tfjs::ParseManifest(*text);
+    auto m = tfjs::parse_manifest(*text);
     ASSERT_TRUE(m.ok()) << m.status();
     ASSERT_EQ(m->tensors.size(), 117u);
     int quantised = 0;
@@ -189,17 +198,17 @@ TEST(Tfjs, FaceApiManifestLayout) {
 TEST(FaceApiModel, RejectsWrongChecksumAndMissingFiles) {
     SKIP_WITHOUT_MODEL();
     TempDir dir;
-    EXPECT_TRUE(absl::IsNotFound(LoadFaceApiModel(dir.path()).status()));
+    EXPECT_TRUE(absl::IsNotFound(load_face_api_model(dir.path()).status()));
     fs::copy_file(ModelDir() + "/" + kFaceApiManifest, dir.file(kFaceApiManifest));
-    auto bytes = tfjs::ReadFile(ModelDir() + "/" + kFaceApiWeights);
+    auto bytes = tfjs::read_file(ModelDir() + "/" + kFaceApiWeights);
     ASSERT_TRUE(bytes.ok());
     std::string corrupt = *bytes;
     corrupt[corrupt.size() / 2] ^= 0x01;
     WriteBytes(dir.file(kFaceApiWeights), corrupt);
-    auto model = LoadFaceApiModel(dir.path());
+    auto model = load_face_api_model(dir.path());
     ASSERT_FALSE(model.ok());
     EXPECT_NE(model.status().message().find("checksum mismatch"), std::string::npos) << model.status();
-    EXPECT_TRUE(LoadFaceApiModel(dir.path(), /*verify_checksum=*/false).ok());
+    EXPECT_TRUE(load_face_api_model(dir.path(), /*verify_checksum=*/false).ok());
 }
 
 // ---------------------------------------------------------------- golden descriptors
@@ -216,13 +225,13 @@ TEST(FaceApiModel, MatchesPublishedDescriptors) {
                                                                     {"face_rectangular.png", "faceDescriptorRect.json"}};
     std::vector<std::string> paths;
     for (const auto& c : cases) paths.push_back(dir + "/" + c.first);
-    std::vector<ExtractResult> results = ex->ExtractFiles(paths);
+    std::vector<ExtractResult> results = ex->extract_files(paths);
     std::vector<std::vector<float>> refs;
     for (size_t i = 0; i < cases.size(); ++i) {
         ASSERT_TRUE(results[i].ok()) << results[i].message;
-        auto text = tfjs::ReadFile(dir + "/" + cases[i].second);
+        auto text = tfjs::read_file(dir + "/" + cases[i].second);
         ASSERT_TRUE(text.ok());
-        auto ref = json::Parse(*text);
+        auto ref = json::parse(*text);
         ASSERT_TRUE(ref.ok() && ref->is_array() && ref->array.size() == 128u);
         std::vector<float> r;
         for (const auto& v : ref->array) r.push_back(static_cast<float>(v.number));
@@ -234,7 +243,7 @@ TEST(FaceApiModel, MatchesPublishedDescriptors) {
     // Different people stay far apart (dlib's same-person threshold is 0.6).
     EXPECT_GT(Distance(results[0].raw, results[1].raw), 0.6);
     // Batch composition does not change a descriptor.
-    auto single = ex->ExtractFiles({paths[2]});
+    auto single = ex->extract_files({paths[2]});
     EXPECT_LT(Distance(single[0].raw, results[2].raw), 1e-4);
 }
 
@@ -244,7 +253,7 @@ TEST(Alignment, RealignedChipsAgreeWithDlibChips) {
     SKIP_WITHOUT_MODEL();
     const std::string dir = SharedFaces() + "/dlib-johns";
     SKIP_WITHOUT_DATA(dir);
-    auto images = ListImageFolder(dir);
+    auto images = list_image_folder(dir);
     ASSERT_TRUE(images.ok()) << images.status();
     ASSERT_EQ(images->size(), 55u);
     std::vector<std::string> paths;
@@ -252,8 +261,8 @@ TEST(Alignment, RealignedChipsAgreeWithDlibChips) {
     auto direct_ex = MakeExtractor(/*aligned=*/true, 16);
     auto align_ex = MakeExtractor(/*aligned=*/false, 16);
     ASSERT_TRUE(direct_ex && align_ex);
-    auto direct = direct_ex->ExtractFiles(paths);
-    auto realigned = align_ex->ExtractFiles(paths);
+    auto direct = direct_ex->extract_files(paths);
+    auto realigned = align_ex->extract_files(paths);
     std::vector<double> dists;
     int found = 0;
     for (size_t i = 0; i < paths.size(); ++i) {
@@ -283,40 +292,42 @@ TEST(BadImages, GiveOutcomesNotCrashes) {
     WriteBytes(dir.file("garbage.jpg"), std::string("\xff\xd8\xff\xe0 not really a jpeg at all....", 36));
     WriteBytes(dir.file("text.png"), "hello, this is not an image");
     RgbImage tiny{12, 9, std::vector<uint8_t>(12 * 9 * 3, 128)};
-    ASSERT_TRUE(WritePng(tiny, dir.file("tiny.png")).ok());
+    ASSERT_TRUE(write_png(tiny, dir.file("tiny.png")).ok());
     RgbImage noise{200, 160, std::vector<uint8_t>(200 * 160 * 3)};
     std::mt19937 rng(7);
     for (auto& p : noise.pixels) p = static_cast<uint8_t>(rng() & 0xFF);
-    ASSERT_TRUE(WritePng(noise, dir.file("noise.png")).ok());
+    ASSERT_TRUE(write_png(noise, dir.file("noise.png")).ok());
     std::vector<std::string> paths = {dir.file("empty.jpg"), dir.file("garbage.png"), dir.file("garbage.jpg"),
                                       dir.file("text.png"),  dir.file("missing.jpg"), dir.file("tiny.png"),
                                       dir.file("noise.png")};
     const std::string johns = SharedFaces() + "/dlib-johns/John_Simm/000288_00470387.jpg";
     if (fs::exists(johns)) {  // a truncated JPEG: libjpeg may pad it or fail; either is fine
-        auto bytes = tfjs::ReadFile(johns);
+        auto bytes = tfjs::read_file(johns);
         WriteBytes(dir.file("truncated.jpg"), bytes->substr(0, bytes->size() / 3));
         paths.push_back(dir.file("truncated.jpg"));
     }
     auto ex = MakeExtractor(/*aligned=*/false, 3);
     ASSERT_NE(ex, nullptr);
-    auto r = ex->ExtractFiles(paths);
+    auto r = ex->extract_files(paths);
     ASSERT_EQ(r.size(), paths.size());
     for (int i = 0; i < 5; ++i) {
         EXPECT_EQ(r[i].outcome, FaceOutcome::kUnreadable) << paths[i] << ": " << r[i].message;
         EXPECT_FALSE(r[i].message.empty());
+        EXPECT_EQ(r[i].message.find(paths[i] + ":"), std::string::npos) << "path repeated: " << r[i].message;
         EXPECT_TRUE(r[i].features.empty());
     }
+    EXPECT_NE(r[3].message.find("unrecognised image format"), std::string::npos) << r[3].message;
     EXPECT_EQ(r[5].outcome, FaceOutcome::kTooSmall) << r[5].message;
     EXPECT_EQ(r[6].outcome, FaceOutcome::kNoFace) << r[6].message;
-    EXPECT_TRUE(absl::IsNotFound(ex->ExtractFile(dir.file("noise.png")).status()));
-    EXPECT_TRUE(absl::IsInvalidArgument(ex->ExtractFile(dir.file("garbage.jpg")).status()));
+    EXPECT_TRUE(absl::IsNotFound(ex->extract_file(dir.file("noise.png")).status()));
+    EXPECT_TRUE(absl::IsInvalidArgument(ex->extract_file(dir.file("garbage.jpg")).status()));
     // Aligned mode has no detector, but still rejects unreadable and tiny images.
     auto aligned = MakeExtractor(/*aligned=*/true);
-    auto ra = aligned->ExtractFiles({dir.file("empty.jpg"), dir.file("tiny.png"), dir.file("noise.png")});
+    auto ra = aligned->extract_files({dir.file("empty.jpg"), dir.file("tiny.png"), dir.file("noise.png")});
     EXPECT_EQ(ra[0].outcome, FaceOutcome::kUnreadable);
     EXPECT_EQ(ra[1].outcome, FaceOutcome::kTooSmall);
     EXPECT_EQ(ra[2].outcome, FaceOutcome::kOk);
-    EXPECT_TRUE(ex->ExtractFiles({}).empty());
+    EXPECT_TRUE(ex->extract_files({}).empty());
 }
 
 TEST(BadImages, SeveralFacesUseTheLargest) {
@@ -324,7 +335,7 @@ TEST(BadImages, SeveralFacesUseTheLargest) {
     const std::string a = SharedFaces() + "/dlib-johns/John_Simm/000288_00470387.jpg";
     const std::string b = SharedFaces() + "/dlib-johns/John_Salley/000194_02159572.jpg";
     if (!fs::exists(a) || !fs::exists(b)) GTEST_SKIP() << "shared test data not found";
-    auto ia = DecodeImageFile(a), ib = DecodeImageFile(b);
+    auto ia = decode_image_file(a), ib = decode_image_file(b);
     ASSERT_TRUE(ia.ok() && ib.ok());
     // Side by side: John Simm at full size, John Salley at 0.7x the size, on a grey canvas.
     RgbImage canvas{420, 220, std::vector<uint8_t>(420 * 220 * 3, 90)};
@@ -339,46 +350,77 @@ TEST(BadImages, SeveralFacesUseTheLargest) {
     paste(*ia, 30, 35, 1.0);
     paste(*ib, 260, 60, 0.7);
     auto ex = MakeExtractor(/*aligned=*/false);
-    ExtractResult r = ex->ExtractImage(canvas);
+    ExtractResult r = ex->extract_image(canvas);
     ASSERT_TRUE(r.ok()) << r.message;
     EXPECT_EQ(r.outcome, FaceOutcome::kSeveralFaces);
     EXPECT_EQ(r.num_faces, 2);
-    auto alone = ex->ExtractFile(a);
+    auto alone = ex->extract_file(a);
     ASSERT_TRUE(alone.ok());
     EXPECT_GT(std::inner_product(r.features.begin(), r.features.end(), alone->begin(), 0.0) / ex->groups(), 0.8);
 }
 
 // ---------------------------------------------------------------- grouping and batching
 
-TEST(Grouping, GroupsAreUnitNormAndRawIsKept) {
-    std::vector<float> x(2 * 12);
-    std::mt19937 rng(3);
-    std::normal_distribution<float> n01;
-    for (auto& v : x) v = n01(rng);
-    std::fill(x.begin() + 4, x.begin() + 8, 0.0f);  // a zero group stays zero
-    std::vector<float> y = x;
-    NormalizeGroups(y.data(), 2, 3, 4);
-    for (int g = 0; g < 6; ++g) {
-        double s = 0;
-        for (int j = 0; j < 4; ++j) s += y[g * 4 + j] * y[g * 4 + j];
-        EXPECT_NEAR(s, g == 1 ? 0.0 : 1.0, 1e-6);
-    }
-    float cos[3];
-    GroupCosines(x.data(), x.data() + 12, 3, 4, cos);
-    float cos_n[3];
-    GroupCosines(y.data(), y.data() + 12, 3, 4, cos_n);
-    for (int g = 0; g < 3; ++g) EXPECT_NEAR(cos[g], cos_n[g], 1e-6);
+// A TorchScript "model" whose output is known: per-channel means of the input, then zeros
+// (group 1 of 2 x 3 has zero norm).
+std::string SaveZeroGroupHead(const TempDir& dir) {
+    torch::jit::Module m("ZeroGroupHead");
+    m.define(R"(
+def forward(self, x):
+    m = x.mean(dim=[2, 3])
+    return torch.cat([m, m * 0.0], 1)
+)");
+    m.save(dir.file("zero_group.pt"));
+    return dir.file("zero_group.pt");
+}
+
+TEST(Grouping, ZeroNormGroupFailsNamingTheImage) {
+    TempDir dir;
+    RgbImage img{40, 40, std::vector<uint8_t>(40 * 40 * 3, 90)};
+    ASSERT_TRUE(write_png(img, dir.file("face.png")).ok());
+    ExtractorOptions o;
+    o.torchscript_path = SaveZeroGroupHead(dir);
+    o.input_size = 16;
+    o.aligned = true;
+    o.groups = 2;
+    o.group_dim = 3;
+    auto ex = Extractor::create(o);
+    ASSERT_TRUE(ex.ok()) << ex.status();
+    // The plugin's normalize_groups refuses the zero group: the image fails, the batch goes on.
+    auto r = (*ex)->extract_files({dir.file("face.png"), dir.file("missing.png")});
+    ASSERT_EQ(r.size(), 2u);
+    EXPECT_EQ(r[0].outcome, FaceOutcome::kFailed);
+    EXPECT_EQ(r[0].path, dir.file("face.png"));
+    EXPECT_NE(r[0].message.find("group 1"), std::string::npos) << r[0].message;
+    EXPECT_NE(r[0].message.find("zero norm"), std::string::npos) << r[0].message;
+    EXPECT_TRUE(r[0].features.empty());
+    EXPECT_EQ(r[1].outcome, FaceOutcome::kUnreadable);
+    auto f = (*ex)->extract_file(dir.file("face.png"));
+    ASSERT_FALSE(f.ok());
+    EXPECT_NE(f.status().message().find(dir.file("face.png")), std::string::npos) << f.status();
+    EXPECT_NE(f.status().message().find("zero norm"), std::string::npos) << f.status();
+    auto g = (*ex)->group(std::vector<float>{1, 2, 3, 0, 0, 0});
+    ASSERT_FALSE(g.ok());
+    EXPECT_FALSE((*ex)->group(std::vector<float>{1, 2, 3, 4, 5}).ok());  // not a whole descriptor
+
+    // Raw output (no normalisation) keeps the zero group.
+    o.normalize_groups = false;
+    auto raw = Extractor::create(o);
+    ASSERT_TRUE(raw.ok()) << raw.status();
+    auto kept = (*raw)->extract_file(dir.file("face.png"));
+    ASSERT_TRUE(kept.ok()) << kept.status();
+    EXPECT_EQ((*kept)[3], 0.0f);
 }
 
 TEST(Grouping, ExtractorGroupsAndBatches) {
     SKIP_WITHOUT_MODEL();
     const std::string dir = SharedFaces() + "/faceapi-bbt";
     SKIP_WITHOUT_DATA(dir);
-    auto images = ListImageFolder(dir);
+    auto images = list_image_folder(dir);
     ASSERT_TRUE(images.ok());
     ASSERT_EQ(images->size(), 40u);
     EXPECT_EQ((*images)[0].identity, "amy");
-    std::vector<int> labels = IdentityLabels(*images);
+    std::vector<int> labels = identity_labels(*images);
     EXPECT_EQ(labels.front(), 0);
     EXPECT_EQ(labels.back(), 7);
     std::vector<std::string> paths;
@@ -390,10 +432,10 @@ TEST(Grouping, ExtractorGroupsAndBatches) {
     o.batch_size = 3;  // 7 images: batches of 3, 3, 1
     o.groups = 4;
     o.group_dim = 32;
-    auto ex = Extractor::Create(o);
+    auto ex = Extractor::create(o);
     ASSERT_TRUE(ex.ok()) << ex.status();
     std::vector<std::pair<int64_t, int64_t>> calls;
-    auto r = (*ex)->ExtractFiles(paths, [&](int64_t done, int64_t total) { calls.push_back({done, total}); });
+    auto r = (*ex)->extract_files(paths, [&](int64_t done, int64_t total) { calls.push_back({done, total}); });
     EXPECT_EQ(calls, (std::vector<std::pair<int64_t, int64_t>>{{3, 7}, {6, 7}, {7, 7}}));
     for (const auto& res : r) {
         ASSERT_TRUE(res.ok());
@@ -409,12 +451,12 @@ TEST(Grouping, ExtractorGroupsAndBatches) {
         }
     }
     o.groups = 5;
-    auto bad = Extractor::Create(o);
+    auto bad = Extractor::create(o);
     ASSERT_FALSE(bad.ok());
     EXPECT_NE(bad.status().message().find("does not match"), std::string::npos);
     o.groups = 0;
     o.group_dim = 0;
-    auto def = Extractor::Create(o);
+    auto def = Extractor::create(o);
     ASSERT_TRUE(def.ok());
     EXPECT_EQ((*def)->groups(), 8);
     EXPECT_EQ((*def)->group_dim(), 16);
@@ -429,15 +471,28 @@ TEST(ImageFolder, ListsIdentitiesAndRejectsMissingFolders) {
     WriteBytes(dir.file("alice/1.jpeg"), "x");
     WriteBytes(dir.file("alice/notes.txt"), "x");
     WriteBytes(dir.file("loose.png"), "x");
-    auto list = ListImageFolder(dir.path());
+    // Every extension of a decodable format, any case; other files are not listed. The name
+    // only selects files: decoding takes the format from the bytes.
+    for (const char* name : {"carol/a.bmp", "carol/b.WEBP", "carol/c.pgm", "carol/d.ppm", "carol/e.pnm",
+                             "carol/f.gif", "carol/g.tiff", "carol/h.pbm"}) {
+        fs::create_directories(dir.file("carol"));
+        WriteBytes(dir.file(name), "x");
+    }
+    auto list = list_image_folder(dir.path());
     ASSERT_TRUE(list.ok());
-    ASSERT_EQ(list->size(), 4u);
+    ASSERT_EQ(list->size(), 9u);
     EXPECT_EQ((*list)[0].identity, "alice");
     EXPECT_EQ((*list)[1].identity, "bob");
     EXPECT_EQ((*list)[2].identity, "bob");
-    EXPECT_EQ((*list)[3].identity, fs::path(dir.path()).filename().string());
-    EXPECT_EQ(IdentityLabels(*list), (std::vector<int>{0, 1, 1, 2}));
-    EXPECT_TRUE(absl::IsNotFound(ListImageFolder(dir.file("nope")).status()));
+    for (int i = 3; i < 8; ++i) EXPECT_EQ((*list)[i].identity, "carol");
+    EXPECT_EQ(fs::path((*list)[4].path).filename(), "b.WEBP");
+    EXPECT_EQ((*list)[8].identity, fs::path(dir.path()).filename().string());
+    EXPECT_EQ(identity_labels(*list), (std::vector<int>{0, 1, 1, 2, 2, 2, 2, 2, 3}));
+    for (const char* name : {"x.jpg", "x.JPEG", "x.png", "x.bmp", "x.webp", "x.pgm", "x.ppm", "x.pnm"})
+        EXPECT_TRUE(is_image_file_name(name)) << name;
+    for (const char* name : {"x.gif", "x.tif", "x.heic", "x.pbm", "x.txt", "webp", "x.webp.txt"})
+        EXPECT_FALSE(is_image_file_name(name)) << name;
+    EXPECT_TRUE(absl::IsNotFound(list_image_folder(dir.file("nope")).status()));
 }
 
 // ---------------------------------------------------------------- TorchScript models
@@ -453,7 +508,7 @@ def forward(self, x):
     m.save(dir.file("head.pt"));
     RgbImage img{40, 60, std::vector<uint8_t>(40 * 60 * 3)};
     for (size_t i = 0; i < img.pixels.size(); ++i) img.pixels[i] = static_cast<uint8_t>((i * 7) % 251);
-    ASSERT_TRUE(WritePng(img, dir.file("chip.png")).ok());
+    ASSERT_TRUE(write_png(img, dir.file("chip.png")).ok());
 
     ExtractorOptions o;
     o.torchscript_path = dir.file("head.pt");
@@ -464,12 +519,12 @@ def forward(self, x):
     o.groups = 4;
     o.group_dim = 3;
     o.normalize_groups = false;
-    auto ex = Extractor::Create(o);
+    auto ex = Extractor::create(o);
     ASSERT_TRUE(ex.ok()) << ex.status();
     EXPECT_EQ((*ex)->raw_dim(), 12);
-    auto f = (*ex)->ExtractFile(dir.file("chip.png"));
+    auto f = (*ex)->extract_file(dir.file("chip.png"));
     ASSERT_TRUE(f.ok()) << f.status();
-    std::vector<float> chip = PadToSquareAndResize(img, 32);
+    std::vector<float> chip = pad_to_square_and_resize(img, 32);
     for (int c = 0; c < 3; ++c) {
         double s = 0;
         for (int p = 0; p < 32 * 32; ++p) s += chip[p * 3 + c];
@@ -480,24 +535,416 @@ def forward(self, x):
         EXPECT_NEAR((*f)[9 + c], mean + 1, 1e-4);
     }
     o.torchscript_path = dir.file("missing.pt");
-    EXPECT_FALSE(Extractor::Create(o).ok());
+    EXPECT_FALSE(Extractor::create(o).ok());
 }
 
 TEST(Image, PadToSquareCentresAndResizesLikeTfjs) {
     RgbImage img{2, 4, std::vector<uint8_t>(2 * 4 * 3, 200)};
-    std::vector<float> out = PadToSquareAndResize(img, 4);  // pad 1 column each side, no resize
+    std::vector<float> out = pad_to_square_and_resize(img, 4);  // pad 1 column each side, no resize
     for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 4; ++x) EXPECT_EQ(out[(y * 4 + x) * 3], (x == 0 || x == 3) ? 0.f : 200.f);
     RgbImage odd{1, 4, std::vector<uint8_t>(4 * 3, 100)};  // diff 3: append round(1.5) = 2, prepend 1
-    out = PadToSquareAndResize(odd, 4);
+    out = pad_to_square_and_resize(odd, 4);
     for (int x = 0; x < 4; ++x) EXPECT_EQ(out[x * 3], x == 1 ? 100.f : 0.f);
     RgbImage ramp{4, 4, {}};
     for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 4; ++x)
             for (int c = 0; c < 3; ++c) ramp.pixels.push_back(static_cast<uint8_t>(x * 40));
-    out = PadToSquareAndResize(ramp, 8);  // src = dst * 0.5, clamped at the last column
+    out = pad_to_square_and_resize(ramp, 8);  // src = dst * 0.5, clamped at the last column
     const float expected[8] = {0, 20, 40, 60, 80, 100, 120, 120};
     for (int x = 0; x < 8; ++x) EXPECT_FLOAT_EQ(out[x * 3], expected[x]);
+}
+
+// ---------------------------------------------------------------- image formats
+
+// A w x h RGB pattern with every channel distinct and both 0 and 255 present.
+RgbImage Pattern(int w, int h) {
+    RgbImage img{w, h, std::vector<uint8_t>(static_cast<size_t>(w) * h * 3)};
+    for (int y = 0; y < h; ++y)
+        for (int x = 0; x < w; ++x) {
+            uint8_t* p = &img.pixels[(static_cast<size_t>(y) * w + x) * 3];
+            p[0] = static_cast<uint8_t>((x * 37 + y * 11) % 256);
+            p[1] = static_cast<uint8_t>(255 - (x * 5 + y * 23) % 256);
+            p[2] = static_cast<uint8_t>((x * y * 3) % 256);
+        }
+    img.pixels[0] = 0;
+    img.pixels[1] = 255;
+    return img;
+}
+
+// The grey version: every channel the same value.
+RgbImage Grey(const RgbImage& img) {
+    RgbImage g = img;
+    for (size_t i = 0; i < g.pixels.size(); i += 3) g.pixels[i + 1] = g.pixels[i + 2] = g.pixels[i];
+    return g;
+}
+
+void ExpectSamePixels(const absl::StatusOr<RgbImage>& got, const RgbImage& want, const std::string& what) {
+    ASSERT_TRUE(got.ok()) << what << ": " << got.status();
+    ASSERT_EQ(got->width, want.width) << what;
+    ASSERT_EQ(got->height, want.height) << what;
+    EXPECT_TRUE(got->pixels == want.pixels) << what;
+}
+
+void ExpectError(const std::string& path, std::initializer_list<const char*> words) {
+    auto r = decode_image_file(path);
+    ASSERT_FALSE(r.ok()) << path << " decoded";
+    const std::string msg(r.status().message());
+    EXPECT_NE(msg.find(path), std::string::npos) << "the error does not name the file: " << msg;
+    for (const char* w : words) EXPECT_NE(msg.find(w), std::string::npos) << "'" << w << "' not in: " << msg;
+}
+
+// Netpbm bytes: header, then samples as text (plain) or bytes (raw, 2 big-endian bytes each
+// when maxval > 255).
+std::string Netpbm(const RgbImage& img, char kind, int maxval, const std::string& header_extra = "") {
+    const bool colour = kind == '3' || kind == '6', plain = kind == '2' || kind == '3';
+    std::string out = absl::StrCat("P", std::string(1, kind), "\n", header_extra, img.width, " ", img.height, "\n",
+                                   maxval, "\n");
+    int column = 0;
+    for (size_t i = 0; i < img.pixels.size(); i += colour ? 1 : 3) {
+        const int v = (img.pixels[i] * maxval + 127) / 255;  // exact on the way back for these maxvals
+        if (plain) {
+            absl::StrAppend(&out, v, ++column % 12 == 0 ? "\n" : " ");
+        } else if (maxval > 255) {
+            out.push_back(static_cast<char>(v >> 8));
+            out.push_back(static_cast<char>(v & 0xFF));
+        } else {
+            out.push_back(static_cast<char>(v));
+        }
+    }
+    return out;
+}
+
+std::string Le32(uint32_t v) {
+    return std::string{static_cast<char>(v), static_cast<char>(v >> 8), static_cast<char>(v >> 16),
+                       static_cast<char>(v >> 24)};
+}
+std::string Le16(uint16_t v) { return std::string{static_cast<char>(v), static_cast<char>(v >> 8)}; }
+
+// BMP bytes by hand, for the layouts dlib's save_bmp does not write: 32-bit BGRX, V5 headers
+// (124 bytes), top-down rows, 1-, 4- and 8-bit grey with a palette of `grey_palette` levels
+// (indices packed high bits first).
+std::string Bmp(const RgbImage& img, int bits, int header_size, bool top_down, int grey_palette = 0) {
+    const int w = img.width, h = img.height;
+    const int stride = (w * bits + 31) / 32 * 4;
+    const int palette = bits <= 8 ? grey_palette : 0;
+    const uint32_t offset = 14 + header_size + 4 * palette;
+    std::string info = Le32(header_size) + Le32(w) + Le32(top_down ? -h : h) + Le16(1) + Le16(bits) + Le32(0) +
+                       Le32(stride * h) + Le32(2835) + Le32(2835) + Le32(palette) + Le32(0);
+    info.resize(header_size, '\0');  // V4/V5 fields (masks, colour space) left zero
+    std::string out = "BM" + Le32(offset + stride * h) + Le32(0) + Le32(offset) + info;
+    for (int i = 0; i < palette; ++i) {  // grey levels 0, 85, 170, 255 for 4 entries
+        const char v = static_cast<char>(i * 255 / (palette - 1));
+        out += std::string{v, v, v, 0};
+    }
+    for (int r = 0; r < h; ++r) {
+        const int y = top_down ? r : h - 1 - r;
+        std::string row;
+        for (int x = 0; x < w; ++x) {
+            const uint8_t* p = &img.pixels[(static_cast<size_t>(y) * w + x) * 3];
+            if (bits <= 8) {
+                const int index = p[0] * (palette - 1) / 255, per_byte = 8 / bits;
+                if (x % per_byte == 0) row.push_back('\0');
+                row.back() = static_cast<char>(row.back() | index << (per_byte - 1 - x % per_byte) * bits);
+            } else {
+                row += std::string{static_cast<char>(p[2]), static_cast<char>(p[1]), static_cast<char>(p[0])};
+            }
+            if (bits == 32) row.push_back('\x7f');
+        }
+        row.resize(stride, '\0');
+        out += row;
+    }
+    return out;
+}
+
+std::string WebP(const RgbImage& img, bool lossless) {
+    uint8_t* data = nullptr;
+    const size_t size = lossless ? WebPEncodeLosslessRGB(img.pixels.data(), img.width, img.height, img.width * 3, &data)
+                                 : WebPEncodeRGB(img.pixels.data(), img.width, img.height, img.width * 3, 90.0f, &data);
+    std::string out(reinterpret_cast<const char*>(data), size);
+    WebPFree(data);
+    EXPECT_GT(size, 0u);
+    return out;
+}
+
+TEST(ImageFormats, DetectedFromTheBytes) {
+    using namespace std::string_literals;
+    EXPECT_EQ(detect_image_format("\xFF\xD8\xFF\xE0"), ImageFormat::kJpeg);
+    EXPECT_EQ(detect_image_format("\x89PNG\r\n\x1A\n...."), ImageFormat::kPng);
+    EXPECT_EQ(detect_image_format("BM...."), ImageFormat::kBmp);
+    EXPECT_EQ(detect_image_format("RIFF\x10\0\0\0WEBPVP8L"s), ImageFormat::kWebp);
+    EXPECT_EQ(detect_image_format("RIFF\x10\0\0\0WAVEfmt "s), ImageFormat::kUnknown);
+    for (const char* pnm : {"P2\n", "P3 ", "P5\t", "P6#c\n", "P6"})
+        EXPECT_EQ(detect_image_format(pnm), ImageFormat::kNetpbm) << pnm;
+    for (const char* other : {"P1\n", "P4\n", "P7\n", "P5x", "GIF89a", "hello", ""})
+        EXPECT_EQ(detect_image_format(other), ImageFormat::kUnknown) << other;
+    EXPECT_STREQ(image_format_name(ImageFormat::kWebp), "WebP");
+}
+
+TEST(ImageFormats, NetpbmDecodesExactly) {
+    TempDir dir;
+    const RgbImage img = Pattern(7, 5), grey = Grey(img);
+    const struct {
+        const char* file;
+        char kind;
+        int maxval;
+        const RgbImage* want;
+    } cases[] = {
+        {"raw.ppm", '6', 255, &img},          {"raw.pgm", '5', 255, &grey},
+        {"plain.ppm", '3', 255, &img},        {"plain.pgm", '2', 255, &grey},
+        {"deep.ppm", '6', 65535, &img},       {"deep.pgm", '5', 65535, &grey},
+        {"plain_deep.pnm", '3', 65535, &img}, {"named.png", '5', 255, &grey},  // a PGM named .png
+    };
+    for (const auto& c : cases) {
+        WriteBytes(dir.file(c.file), Netpbm(*c.want, c.kind, c.maxval));
+        ExpectSamePixels(decode_image_file(dir.file(c.file)), *c.want, c.file);
+    }
+    // Comments in the header, CRLF and tabs as whitespace.
+    WriteBytes(dir.file("comments.ppm"), Netpbm(img, '6', 255, "# made by hand\r\n#\t another\n"));
+    ExpectSamePixels(decode_image_file(dir.file("comments.ppm")), img, "comments");
+    // maxval 1..65535 scales to 0..255: maxval 3 takes 0, 85, 170, 255.
+    WriteBytes(dir.file("two_bit.pgm"), "P2 4 1 3\n0 1 2 3\n");
+    auto two_bit = decode_image_file(dir.file("two_bit.pgm"));
+    ASSERT_TRUE(two_bit.ok()) << two_bit.status();
+    EXPECT_EQ(two_bit->pixels, (std::vector<uint8_t>{0, 0, 0, 85, 85, 85, 170, 170, 170, 255, 255, 255}));
+    WriteBytes(dir.file("deep.pgm"), std::string("P5 2 1 1000\n\x03\xE8\x01\xF4", 16));  // 1000, 500 of 1000
+    auto deep = decode_image_file(dir.file("deep.pgm"));
+    ASSERT_TRUE(deep.ok()) << deep.status();
+    EXPECT_EQ(deep->pixels, (std::vector<uint8_t>{255, 255, 255, 128, 128, 128}));
+}
+
+TEST(ImageFormats, NetpbmErrorsSayWhatIsWrong) {
+    TempDir dir;
+    const RgbImage img = Pattern(6, 4);
+    const std::string ppm = Netpbm(img, '6', 255);
+    WriteBytes(dir.file("short.ppm"), ppm.substr(0, ppm.size() - 10));
+    ExpectError(dir.file("short.ppm"), {"truncated", "PPM", "62 of 72 bytes"});
+    const std::string plain = Netpbm(img, '2', 255);
+    WriteBytes(dir.file("short.pgm"), plain.substr(0, plain.size() / 2));
+    ExpectError(dir.file("short.pgm"), {"truncated", "PGM", "of 24 samples"});
+    WriteBytes(dir.file("header.pgm"), "P5\n6 ");
+    ExpectError(dir.file("header.pgm"), {"truncated", "header", "height"});
+    WriteBytes(dir.file("nodata.pgm"), "P5\n6 4\n255");
+    ExpectError(dir.file("nodata.pgm"), {"truncated", "no pixel data"});
+    WriteBytes(dir.file("maxval0.pgm"), "P5 1 1 0\n\x01");
+    ExpectError(dir.file("maxval0.pgm"), {"maxval is 0", "1..65535"});
+    WriteBytes(dir.file("maxval_big.pgm"), "P5 1 1 65536\n\x01\x01");
+    ExpectError(dir.file("maxval_big.pgm"), {"maxval is 65536"});
+    WriteBytes(dir.file("zero.pgm"), "P5 0 4 255\n");
+    ExpectError(dir.file("zero.pgm"), {"0 x 4"});
+    // Over the pixel cap: refused from the header, before any allocation.
+    WriteBytes(dir.file("huge.ppm"), "P6 100000 100000 255\n\x01\x02\x03");
+    ExpectError(dir.file("huge.ppm"), {"100000 x 100000", "over the limit"});
+    WriteBytes(dir.file("overflow.pgm"), "P5 99999999999999999999999 1 255\n");
+    ExpectError(dir.file("overflow.pgm"), {"width is too large"});
+    WriteBytes(dir.file("over_maxval.pgm"), "P2 2 1 15\n3 16\n");
+    ExpectError(dir.file("over_maxval.pgm"), {"sample 1 exceeds maxval 15"});
+    WriteBytes(dir.file("over_maxval_raw.pgm"), "P5 2 1 15\n\x03\x10");
+    ExpectError(dir.file("over_maxval_raw.pgm"), {"sample 1 is 16, over maxval 15"});
+    WriteBytes(dir.file("letters.pgm"), "P2 2 1 255\n3 x\n");
+    ExpectError(dir.file("letters.pgm"), {"sample 1 is not a number"});
+    WriteBytes(dir.file("width.pgm"), "P5 6x 4 255\n");
+    ExpectError(dir.file("width.pgm"), {"width is followed by byte 0x78"});
+    WriteBytes(dir.file("bitmap.pbm"), "P4 8 1\n\xFF");
+    ExpectError(dir.file("bitmap.pbm"), {"PBM", "not supported", "PGM/PPM"});
+}
+
+TEST(ImageFormats, BmpDecodesExactly) {
+    TempDir dir;
+    const RgbImage img = Pattern(7, 5);  // 21 bytes a row: padded to 24
+    {
+        dlib::matrix<dlib::rgb_pixel> m(img.height, img.width);
+        for (int y = 0; y < img.height; ++y)
+            for (int x = 0; x < img.width; ++x) {
+                const uint8_t* p = &img.pixels[(y * img.width + x) * 3];
+                m(y, x) = dlib::rgb_pixel(p[0], p[1], p[2]);
+            }
+        std::ofstream out(dir.file("dlib.bmp"), std::ios::binary);
+        dlib::save_bmp(m, out);
+    }
+    ExpectSamePixels(decode_image_file(dir.file("dlib.bmp")), img, "dlib save_bmp");
+    // Layouts dlib's own loader does not take; decoded the same.
+    WriteBytes(dir.file("v5.bmp"), Bmp(img, 24, 124, false));
+    ExpectSamePixels(decode_image_file(dir.file("v5.bmp")), img, "24-bit, V5 header");
+    WriteBytes(dir.file("bgrx.bmp"), Bmp(img, 32, 40, false));
+    ExpectSamePixels(decode_image_file(dir.file("bgrx.bmp")), img, "32-bit");
+    WriteBytes(dir.file("top_down.bmp"), Bmp(img, 32, 108, true));
+    ExpectSamePixels(decode_image_file(dir.file("top_down.bmp")), img, "32-bit, V4 header, top-down");
+    // 8-bit grey with a 4-entry palette: levels 0, 85, 170, 255.
+    RgbImage levels = Grey(img);
+    for (auto& v : levels.pixels) v = static_cast<uint8_t>(v * 3 / 255 * 85);
+    WriteBytes(dir.file("grey.bmp"), Bmp(levels, 8, 40, false, 4));
+    ExpectSamePixels(decode_image_file(dir.file("grey.bmp")), levels, "8-bit, short palette");
+    // 1- and 4-bit at widths whose row padding dlib's own readers get wrong (25: 4 bytes of
+    // 1-bit indices, 7: 4 bytes of 4-bit indices, neither padded).
+    for (int w : {25, 7, 9}) {
+        RgbImage two = Grey(Pattern(w, 3)), four = two;
+        for (auto& v : two.pixels) v = v < 128 ? 0 : 255;
+        for (auto& v : four.pixels) v = static_cast<uint8_t>(v * 3 / 255 * 85);
+        WriteBytes(dir.file("one_bit.bmp"), Bmp(two, 1, 40, false, 2));
+        ExpectSamePixels(decode_image_file(dir.file("one_bit.bmp")), two, absl::StrCat("1-bit, width ", w));
+        WriteBytes(dir.file("four_bit.bmp"), Bmp(four, 4, 108, w == 9, 4));
+        ExpectSamePixels(decode_image_file(dir.file("four_bit.bmp")), four, absl::StrCat("4-bit, width ", w));
+    }
+    WriteBytes(dir.file("bmp_named.jpeg"), Bmp(img, 24, 40, true));
+    ExpectSamePixels(decode_image_file(dir.file("bmp_named.jpeg")), img, "a BMP named .jpeg");
+}
+
+TEST(ImageFormats, BmpErrorsSayWhatIsWrong) {
+    TempDir dir;
+    const RgbImage img = Pattern(7, 5);
+    const std::string bmp = Bmp(img, 24, 40, false);
+    WriteBytes(dir.file("short.bmp"), bmp.substr(0, bmp.size() - 30));
+    ExpectError(dir.file("short.bmp"), {"truncated BMP", "90 of 120 bytes"});
+    WriteBytes(dir.file("header.bmp"), bmp.substr(0, 30));
+    ExpectError(dir.file("header.bmp"), {"truncated BMP", "header"});
+    std::string bits16 = bmp;
+    bits16[28] = 16;
+    WriteBytes(dir.file("bits16.bmp"), bits16);
+    ExpectError(dir.file("bits16.bmp"), {"16-bit BMP is not supported"});
+    std::string rle4 = Bmp(img, 8, 40, false, 4);
+    rle4[28] = 4;
+    rle4[30] = 2;
+    WriteBytes(dir.file("rle4.bmp"), rle4);
+    ExpectError(dir.file("rle4.bmp"), {"compression RLE4 is not supported"});
+    std::string huge = bmp;
+    huge.replace(18, 8, Le32(100000) + Le32(100000));
+    WriteBytes(dir.file("huge.bmp"), huge);
+    ExpectError(dir.file("huge.bmp"), {"100000 x 100000", "over the limit"});
+    std::string odd = bmp;
+    odd.replace(14, 4, Le32(64));
+    WriteBytes(dir.file("odd_header.bmp"), odd);
+    ExpectError(dir.file("odd_header.bmp"), {"header size 64"});
+}
+
+TEST(ImageFormats, WebpLosslessExactLossyClose) {
+    TempDir dir;
+    const RgbImage img = Pattern(33, 17);
+    WriteBytes(dir.file("lossless.webp"), WebP(img, true));
+    ExpectSamePixels(decode_image_file(dir.file("lossless.webp")), img, "lossless WebP");
+    // The phone case: a WebP file named .jpg.
+    WriteBytes(dir.file("photo.jpg"), WebP(img, true));
+    ExpectSamePixels(decode_image_file(dir.file("photo.jpg")), img, "WebP named .jpg");
+    // Lossy: decodes to the right size, close to the original on a smooth image.
+    RgbImage smooth{64, 48, std::vector<uint8_t>(64 * 48 * 3)};
+    for (int y = 0; y < 48; ++y)
+        for (int x = 0; x < 64; ++x)
+            for (int c = 0; c < 3; ++c) smooth.pixels[(y * 64 + x) * 3 + c] = static_cast<uint8_t>(60 + x + y + 30 * c);
+    WriteBytes(dir.file("lossy.webp"), WebP(smooth, false));
+    auto lossy = decode_image_file(dir.file("lossy.webp"));
+    ASSERT_TRUE(lossy.ok()) << lossy.status();
+    ASSERT_EQ(lossy->width, 64);
+    ASSERT_EQ(lossy->height, 48);
+    double err = 0;
+    for (size_t i = 0; i < smooth.pixels.size(); ++i) err += std::abs(int(lossy->pixels[i]) - int(smooth.pixels[i]));
+    EXPECT_LT(err / smooth.pixels.size(), 4.0);
+
+    const std::string webp = WebP(img, true);
+    WriteBytes(dir.file("short.webp"), webp.substr(0, webp.size() / 2));
+    ExpectError(dir.file("short.webp"), {"WebP"});
+    std::string corrupt = webp;
+    for (size_t i = 30; i < corrupt.size(); ++i) corrupt[i] = static_cast<char>(i * 7);
+    WriteBytes(dir.file("corrupt.webp"), corrupt);
+    ExpectError(dir.file("corrupt.webp"), {"WebP"});
+    WriteBytes(dir.file("header_only.webp"), webp.substr(0, 12));
+    ExpectError(dir.file("header_only.webp"), {"truncated WebP"});
+}
+
+TEST(ImageFormats, PngRoundTripAndOtherErrors) {
+    TempDir dir;
+    const RgbImage img = Pattern(9, 4);
+    ASSERT_TRUE(write_png(img, dir.file("a.png")).ok());
+    ExpectSamePixels(decode_image_file(dir.file("a.png")), img, "PNG");
+    fs::copy_file(dir.file("a.png"), dir.file("png_named.webp"));
+    ExpectSamePixels(decode_image_file(dir.file("png_named.webp")), img, "a PNG named .webp");
+    auto bytes = tfjs::read_file(dir.file("a.png"));
+    ASSERT_TRUE(bytes.ok());
+    WriteBytes(dir.file("short.png"), bytes->substr(0, bytes->size() - 20));
+    ExpectError(dir.file("short.png"), {"PNG"});
+
+    WriteBytes(dir.file("text.jpg"), "hello, this is not an image");
+    ExpectError(dir.file("text.jpg"), {"unrecognised image format", "68 65 6c 6c", "JPEG, PNG, BMP, WebP, PGM/PPM"});
+    WriteBytes(dir.file("anim.gif"), "GIF89a\x01\x00\x01\x00");
+    ExpectError(dir.file("anim.gif"), {"GIF is not supported", "supported: JPEG"});
+    WriteBytes(dir.file("phone.heic"), std::string("\0\0\0\x18" "ftypheic\0\0\0\0", 16));
+    ExpectError(dir.file("phone.heic"), {"heic", "not supported"});
+    WriteBytes(dir.file("empty.png"), "");
+    ExpectError(dir.file("empty.png"), {"empty"});
+    ExpectError(dir.path(), {"not a regular file"});
+    EXPECT_TRUE(absl::IsNotFound(decode_image_file(dir.file("missing.png")).status()));
+}
+
+TEST(ImageFormats, DamagedFilesAreErrorsNotCrashes) {
+    // Truncations and byte flips of a valid file of every format, RLE8 BMP included: each either
+    // decodes (to at most the pixel cap) or is an error naming the input.
+    const RgbImage img = Pattern(24, 16);
+    std::string rle8 = Bmp(Grey(img), 8, 40, false, 4);
+    rle8[30] = 1;  // RLE8: the rows below are read as commands and runs
+    std::vector<std::pair<std::string, std::string>> files = {
+            {"ppm", Netpbm(img, '6', 255)}, {"plain", Netpbm(img, '3', 65535)}, {"bmp", Bmp(img, 24, 124, true)},
+            {"bmp32", Bmp(img, 32, 40, false)}, {"rle8", rle8}, {"webp", WebP(img, true)},
+            {"webp_lossy", WebP(img, false)}};
+    TempDir dir;
+    ASSERT_TRUE(write_png(img, dir.file("a.png")).ok());
+    files.push_back({"png", *tfjs::read_file(dir.file("a.png"))});
+    std::mt19937 rng(11);
+    int decoded = 0, refused = 0;
+    for (const auto& [name, bytes] : files) {
+        for (int trial = 0; trial < 300; ++trial) {
+            std::string damaged = bytes;
+            if (trial % 3 == 0) {
+                damaged.resize(rng() % damaged.size());
+            } else {
+                for (int k = 0, flips = 1 + trial % 8; k < flips; ++k)
+                    damaged[rng() % damaged.size()] = static_cast<char>(rng());
+            }
+            absl::StatusOr<RgbImage> r = decode_image(damaged, name);
+            if (r.ok()) {
+                ++decoded;
+                EXPECT_LE(int64_t{r->width} * r->height, kMaxImagePixels);
+                EXPECT_EQ(r->pixels.size(), size_t{3} * r->width * r->height);
+            } else {
+                ++refused;
+                EXPECT_EQ(r.status().message().substr(0, name.size() + 2), name + ": ") << r.status();
+            }
+        }
+    }
+    std::printf("damaged images: %d decoded, %d refused\n", decoded, refused);
+    EXPECT_GT(refused, 0);
+}
+
+TEST(ImageFormats, ExtractorReadsEveryFormatAlike) {
+    // A TorchScript head of known output (per-channel means): the same picture in every
+    // lossless format gives the same features; no face-api weights needed.
+    TempDir dir;
+    torch::jit::Module m("MeanHead");
+    m.define(R"(
+def forward(self, x):
+    return x.mean(dim=[2, 3])
+)");
+    m.save(dir.file("mean.pt"));
+    const RgbImage img = Pattern(48, 40), grey = Grey(img);
+    ASSERT_TRUE(write_png(img, dir.file("a.png")).ok());
+    WriteBytes(dir.file("a.ppm"), Netpbm(img, '6', 255));
+    WriteBytes(dir.file("a.bmp"), Bmp(img, 24, 40, false));
+    WriteBytes(dir.file("a.jpg"), WebP(img, true));  // WebP named .jpg, as phones write them
+    ASSERT_TRUE(write_png(grey, dir.file("g.png")).ok());
+    WriteBytes(dir.file("g.pgm"), Netpbm(grey, '5', 255));
+    ExtractorOptions o;
+    o.torchscript_path = dir.file("mean.pt");
+    o.input_size = 24;
+    o.aligned = true;
+    o.groups = 1;
+    o.group_dim = 3;
+    o.normalize_groups = false;
+    auto ex = Extractor::create(o);
+    ASSERT_TRUE(ex.ok()) << ex.status();
+    auto r = (*ex)->extract_files({dir.file("a.png"), dir.file("a.ppm"), dir.file("a.bmp"), dir.file("a.jpg"),
+                                   dir.file("g.png"), dir.file("g.pgm")});
+    for (const auto& res : r) ASSERT_TRUE(res.ok()) << res.path << ": " << res.message;
+    for (int i : {1, 2, 3}) EXPECT_EQ(r[i].features, r[0].features) << r[i].path;
+    EXPECT_EQ(r[5].features, r[4].features);
+    EXPECT_NE(r[4].features, r[0].features);
 }
 
 // ---------------------------------------------------------------- importance learner
@@ -507,6 +954,7 @@ TEST(Image, PadToSquareCentresAndResizesLikeTfjs) {
 struct Synthetic {
     std::vector<float> x;
     std::vector<int> labels;
+    std::vector<int64_t> labels64;
 };
 Synthetic MakeSynthetic(int ids, int per_id, uint64_t seed) {
     const int G = 8, d = 16;
@@ -522,16 +970,75 @@ Synthetic MakeSynthetic(int ids, int per_id, uint64_t seed) {
                 for (int j = 0; j < d; ++j)
                     s.x.push_back(noise[g] > 0 ? centre[g * d + j] + noise[g] * n01(rng) : n01(rng));
             s.labels.push_back(id);
+            s.labels64.push_back(id);
         }
     }
     return s;
+}
+
+// Unit groups by the plugin's normalisation.
+std::vector<float> Normalised(const Params& p, const std::vector<float>& x) {
+    std::vector<float> xn(x.size());
+    EXPECT_TRUE(normalize_groups(p, x.data(), static_cast<int64_t>(x.size()) / p.dim(), xn.data()).ok());
+    return xn;
+}
+
+// The importance learner's pair score over all pairs (eval's all_pairs): sum_g w_g cos_g with
+// unit groups, the weight of a pair being the mean of its two samples' weights (n * G).
+PairScores WeightedCosineScores(const Params& p, const std::vector<float>& xn, const std::vector<int64_t>& labels,
+                                const std::vector<float>& w) {
+    const int G = p.groups, d = p.group_dim;
+    absl::StatusOr<Pairs> pairs = all_pairs(labels);
+    EXPECT_TRUE(pairs.ok()) << pairs.status();
+    return score_pairs(*pairs, [&](int64_t i, int64_t j) {
+        double s = 0;
+        for (int g = 0; g < G; ++g) {
+            double c = 0;
+            for (int k = 0; k < d; ++k) c += double(xn[(i * G + g) * d + k]) * xn[(j * G + g) * d + k];
+            s += 0.5 * (w[i * G + g] + w[j * G + g]) * c;
+        }
+        return static_cast<float>(s);
+    });
+}
+
+// Per-sample importance by the plugin's rule (compute_importance with p.importance).
+std::vector<float> PluginImportance(const Params& p, const std::vector<float>& xn) {
+    const int64_t n = static_cast<int64_t>(xn.size()) / p.dim();
+    std::vector<float> w(static_cast<size_t>(n) * p.groups);
+    for (int64_t i = 0; i < n; ++i) compute_importance(p, &xn[i * p.dim()], &w[i * p.groups]);
+    return w;
+}
+
+// The learner's objective: (mean mated - mean non-mated) / sqrt((var + var) / 2), population
+// variances.
+double Decidability(const PairScores& s) {
+    auto moments = [](const std::vector<float>& v, double* mean, double* var) {
+        double m = 0, q = 0;
+        for (float x : v) m += x;
+        m /= v.size();
+        for (float x : v) q += (x - m) * (x - m);
+        *mean = m;
+        *var = q / v.size();
+    };
+    double mg, vg, mi, vi;
+    moments(s.mated, &mg, &vg);
+    moments(s.nonmated, &mi, &vi);
+    return (mg - mi) / std::sqrt(0.5 * (vg + vi) + 1e-9);
+}
+
+double Eer(const PairScores& s) {
+    auto roc = roc_curve(s.mated, s.nonmated);
+    EXPECT_TRUE(roc.ok()) << roc.status();
+    auto eer = equal_error_rate(*roc);
+    EXPECT_TRUE(eer.ok()) << eer.status();
+    return eer->eer;
 }
 
 TEST(ImportanceLearner, LearnedWeightsBeatUniformOnNoisyGroups) {
     const int G = 8, d = 16;
     Synthetic train = MakeSynthetic(40, 5, 1), test = MakeSynthetic(40, 5, 2);
     ImportanceLearnerOptions opt;
-    auto learned = LearnImportance(train.x.data(), 200, train.labels.data(), opt);
+    auto learned = learn_importance(train.x.data(), 200, train.labels.data(), opt);
     ASSERT_TRUE(learned.ok()) << learned.status();
     ASSERT_EQ(learned->weights.size(), 8u);
     double sum = 0;
@@ -542,22 +1049,56 @@ TEST(ImportanceLearner, LearnedWeightsBeatUniformOnNoisyGroups) {
     EXPECT_NEAR(sum, 1.0, 1e-5);
     EXPECT_GT(learned->final_objective, learned->initial_objective);
     for (int g = 6; g < 8; ++g) EXPECT_LT(learned->weights[g], 0.05f);
-    const PairScores uniform = AllPairScores(test.x.data(), 200, test.labels.data(), G, d, {});
-    const PairScores weighted = AllPairScores(test.x.data(), 200, test.labels.data(), G, d, learned->weights);
-    const double eer_u = EqualErrorRate(uniform.genuine, uniform.impostor);
-    const double eer_w = EqualErrorRate(weighted.genuine, weighted.impostor);
+    // 40 identities x 5: 400 genuine pairs, all 19500 impostor pairs (under max_impostor_pairs).
+    EXPECT_EQ(learned->genuine_pairs, 400);
+    EXPECT_EQ(learned->impostor_pairs, 19500);
+
+    // The weights as the plugin uses them (kFixed): the learner's objective on its training
+    // pairs is reproduced, and they beat uniform weights on held-out identities.
+    Params fixed = Params::defaults(G, d);
+    fixed.importance = ImportanceKind::kFixed;
+    fixed.importance_weights = learned->weights;
+    ASSERT_TRUE(fixed.validate().ok());
+    const std::vector<float> train_n = Normalised(fixed, train.x), test_n = Normalised(fixed, test.x);
+    EXPECT_NEAR(Decidability(WeightedCosineScores(fixed, train_n, train.labels64, PluginImportance(fixed, train_n))),
+                learned->final_objective, 1e-4);
+    const Params uniform = Params::defaults(G, d);
+    const double eer_u = Eer(WeightedCosineScores(uniform, test_n, test.labels64, PluginImportance(uniform, test_n)));
+    const double eer_w = Eer(WeightedCosineScores(fixed, test_n, test.labels64, PluginImportance(fixed, test_n)));
     std::printf("synthetic held-out EER: uniform %.4f, learned %.4f\n", eer_u, eer_w);
     // Measured: uniform about 8%, learned about 3%.
     EXPECT_LT(eer_w, 0.75 * eer_u);
 
+    std::vector<int> one_label(10, 3);
+    EXPECT_FALSE(learn_importance(train.x.data(), 10, one_label.data(), {}).ok());
+    std::vector<float> zero_group = train.x;
+    std::fill(zero_group.begin() + 5 * G * d + 2 * d, zero_group.begin() + 5 * G * d + 3 * d, 0.0f);
+    auto refused = learn_importance(zero_group.data(), 200, train.labels.data(), opt);
+    ASSERT_FALSE(refused.ok());
+    EXPECT_NE(refused.status().message().find("vector 5"), std::string::npos) << refused.status();
+}
+
+TEST(ImportanceLearner, AttentionProjectionsFollowThePluginRule) {
+    const int G = 8, d = 16;
+    Synthetic train = MakeSynthetic(40, 5, 1);
+    ImportanceLearnerOptions opt;
     opt.learn_attention = true;
+    opt.attention_temperature = 2.0f;  // carried into Params::attention_temperature
     opt.steps = 150;
-    auto att = LearnImportance(train.x.data(), 200, train.labels.data(), opt);
+    auto att = learn_importance(train.x.data(), 200, train.labels.data(), opt);
     ASSERT_TRUE(att.ok()) << att.status();
     ASSERT_EQ(att->attention_wq.size(), static_cast<size_t>(d * d));
     ASSERT_EQ(att->attention_wk.size(), static_cast<size_t>(d * d));
     EXPECT_GE(att->final_objective, att->initial_objective);
-    std::vector<float> w = AttentionImportance(test.x.data(), 200, G, d, att->attention_wq, att->attention_wk);
+
+    Params p = Params::defaults(G, d);
+    p.importance = ImportanceKind::kSelfAttention;
+    p.attention_wq = att->attention_wq;
+    p.attention_wk = att->attention_wk;
+    p.attention_temperature = opt.attention_temperature;
+    ASSERT_TRUE(p.validate().ok());
+    const std::vector<float> xn = Normalised(p, train.x);
+    const std::vector<float> w = PluginImportance(p, xn);
     for (int i = 0; i < 200; ++i) {
         double s = 0;
         for (int g = 0; g < G; ++g) {
@@ -566,18 +1107,14 @@ TEST(ImportanceLearner, LearnedWeightsBeatUniformOnNoisyGroups) {
         }
         EXPECT_NEAR(s, 1.0, 1e-5);
     }
-
-    std::vector<int> one_label(10, 3);
-    EXPECT_FALSE(LearnImportance(train.x.data(), 10, one_label.data(), {}).ok());
-}
-
-TEST(Verification, EerAndTarOnKnownScores) {
-    EXPECT_DOUBLE_EQ(EqualErrorRate({0.9f, 0.8f, 0.7f}, {0.1f, 0.2f, 0.3f}), 0.0);
-    EXPECT_NEAR(EqualErrorRate({0.9f, 0.8f, 0.2f, 0.7f}, {0.1f, 0.3f, 0.85f, 0.25f}), 0.25, 1e-9);
-    std::vector<float> imp(100);
-    for (int i = 0; i < 100; ++i) imp[i] = i / 100.0f;
-    EXPECT_DOUBLE_EQ(TarAtFar({0.995f, 0.985f, 0.5f}, imp, 0.01), 2.0 / 3);  // FAR 1/100: accept > 0.98
-    EXPECT_DOUBLE_EQ(TarAtFar({0.995f, 0.985f, 0.5f}, imp, 0.001), 1.0 / 3);  // above every impostor
+    // The plugin's compute_importance with the learnt projections gives the learner's own
+    // objective: both implement the same attention rule (and temperature).
+    EXPECT_NEAR(Decidability(WeightedCosineScores(p, xn, train.labels64, w)), att->final_objective, 1e-4);
+    Params identity = p;
+    identity.attention_wq.clear();
+    identity.attention_wk.clear();
+    EXPECT_NEAR(Decidability(WeightedCosineScores(identity, xn, train.labels64, PluginImportance(identity, xn))),
+                att->initial_objective, 1e-4);
 }
 
 }  // namespace
