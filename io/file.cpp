@@ -99,9 +99,22 @@ void AtomicFile::abandon() {
     }
 }
 
+absl::Status check_output_target(const std::string& path) {
+    if (path.empty() || path.back() == '/') return absl::InvalidArgumentError("empty file name");
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0) {
+        if (errno == ENOENT) return absl::OkStatus();
+        return io_error("cannot stat", path);
+    }
+    if (S_ISLNK(st.st_mode)) return bad_file(path, "is a symbolic link; refusing to replace it");
+    if (S_ISDIR(st.st_mode)) return bad_file(path, "is a folder; refusing to replace it");
+    if (!S_ISREG(st.st_mode)) return bad_file(path, "is not a regular file (a device or a FIFO); refusing to replace it");
+    return absl::OkStatus();
+}
+
 absl::Status AtomicFile::open(const std::string& path) {
     if (fd_ >= 0 || !tmp_path_.empty()) return absl::FailedPreconditionError("AtomicFile already open");
-    if (path.empty() || path.back() == '/') return absl::InvalidArgumentError("empty file name");
+    if (absl::Status st = check_output_target(path); !st.ok()) return st;
     static std::atomic<uint64_t> counter{0};
     path_ = path;
     tmp_path_ = absl::StrFormat("%s.tmp.%d.%d", path, static_cast<int64_t>(::getpid()), counter.fetch_add(1));

@@ -82,6 +82,8 @@ class AtomicFile {
     /// Removes the temporary file unless commit() succeeded.
     ~AtomicFile();
 
+    /// Refuses a target that is not a regular file (check_output_target), then creates the
+    /// temporary file (mode 0600) beside it.
     absl::Status open(const std::string& path);
     absl::Status write(const void* bytes, size_t n);
     /// fsync, close, rename onto the final path. The object is spent afterwards.
@@ -92,6 +94,11 @@ class AtomicFile {
     std::string path_, tmp_path_;
     int fd_ = -1;
 };
+
+/// Whether `path` can be the target of an AtomicFile: InvalidArgument when it exists and is not
+/// a regular file (a folder, a device, a FIFO, a symbolic link); a missing folder is found by
+/// open(). A command that writes several files checks them all before writing the first.
+absl::Status check_output_target(const std::string& path);
 
 /// The whole of `bytes` into `path`, atomically (see AtomicFile).
 absl::Status atomic_write_file(const std::string& path, const std::string& bytes);

@@ -1,11 +1,12 @@
 // pslerp dedup: which new enrolments duplicate the gallery or each other.
 #include <cstdio>
-#include <fstream>
 #include <limits>
+#include <sstream>
 
 #include "absl/strings/str_format.h"
 #include "index/dedup.h"
 #include "index/index_io.h"
+#include "io/file.h"
 #include "tools/common.h"
 
 namespace pslerp::cli {
@@ -19,7 +20,9 @@ constexpr char kUsage[] =
         "each other. --enroll adds one representative of each new identity and saves the index\n"
         "(to --save, else back to INDEX, atomically). On an IVF index the gallery side is a range\n"
         "search of the --nprobe nearest lists (default: the index's own nprobe); a duplicate in an\n"
-        "unprobed list is missed, so raise --nprobe for a stricter check.\n";
+        "unprobed list is missed, so raise --nprobe for a stricter check. Clusters within the batch\n"
+        "are found under fresh keys: near the threshold they can differ from one run to the next;\n"
+        "gallery matches are repeatable.\n";
 
 absl::Status run(Args& args) {
     auto path = args.required("index");
@@ -71,7 +74,7 @@ absl::Status run(Args& args) {
                 long(b->n), long((*index)->ntotal - int64_t(r.enrolled_ids.size())), sp->describe(**index).c_str(),
                 t1 - t0, long(r.duplicates_of_existing()), long(r.clusters_with_several()), r.unique.size());
     if (!report.empty()) {
-        std::ofstream f(report);
+        std::ostringstream f;
         f << "item,cluster,gallery_id,score\n";
         for (int64_t i = 0; i < b->n; ++i) {
             if (r.existing[i].empty()) {
@@ -80,7 +83,7 @@ absl::Status run(Args& args) {
                 for (const auto& [id, s] : r.existing[i]) f << i << "," << r.cluster[i] << "," << id << "," << s << "\n";
             }
         }
-        if (!f) return absl::InternalError("cannot write " + report);
+        if (auto s = atomic_write_file(report, f.str()); !s.ok()) return s;
     }
     if (enroll) {
         try {

@@ -80,6 +80,10 @@ absl::Status run(Args& args) {
         }
     }
     if (!out.empty()) {
+        // Both targets checked first, so that a bad one does not leave the other written.
+        for (const char* suffix : {"_scores.npy", "_ids.npy"}) {
+            if (auto s = check_output_target(out + suffix); !s.ok()) return s;
+        }
         if (auto s = write_npy_f32(out + "_scores.npy", D.data(), q->n, *k); !s.ok()) return s;
         if (auto s = write_npy_i64(out + "_ids.npy", I.data(), q->n, *k); !s.ok()) return s;
         std::printf("wrote %s_scores.npy and %s_ids.npy\n", out.c_str(), out.c_str());

@@ -133,7 +133,7 @@ absl::StatusOr<Features> load_features(const std::string& path, const FeatureOpt
                 absl::StrCat(path, " is a folder: image input needs the extractor (build with LibTorch and dlib)"));
 #endif
     }
-    auto m = read_matrix(path);
+    auto m = read_matrix(path, /*allow_convert=*/true);
     if (!m.ok()) return m.status();
     f.x = std::move(m->data);
     f.n = m->rows;
@@ -259,7 +259,7 @@ absl::StatusOr<SynthSet> synth_identities_checked(const SynthConfig& config, int
 }
 
 absl::StatusOr<std::vector<int64_t>> load_ids(const std::string& path, int64_t expected) {
-    auto ids = read_labels(path);
+    auto ids = read_labels(path, /*allow_convert=*/true);
     if (!ids.ok()) return ids.status();
     if (int64_t(ids->size()) != expected) {
         return absl::InvalidArgumentError(

@@ -118,7 +118,10 @@ Args::Args(std::vector<std::string> argv, std::vector<std::string> flags) {
             value = argv[++i];
         }
         if (value.empty()) {
-            error(absl::StrCat("option ", spelling, " needs a value"));
+            // Which error this is depends on whether a getter asks for the option: "needs a
+            // value" if one does, "unknown option" if none does (finish()).
+            set(name, spelling, "");
+            missing_value_.insert(name);
             continue;
         }
         set(name, spelling, value);
@@ -137,10 +140,15 @@ std::string Args::str(const std::string& name, const std::string& def) {
     return it->second;
 }
 
+absl::Status Args::needs_value(const std::string& name) const {
+    return usage_error(absl::StrCat("option ", spelled(name), " needs a value"));
+}
+
 absl::StatusOr<std::string> Args::required(const std::string& name) {
     auto it = values_.find(name);
     if (it == values_.end()) return usage_error(absl::StrCat("missing required option --", name));
     used_[name] = true;
+    if (missing_value_.count(name)) return needs_value(name);
     return it->second;
 }
 
@@ -148,6 +156,7 @@ absl::StatusOr<int64_t> Args::integer(const std::string& name, int64_t def, int6
     auto it = values_.find(name);
     if (it == values_.end()) return def;
     used_[name] = true;
+    if (missing_value_.count(name)) return needs_value(name);
     return parse_integer(name, it->second, min, max);
 }
 
@@ -169,6 +178,7 @@ absl::StatusOr<int64_t> Args::parse_integer(const std::string& name, const std::
 absl::StatusOr<std::vector<int64_t>> Args::integers(const std::string& name, const std::string& def, int64_t min,
                                                     int64_t max) {
     const std::string text = has(name) ? str(name) : def;
+    if (missing_value_.count(name)) return needs_value(name);
     std::vector<int64_t> out;
     for (absl::string_view item : absl::StrSplit(text, ',')) {
         absl::StatusOr<int64_t> v = parse_integer(name, std::string(item), min, max);
@@ -182,6 +192,7 @@ absl::StatusOr<double> Args::number(const std::string& name, double def, double 
     auto it = values_.find(name);
     if (it == values_.end()) return def;
     used_[name] = true;
+    if (missing_value_.count(name)) return needs_value(name);
     const std::string& text = it->second;
     double v = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
@@ -234,6 +245,8 @@ absl::Status Args::finish() const {
         if (!used) unknown.push_back(spelled(name));
     }
     if (!unknown.empty()) return usage_error(absl::StrCat("unknown option(s): ", absl::StrJoin(unknown, " ")));
+    // What remains was read (with str(), which has no status to return it in).
+    if (!missing_value_.empty()) return needs_value(*missing_value_.begin());
     return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -63,8 +64,9 @@ class Args {
     bool flag(const std::string& name);
     const std::vector<std::string>& positional() const { return positional_; }
 
-    /// Error if the command line was malformed (a missing value, a repeated option, an unknown
-    /// short option, a value given to a flag).
+    /// Error if the command line was malformed (a repeated option, an unknown short option, a
+    /// value given to a flag). A missing value is reported by the getter that reads the
+    /// option, or as an unknown option by finish() when none does.
     absl::Status parsed() const;
     /// Declares a retired option: giving it is the usage error "--<name> <why>", so an old
     /// script is told what to use instead rather than "unknown option".
@@ -81,6 +83,7 @@ class Args {
   private:
     /// "--name" or "-k": how the user wrote the option.
     std::string spelled(const std::string& name) const;
+    absl::Status needs_value(const std::string& name) const;
     absl::StatusOr<int64_t> parse_integer(const std::string& name, const std::string& text, int64_t min,
                                           int64_t max) const;
 
@@ -88,6 +91,8 @@ class Args {
     std::map<std::string, std::string> spelling_;
     std::map<std::string, bool> used_;
     std::map<std::string, std::string> retired_;
+    /// Options given last with no value: "needs a value" once read, "unknown" if never read.
+    std::set<std::string> missing_value_;
     std::vector<std::string> positional_;
     std::string parse_error_;
 };

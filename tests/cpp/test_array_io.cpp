@@ -425,11 +425,24 @@ TEST_F(ArrayIoTest, WrittenFilesArePrivateWhateverTheUmask) {
     }
 }
 
+TEST_F(ArrayIoTest, SpecialFilesAndLinksAreNotReplaced) {
+    ASSERT_TRUE(atomic_write_file(path("real"), "keep").ok());
+    ASSERT_EQ(::symlink(path("real").c_str(), path("link").c_str()), 0);
+    expect_error(atomic_write_file(path("link"), "new"), "link: is a symbolic link");
+    EXPECT_EQ(read_raw("real"), "keep");
+    ASSERT_EQ(::mkfifo(path("fifo").c_str(), 0600), 0);
+    expect_error(atomic_write_file(path("fifo"), "new"), "fifo: is not a regular file");
+    expect_error(atomic_write_file("/dev/null", "new"), "/dev/null: is not a regular file");
+    EXPECT_TRUE(check_output_target(path("absent")).ok());
+    for (const char* name : {"real", "link", "fifo"}) ::unlink(path(name).c_str());
+    EXPECT_TRUE(list_dir().empty());
+}
+
 TEST_F(ArrayIoTest, FailedRenameKeepsOldFile) {
     ASSERT_EQ(::mkdir(path("target").c_str(), 0755), 0);
     ASSERT_TRUE(atomic_write_file(path("target/inner"), "keep").ok());
-    // Renaming a file onto a non-empty directory fails: the directory must survive intact.
-    expect_error(atomic_write_file(path("target"), "new"), "rename");
+    // A folder is never replaced: refused before anything is written, and left intact.
+    expect_error(atomic_write_file(path("target"), "new"), "target: is a folder");
     std::ifstream f(path("target/inner"));
     std::string s;
     f >> s;
