@@ -121,7 +121,7 @@ void IndexProtectedSlerp::search(idx_t n, const float* x, idx_t k, float* distan
 void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float* distances, idx_t* labels,
                                      const faiss::IDSelector* sel) const {
     const int nt = scan_threads(store.rows());
-    ThreadHeaps heaps(nt, n, k);  // labels are storage rows until the end
+    ThreadHeaps heaps(nt, n, k);
     clamped_ += scan_tiles(store, q.kq.data(), n, nt,
                            [&](int tid, idx_t q0, idx_t nq, int64_t r0, int64_t r1, const float* tile) {
                                for (idx_t qi = 0; qi < nq; ++qi) {
@@ -129,16 +129,13 @@ void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float*
                                    const float* s = tile + qi * kRowBlock;
                                    for (int64_t r = r0; r < r1; ++r) {
                                        if (store.removed[r] || (sel && !sel->is_member(store.ids[r]))) continue;
-                                       h.push(s[r - r0], r);
+                                       h.push(s[r - r0], store.ids[r]);
                                    }
                                }
                            });
 #pragma omp parallel for if (n > 1)
     for (idx_t i = 0; i < n; ++i) {
         heaps.merge(i, distances + i * k, labels + i * k);
-        for (idx_t j = 0; j < k; ++j) {
-            if (labels[i * k + j] >= 0) labels[i * k + j] = store.ids[labels[i * k + j]];
-        }
     }
 }
 

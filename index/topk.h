@@ -17,9 +17,19 @@ namespace pslerp {
 
 inline constexpr float kNoScore = -std::numeric_limits<float>::infinity();
 
+/// FAISS's min-heap order with ties turned round: of two equal scores the larger label is the
+/// worse, so it sits on top and is replaced first. A result then keeps the smaller labels of a
+/// tie and lists them in ascending order, as range search does (best_first), so search(k) is a
+/// prefix of the range search's list and both index kinds agree.
+struct WorstOnTop : faiss::CMin<float, faiss::Index::idx_t> {
+    static bool cmp2(float a1, float b1, faiss::Index::idx_t a2, faiss::Index::idx_t b2) {
+        return a1 < b1 || (a1 == b1 && a2 > b2);
+    }
+};
+
 /// The k best (score, label) pairs of one query, in a min-heap over caller-owned arrays.
 struct TopK {
-    using Heap = faiss::CMin<float, faiss::Index::idx_t>;
+    using Heap = WorstOnTop;
     faiss::Index::idx_t k;
     float* vals;
     faiss::Index::idx_t* labels;
@@ -28,8 +38,8 @@ struct TopK {
         std::fill(vals, vals + k, kNoScore);
         std::fill(labels, labels + k, faiss::Index::idx_t{-1});
     }
-    /// Keeps the k best by (score, label): equal scores are decided by label, so the result
-    /// does not depend on the order in which threads push.
+    /// Keeps the k best by (score, label): equal scores are decided by label (the smaller
+    /// wins), so the result does not depend on the order in which threads push.
     void push(float s, faiss::Index::idx_t label) {
         if (Heap::cmp2(vals[0], s, labels[0], label)) faiss::heap_replace_top<Heap>(k, vals, labels, s, label);
     }

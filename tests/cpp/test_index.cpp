@@ -1,13 +1,15 @@
 // IndexProtectedSlerp with exhaustive search: kernels against the double-precision
-// reference, FAISS conventions, ids, removal, range search and bad inputs.
+// reference, FAISS conventions, ids, removal and compaction, range search and bad inputs.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <random>
+#include <set>
 #include <string>
 
 #include <faiss/IndexIVF.h>
@@ -100,6 +102,89 @@ TEST_P(KernelTest, MatchesReferenceScoresAndRanking) {
         K->score_list(index.store.view(), kq.data(), pos.data(), 4, ls.data());
         for (int j = 0; j < 4; ++j) EXPECT_FLOAT_EQ(ls[j], scores[pos[j]]);
     }
+}
+
+// Probes whose groups are an entry's own keys (cosine 1, which float rounding can push just
+// above 1) or their opposites (cosine -1, clamped as antipodal), beside ordinary groups, with a
+// weightless group (fixed importance 0, importance weighting) and padded lanes: scores finite
+// and equal to the reference, and the clamped count returned by the kernel equal to the
+// antipodal (probe group, key) pairs of weighted groups (issue 16: kernel mutations that no
+// other test caught).
+TEST_P(KernelTest, KeyAlignedAndAntipodalGroupsAndTheClampedCount) {
+    const kernels::KernelTable* K = GetParam();
+    if (!K) GTEST_SKIP() << "this CPU lacks AVX2/FMA: SIMD kernel not testable here";
+    Params p = Params::defaults(10, 8);  // two blocks: the second has 2 groups and 6 padded lanes
+    p.importance = ImportanceKind::kFixed;
+    p.importance_weights = {1, 0, 2, 1, 1, 3, 1, 1, 2, 1};  // group 1 weighs nothing
+    p.weighting = Weighting::kImportance;
+    IndexProtectedSlerp index(p);
+    index.set_seed(5);
+    const int D = p.dim(), G = p.groups, gd = p.group_dim;
+    const int64_t n = 60;
+    const auto x = random_features(n, D, 6);
+    index.add(n, x.data());
+    // Probe j: entry j's keys in groups g % 3 == 0, their opposites in groups g % 3 == 1 (group 1
+    // among them: antipodal but weightless), ordinary values elsewhere.
+    const auto other = random_features(n, D, 7);
+    std::vector<float> q(n * D), key(p.key_dim());
+    for (int64_t j = 0; j < n; ++j) {
+        index.store.key_row(p, j, key.data());
+        for (int g = 0; g < G; ++g) {
+            for (int i = 0; i < gd; ++i) {
+                const float k = key[g * gd + i];
+                q[j * D + g * gd + i] = g % 3 == 0 ? k : g % 3 == 1 ? -k : other[j * D + g * gd + i];
+            }
+        }
+    }
+    auto probe = prepare_probes(p, q.data(), n);
+    ASSERT_TRUE(probe.ok());
+    const size_t qf = index.store.layout.query_floats();
+    std::vector<float> kq(n * qf);
+    for (int64_t i = 0; i < n; ++i) {
+        kernels::prepare_query(index.store.layout, probe->xn.data() + i * D, probe->t.data() + i * G, kq.data() + i * qf);
+    }
+    std::vector<float> scores(n * n);
+    const int64_t clamped = K->score_range(index.store.view(), kq.data(), n, 0, n, scores.data(), n);
+    // The reference: scores in double, and the antipodal pairs of weighted groups counted.
+    const auto ref = reference_scores(index, q, n);
+    int64_t want_clamped = 0, above_one = 0;
+    std::vector<float> w(G);
+    for (int64_t r = 0; r < n; ++r) {
+        index.store.key_row(p, r, key.data());
+        index.store.weight_row(p, r, w.data());
+        for (int64_t i = 0; i < n; ++i) {
+            for (int g = 0; g < G; ++g) {
+                double c = 0;
+                float cf = 0;
+                for (int t = 0; t < gd; ++t) {
+                    c += double(probe->xn[i * D + g * gd + t]) * key[g * gd + t];
+                    cf += probe->xn[i * D + g * gd + t] * key[g * gd + t];
+                }
+                want_clamped += c < -0.99 && w[g] != 0.0f;
+                above_one += cf > 1.0f;
+            }
+        }
+    }
+    EXPECT_EQ(w[1], 0.0f);
+    EXPECT_EQ(want_clamped, 2 * n) << "each probe is antipodal to its own entry in groups 4 and 7 (and 1, weightless)";
+    EXPECT_GT(above_one, 0) << "no group cosine rounded above 1: the upper clamp is not exercised";
+    EXPECT_EQ(clamped, want_clamped);
+    double worst = 0;
+    for (int64_t i = 0; i < n * n; ++i) {
+        ASSERT_TRUE(std::isfinite(scores[i])) << "score " << i << " is " << scores[i];
+        worst = std::max(worst, std::abs(scores[i] - ref[i]));
+    }
+    EXPECT_LT(worst, 1e-5);
+    // score_list counts alike.
+    std::vector<int64_t> pos(n);
+    std::iota(pos.begin(), pos.end(), 0);
+    std::vector<float> ls(n);
+    int64_t listed = 0;
+    for (int64_t i = 0; i < n; ++i) {
+        listed += K->score_list(index.store.view(), kq.data() + i * qf, pos.data(), n, ls.data());
+        for (int64_t r = 0; r < n; ++r) EXPECT_EQ(ls[r], scores[i * n + r]);
+    }
+    EXPECT_EQ(listed, want_clamped);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, KernelTest,
@@ -443,5 +528,177 @@ TEST(Index, LoadedSeededIndexDrawsFreshKeys) {
     EXPECT_FALSE(protected_of(*loaded_plain).seeded_stream());
 }
 
+
+// The combination weights stored with an entry follow Params::weighting: the entry's own
+// importance (normalised) with kImportance, 1/G with kUniform, whatever the importance.
+TEST(Index, CombinationWeightsFollowTheWeighting) {
+    for (Weighting weighting : {Weighting::kImportance, Weighting::kUniform}) {
+        Params p = Params::defaults(4, 8);
+        p.importance = ImportanceKind::kFixed;
+        p.importance_weights = {1, 0, 2, 1};
+        p.weighting = weighting;
+        IndexProtectedSlerp index(p);
+        const auto x = random_features(3, p.dim(), 12);
+        index.add(3, x.data());
+        std::vector<float> w(p.groups);
+        for (int64_t r = 0; r < 3; ++r) {
+            index.store.weight_row(p, r, w.data());
+            if (weighting == Weighting::kImportance) {
+                EXPECT_EQ(w, (std::vector<float>{0.25f, 0.0f, 0.5f, 0.25f}));
+            } else {
+                EXPECT_EQ(w, (std::vector<float>{0.25f, 0.25f, 0.25f, 0.25f}));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------- compaction (issue 16)
+
+/// Adds x[positions[i]] under ids[positions[i]] with the keys and masks that set_seed(seed)
+/// gives the entry at stream position positions[i] (runs of consecutive positions together):
+/// an index filled so holds, entry for entry, what one seeded index adding every position holds.
+void add_at_streams(IndexProtectedSlerp& index, uint64_t seed, const std::vector<float>& x,
+                    const std::vector<idx_t>& ids, const std::vector<int64_t>& positions) {
+    ::testing::internal::CaptureStderr();  // set_seed warns at every call
+    for (size_t a = 0; a < positions.size();) {
+        size_t b = a + 1;
+        while (b < positions.size() && positions[b] == positions[b - 1] + 1) ++b;
+        index.restore_state(uint64_t(positions[a]), seed, 0);
+        index.set_seed(seed);
+        index.add_with_ids(idx_t(b - a), x.data() + positions[a] * index.d, ids.data() + positions[a]);
+        a = b;
+    }
+    ::testing::internal::GetCapturedStderr();
+}
+
+void expect_same_storage(const EntryStorage& a, const EntryStorage& b) {
+    EXPECT_EQ(a.rows(), b.rows());
+    EXPECT_EQ(a.templates, b.templates);
+    EXPECT_EQ(a.keys, b.keys);
+    EXPECT_EQ(a.masks, b.masks);
+    EXPECT_EQ(a.ke, b.ke);
+    EXPECT_EQ(a.kmk, b.kmk);
+    EXPECT_EQ(a.weights, b.weights);
+    EXPECT_EQ(a.ids, b.ids);
+    EXPECT_EQ(a.removed, b.removed);
+}
+
+/// search, range_search and verify of every live id, exactly as returned.
+struct Outcome {
+    std::vector<float> D, rD, scores;
+    std::vector<idx_t> I, rI;
+    std::vector<size_t> lims;
+    bool operator==(const Outcome& o) const {
+        return D == o.D && rD == o.rD && scores == o.scores && I == o.I && rI == o.rI && lims == o.lims;
+    }
+};
+
+Outcome outcome(const IndexProtectedSlerp& index, const std::vector<float>& q, int64_t nq,
+                const std::vector<idx_t>& live) {
+    Outcome o;
+    const idx_t k = 11;
+    o.D.resize(nq * k);
+    o.I.resize(nq * k);
+    index.search(nq, q.data(), k, o.D.data(), o.I.data());
+    faiss::RangeSearchResult r(nq);
+    index.range_search(nq, q.data(), 0.3f, &r);
+    o.lims.assign(r.lims, r.lims + nq + 1);
+    o.rD.assign(r.distances, r.distances + o.lims.back());
+    o.rI.assign(r.labels, r.labels + o.lims.back());
+    std::vector<float> probes(live.size() * index.d);
+    for (size_t j = 0; j < live.size(); ++j) std::copy_n(q.data() + (j % nq) * index.d, index.d, probes.data() + j * index.d);
+    o.scores.resize(live.size());
+    index.verify_batch(idx_t(live.size()), probes.data(), live.data(), o.scores.data());
+    return o;
+}
+
+// Removal tombstones rows; compact() (and remove_ids by itself, once tombstones are the
+// majority of >= 1024 rows) keeps exactly the survivors, in order, with their keys and masks:
+// the storage equals that of an index that only ever added the survivors, and so does every
+// answer, before compaction (tombstones skipped) and after. reset() then adding the same
+// entries with the same keys gives back the index it was.
+TEST(Index, CompactionLeavesWhatAFreshIndexOfTheSurvivorsHolds) {
+    const Params p = Params::defaults(5, 7);  // 35-D: the last block of the layout is padding
+    const int d = p.dim();
+    const uint64_t seed = 9;
+    const int64_t n = 1100;
+    const auto x = random_features(n, d, 30);
+    std::vector<idx_t> ids(n);
+    for (int64_t i = 0; i < n; ++i) ids[i] = 3 * i + 1;
+    std::vector<int64_t> everyone(n);
+    std::iota(everyone.begin(), everyone.end(), 0);
+    IndexProtectedSlerp index(p);
+    add_at_streams(index, seed, x, ids, everyone);
+    const auto q = random_features(9, d, 31);
+    const Outcome original = outcome(index, q, 9, ids);
+
+    auto survivors_of = [&](auto gone) {
+        std::vector<int64_t> pos;
+        std::vector<idx_t> live;
+        for (int64_t i = 0; i < n; ++i) {
+            if (!gone(i)) {
+                pos.push_back(i);
+                live.push_back(ids[i]);
+            }
+        }
+        return std::make_pair(pos, live);
+    };
+    auto remove = [&](auto gone) {
+        std::vector<idx_t> batch;
+        for (int64_t i = 0; i < n; ++i) {
+            if (gone(i) && index.contains(ids[i])) batch.push_back(ids[i]);
+        }
+        faiss::IDSelectorBatch sel(batch.size(), batch.data());
+        EXPECT_EQ(index.remove_ids(sel), batch.size());
+    };
+
+    // A third removed: below the majority, so only tombstones.
+    auto third = [](int64_t i) { return i % 3 == 1; };
+    remove(third);
+    {
+        const auto [pos, live] = survivors_of(third);
+        IndexProtectedSlerp fresh(p);
+        add_at_streams(fresh, seed, x, ids, pos);
+        EXPECT_EQ(index.store.rows(), n) << "no compaction while tombstones are the minority";
+        EXPECT_EQ(index.ntotal, int64_t(live.size()));
+        EXPECT_TRUE(outcome(index, q, 9, live) == outcome(fresh, q, 9, live)) << "tombstones are skipped";
+        index.compact();
+        EXPECT_EQ(index.store.rows(), int64_t(live.size()));
+        expect_same_storage(index.store, fresh.store);
+        EXPECT_TRUE(outcome(index, q, 9, live) == outcome(fresh, q, 9, live)) << "after compact()";
+        for (int64_t i : {int64_t(1), int64_t(4), n - 1}) EXPECT_FALSE(index.contains(ids[i]));
+        EXPECT_THROW(index.verify(q.data(), ids[1]), faiss::FaissException);
+    }
+
+    // Two thirds removed: remove_ids compacts by itself. The removed third is added back
+    // first (at the end of the storage), so that the call starts from 1100 rows >= 1024.
+    std::vector<int64_t> back;
+    for (int64_t i = 0; i < n; ++i) {
+        if (third(i)) back.push_back(i);
+    }
+    add_at_streams(index, seed, x, ids, back);  // the same entries again, appended at the end
+    ASSERT_EQ(index.store.rows(), n);
+    auto two_thirds = [](int64_t i) { return i % 3 != 0; };
+    remove(two_thirds);
+    {
+        const auto [pos, live] = survivors_of(two_thirds);
+        EXPECT_EQ(index.store.rows(), int64_t(live.size())) << "remove_ids compacts once tombstones are the majority";
+        IndexProtectedSlerp fresh(p);
+        add_at_streams(fresh, seed, x, ids, pos);
+        // Survivors keep their storage order (the re-added third went again).
+        expect_same_storage(index.store, fresh.store);
+        EXPECT_TRUE(outcome(index, q, 9, live) == outcome(fresh, q, 9, live)) << "after automatic compaction";
+        EXPECT_EQ(index.next_id(), ids.back() + 1) << "compaction never lowers the next id";
+    }
+
+    // reset(), then the same entries with the same keys: the index it was.
+    index.reset();
+    EXPECT_EQ(index.ntotal, 0);
+    EXPECT_EQ(index.store.rows(), 0);
+    EXPECT_EQ(index.next_id(), 0);
+    EXPECT_FALSE(index.contains(ids[0]));
+    add_at_streams(index, seed, x, ids, everyone);
+    EXPECT_TRUE(outcome(index, q, 9, ids) == original);
+}
 }  // namespace
 }  // namespace pslerp

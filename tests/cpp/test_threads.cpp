@@ -2,7 +2,8 @@
 // verifications running beside adds and removals, concurrent adds, de-duplication that
 // enrols, merges in opposite directions; and the lock itself (SharedMutex), whose readers and
 // writers must both get in while the other side keeps it busy. Concurrent answers are
-// compared with sequential ones. Every test runs under a watchdog: a deadlock or starvation
+// compared with sequential ones, also when every call brings its own parameters (k, radius,
+// nprobe, max_codes, a selector). Every test runs under a watchdog: a deadlock or starvation
 // aborts the binary with a message instead of hanging the suite.
 #include <gtest/gtest.h>
 
@@ -168,6 +169,113 @@ TEST_P(Threads, ConcurrentReadsEqualSequentialOnes) {
     }
     run_threads(readers);
     EXPECT_EQ(compared.load(), 8 * 12);
+}
+
+/// One reading call's parameters: k, radius, the probes and ids it uses, and its search
+/// parameters (nprobe for the IVF, a selector, FAISS's max_codes path).
+struct ReadConfig {
+    idx_t k;
+    float radius;
+    int64_t first, nq;  // probes q[first, first + nq)
+    size_t nprobe;      // IVF only; 0: the index's own (4 when other IVF parameters are set)
+    size_t max_codes;   // IVF only; 0: the batched path
+    bool select;        // restrict to even ids
+};
+
+struct ConfigParams {
+    std::unique_ptr<faiss::IDSelector> even;
+    std::unique_ptr<faiss::SearchParameters> sp;
+};
+
+/// Even ids, by a selector FAISS does not special-case.
+struct EvenIds : faiss::IDSelector {
+    bool is_member(idx_t id) const override { return id % 2 == 0; }
+};
+
+ConfigParams params_of(const ReadConfig& c, bool ivf) {
+    ConfigParams p;
+    if (c.select) p.even = std::make_unique<EvenIds>();
+    if (ivf) {
+        if (c.nprobe == 0 && c.max_codes == 0 && !c.select) return p;
+        auto sp = std::make_unique<faiss::SearchParametersIVF>();
+        sp->nprobe = c.nprobe ? c.nprobe : 4;
+        sp->max_codes = c.max_codes;
+        sp->sel = p.even.get();
+        p.sp = std::move(sp);
+    } else if (c.select) {
+        p.sp = std::make_unique<faiss::SearchParameters>();
+        p.sp->sel = p.even.get();
+    }
+    return p;
+}
+
+// Concurrent search, range_search and verify calls that each use their own parameters (k,
+// radius, probes, ids; on the IVF nprobe, max_codes; a selector) answer exactly as the same
+// calls made one at a time: a call's parameters never leak into another's, and the index's own
+// nprobe is left alone.
+TEST_P(Threads, ConcurrentCallsWithTheirOwnParametersEqualSequentialOnes) {
+    Watchdog dog("ConcurrentCallsWithTheirOwnParametersEqualSequentialOnes", kLimit);
+    const auto index = make_index(GetParam(), 700, 13);
+    auto* ivf = dynamic_cast<IndexIVFProtectedSlerp*>(index.get());
+    if (ivf) ivf->nprobe = 2;
+    const int64_t nprobes = 40;
+    const auto q = random_features(nprobes, kDim, 13);  // the first 40 enrolled features
+    const std::vector<ReadConfig> configs = {
+            {1, 0.9f, 0, 40, 0, 0, false},   {5, 0.3f, 3, 17, 1, 0, false},  {17, 0.2f, 10, 30, 8, 0, false},
+            {64, 0.5f, 0, 1, 3, 0, false},   {9, 0.25f, 5, 35, 6, 0, true},  {3, 0.4f, 20, 20, 8, 200, false},
+            {700, -2.0f, 7, 2, 8, 0, false}, {2, 0.35f, 1, 39, 0, 0, true},  {12, 0.3f, 11, 9, 5, 0, false},
+    };
+    // Sequential answers first. verify: probe i against id (first + 3 i) % 700; verify_identity:
+    // every probe against the ids first .. first + 4.
+    struct Want {
+        Answers a;
+        std::vector<float> identity;
+    };
+    auto run_config = [&](const ReadConfig& c) {
+        const ConfigParams p = params_of(c, ivf != nullptr);
+        std::vector<float> probes(q.begin() + c.first * kDim, q.begin() + (c.first + c.nq) * kDim);
+        std::vector<idx_t> ids(c.nq);
+        for (int64_t i = 0; i < c.nq; ++i) ids[i] = (c.first + 3 * i) % 700;
+        Want w;
+        w.a = answers(*index, probes, c.nq, c.k, c.radius, ids, p.sp.get());
+        std::vector<idx_t> who(5);
+        std::iota(who.begin(), who.end(), c.first);
+        for (int64_t i = 0; i < c.nq; ++i) {
+            w.identity.push_back(protected_of(*index).verify_identity(probes.data() + i * kDim, 5, who.data()));
+        }
+        return w;
+    };
+    std::vector<Want> want;
+    for (const auto& c : configs) want.push_back(run_config(c));
+    // The configurations differ in what they answer (else the comparison proves little).
+    for (size_t a = 0; a < configs.size(); ++a) {
+        for (size_t b = a + 1; b < configs.size(); ++b) EXPECT_FALSE(want[a].a == want[b].a) << a << " " << b;
+    }
+    if (ivf) {
+        // nprobe matters: the same k and probes at nprobe 1 and 8 give other answers.
+        ReadConfig one = configs[2], eight = configs[2];
+        one.nprobe = 1;
+        EXPECT_FALSE(run_config(one).a == run_config(eight).a);
+    }
+
+    std::vector<std::function<void()>> bodies;
+    std::atomic<int64_t> compared{0};
+    for (int t = 0; t < 8; ++t) {
+        bodies.emplace_back([&, t] {
+            for (int r = 0; r < 3; ++r) {
+                for (size_t j = 0; j < configs.size(); ++j) {
+                    const size_t c = (j * 5 + size_t(t) + size_t(r)) % configs.size();
+                    const Want got = run_config(configs[c]);
+                    EXPECT_TRUE(got.a == want[c].a) << "thread " << t << " config " << c;
+                    EXPECT_EQ(got.identity, want[c].identity) << "thread " << t << " config " << c;
+                    ++compared;
+                }
+            }
+        });
+    }
+    run_threads(bodies);
+    EXPECT_EQ(compared.load(), int64_t(8 * 3 * configs.size()));
+    if (ivf) EXPECT_EQ(ivf->nprobe, 2u) << "per-call parameters changed the index's nprobe";
 }
 
 // Readers keep getting right answers about entries that stay while writers add and remove

@@ -83,6 +83,46 @@ def test_concurrent_reads_equal_sequential_ones(description):
 
 
 @pytest.mark.parametrize("description", KINDS)
+def test_concurrent_calls_with_their_own_parameters_equal_sequential_ones(description):
+    """Threads that search, range-search and verify at once, each call with its own k,
+    threshold, probes and ids (and nprobe on the IVF), get exactly the answers of the same
+    calls made one at a time; per-call nprobe leaves the index's own nprobe alone."""
+    index = make_index(description, 600, seed=3)
+    ivf = description.startswith("IVF")
+    if ivf:
+        index.nprobe = 2
+    q = features(40, 3)  # the first 40 enrolled features
+    # (k, thresh, first probe, probes, nprobe or None)
+    configs = [(1, 0.9, 0, 40, None), (5, 0.3, 3, 17, 1), (17, 0.2, 10, 30, 8), (64, 0.5, 0, 1, 3),
+               (9, 0.25, 5, 35, 6), (600, -2.0, 7, 2, 8), (2, 0.35, 1, 39, None), (12, 0.3, 11, 9, 5)]
+
+    def call(c):
+        k, thresh, first, n, nprobe = c
+        x = q[first:first + n]
+        ids = (first + 3 * np.arange(n, dtype=np.int64)) % 600
+        opt = {"nprobe": nprobe} if ivf and nprobe is not None else {}
+        D, I = index.search(x, k, **opt)
+        lims, Dr, Ir = index.range_search(x, thresh, **opt)
+        ident = [index.verify_identity(x[i], np.arange(first, first + 5, dtype=np.int64)) for i in range(n)]
+        return D, I, lims, Dr, Ir, index.verify(x, ids), np.array(ident, dtype=np.float32)
+
+    want = [call(c) for c in configs]
+    if ivf:  # nprobe changes the answers of the same call
+        assert not np.array_equal(call((17, 0.2, 10, 30, 1))[1], want[2][1])
+
+    def worker(t):
+        for r in range(3):
+            for j in range(len(configs)):
+                c = (5 * j + t + r) % len(configs)
+                for got, expected in zip(call(configs[c]), want[c]):
+                    np.testing.assert_array_equal(got, expected, err_msg=f"thread {t} config {c}")
+
+    run(*[lambda t=t: worker(t) for t in range(8)])
+    if ivf:
+        assert index.nprobe == 2
+
+
+@pytest.mark.parametrize("description", KINDS)
 def test_search_while_others_add_and_remove(description):
     """Used to segfault: searches read the storage that adds reallocate and removals compact."""
     stable = 150
