@@ -50,9 +50,6 @@ absl::StatusOr<std::map<std::string, Tensor>> decode_weights(const Manifest& man
 absl::StatusOr<std::map<std::string, Tensor>> load_weights(const std::string& manifest_path,
                                                            const std::string& expected_sha256 = "");
 
-/// SHA-256 of a byte string, lower-case hex.
-std::string sha256_hex(const std::string& bytes);
-
 /// Reads a whole file.
 absl::StatusOr<std::string> read_file(const std::string& path);
 

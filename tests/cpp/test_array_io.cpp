@@ -2,6 +2,7 @@
 // byte for byte as numpy writes them, and every kind of corrupt input; FIFOs refused without
 // blocking, a file that shrinks while read, .npy bytes read from memory.
 #include "io/array_io.h"
+#include "io/digest.h"
 
 #include <dirent.h>
 #include <gtest/gtest.h>
@@ -436,6 +437,14 @@ TEST_F(ArrayIoTest, SpecialFilesAndLinksAreNotReplaced) {
     EXPECT_TRUE(check_output_target(path("absent")).ok());
     for (const char* name : {"real", "link", "fifo"}) ::unlink(path(name).c_str());
     EXPECT_TRUE(list_dir().empty());
+}
+
+TEST(Digest, Sha256KnownVectors) {
+    EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    EXPECT_EQ(sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),  // two blocks
+              "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
+    EXPECT_EQ(sha256_hex(std::string(1000, 'a')), "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
 }
 
 TEST_F(ArrayIoTest, FailedRenameKeepsOldFile) {
