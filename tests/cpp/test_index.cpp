@@ -465,7 +465,8 @@ TEST(Index, BadValuesThrowInvalidInputError) {
         ADD_FAILURE() << "an unknown id was accepted";
     } catch (const InvalidInputError&) {
         ADD_FAILURE() << "an unknown id is not a bad value";
-    } catch (const faiss::FaissException&) {
+    } catch (const faiss::FaissException& e) {
+        EXPECT_NE(std::string(e.what()).find("77"), std::string::npos) << "the message names the id: " << e.what();
     }
     EXPECT_EQ(index.ntotal, 4);
 }
