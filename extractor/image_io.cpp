@@ -6,10 +6,7 @@
 #include <webp/decode.h>
 
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <limits>
 #include <sstream>
 
@@ -17,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "extractor/dlib_image.h"
 #include "extractor/image.h"
+#include "io/file.h"
 
 namespace pslerp {
 namespace {
@@ -459,23 +457,10 @@ absl::StatusOr<RgbImage> decode_image(absl::string_view b, const std::string& na
 }
 
 absl::StatusOr<RgbImage> decode_image_file(const std::string& path) {
-    namespace fs = std::filesystem;
-    std::error_code ec;
-    const fs::file_status status = fs::status(path, ec);
-    if (!fs::exists(status))
-        return absl::NotFoundError(absl::StrCat(path, ": cannot open image: ", ec ? ec.message() : "no such file"));
-    // stat() does not open: a FIFO or device is refused before open() could block on it.
-    if (!fs::is_regular_file(status)) return bad(path, "not a regular file");
-    std::ifstream in(path, std::ios::binary | std::ios::ate);
-    if (!in) return bad(path, absl::StrCat("cannot open: ", std::strerror(errno)));
-    const std::streamoff size = in.tellg();
-    if (size <= 0) return bad(path, "empty image file");
-    if (size > kMaxImageFileBytes)
-        return bad(path, absl::StrCat("image file of ", size, " bytes is over the limit of ", kMaxImageFileBytes));
-    std::string bytes(static_cast<size_t>(size), '\0');
-    in.seekg(0);
-    if (!in.read(bytes.data(), size)) return bad(path, "read error");
-    return decode_image(bytes, path);
+    absl::StatusOr<std::string> bytes = read_whole_file(path, kMaxImageFileBytes);
+    if (!bytes.ok()) return bytes.status();
+    if (bytes->empty()) return bad(path, "empty image file");
+    return decode_image(*bytes, path);
 }
 
 absl::Status write_png(const RgbImage& image, const std::string& path) {

@@ -1,14 +1,12 @@
 #include "extractor/tfjs_weights.h"
 
 #include <cstring>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "extractor/json.h"
 #include "io/digest.h"
+#include "io/file.h"
 
 namespace pslerp::tfjs {
 
@@ -160,17 +158,8 @@ absl::StatusOr<std::map<std::string, Tensor>> decode_weights(const Manifest& man
 }
 
 absl::StatusOr<std::string> read_file(const std::string& path) {
-    // stat() does not open: a FIFO or device is refused before open() could block on it.
-    std::error_code ec;
-    if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
-        return absl::InvalidArgumentError(absl::StrCat("cannot read ", path, ": not a regular file"));
-    }
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return absl::NotFoundError(absl::StrCat("cannot open ", path));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read ", path));
-    return ss.str();
+    // A manifest or one weights shard: tens of megabytes; a gigabyte is no model of ours.
+    return read_whole_file(path, uint64_t{1} << 30);
 }
 
 absl::StatusOr<std::map<std::string, Tensor>> load_weights(const std::string& manifest_path,

@@ -75,6 +75,17 @@ absl::Status InputFile::read_at(uint64_t offset, void* out, uint64_t n) const {
     return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> read_whole_file(const std::string& path, uint64_t max_bytes) {
+    InputFile f;
+    if (absl::Status st = f.open(path); !st.ok()) return st;
+    if (f.size() > max_bytes) {
+        return bad_file(path, absl::StrFormat("file of %d bytes is over the limit of %d", f.size(), max_bytes));
+    }
+    std::string bytes(static_cast<size_t>(f.size()), '\0');
+    if (absl::Status st = f.read_at(0, bytes.data(), bytes.size()); !st.ok()) return st;
+    return bytes;
+}
+
 absl::Status MemoryBytes::read_at(uint64_t offset, void* out, uint64_t n) const {
     if (offset > size_ || n > size_ - offset) {
         return bad_file(name_, absl::StrFormat("read of %d bytes at offset %d, past the end (%d bytes)", n, offset,

@@ -15,6 +15,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace pslerp {
 
@@ -57,6 +58,10 @@ class InputFile : public ByteSource {
     int fd_ = -1;
     uint64_t size_ = 0;
 };
+
+/// The whole of a regular file (through InputFile), refused before reading when it holds more
+/// than `max_bytes`: InvalidArgument "<path>: file of N bytes is over the limit of M".
+absl::StatusOr<std::string> read_whole_file(const std::string& path, uint64_t max_bytes);
 
 /// size bytes at `data`, not owned (they must outlive the object).
 class MemoryBytes : public ByteSource {

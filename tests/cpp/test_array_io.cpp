@@ -439,6 +439,16 @@ TEST_F(ArrayIoTest, SpecialFilesAndLinksAreNotReplaced) {
     EXPECT_TRUE(list_dir().empty());
 }
 
+TEST_F(ArrayIoTest, ReadWholeFileIsBounded) {
+    ASSERT_TRUE(atomic_write_file(path("ten.bin"), "0123456789").ok());
+    auto all = read_whole_file(path("ten.bin"), 10);
+    ASSERT_TRUE(all.ok()) << all.status();
+    EXPECT_EQ(*all, "0123456789");
+    expect_error(read_whole_file(path("ten.bin"), 9).status(), "file of 10 bytes is over the limit of 9");
+    EXPECT_TRUE(absl::IsNotFound(read_whole_file(path("none.bin"), 9).status()));
+    ::unlink(path("ten.bin").c_str());
+}
+
 TEST(Digest, Sha256KnownVectors) {
     EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
