@@ -152,29 +152,9 @@ std::vector<float> gaussian(int64_t n, int d, uint64_t seed) {
     return x;
 }
 
-/// Every field of Params, compared one by one.
+/// Every field of Params (Params::visit), compared one by one.
 void expect_same_params(const Params& a, const Params& b) {
-    EXPECT_EQ(a.groups, b.groups);
-    EXPECT_EQ(a.group_dim, b.group_dim);
-    EXPECT_EQ(a.t, b.t);
-    EXPECT_EQ(a.t_minus_importance, b.t_minus_importance);
-    EXPECT_EQ(a.key_mode, b.key_mode);
-    EXPECT_EQ(a.drop, b.drop);
-    EXPECT_EQ(a.drop_count, b.drop_count);
-    EXPECT_EQ(a.drop_with_replacement, b.drop_with_replacement);
-    EXPECT_EQ(a.mapping, b.mapping);
-    EXPECT_EQ(a.drop_min, b.drop_min);
-    EXPECT_EQ(a.drop_max, b.drop_max);
-    EXPECT_EQ(a.interval_bounds, b.interval_bounds);
-    EXPECT_EQ(a.interval_counts, b.interval_counts);
-    EXPECT_EQ(a.intervals_by_median, b.intervals_by_median);
-    EXPECT_EQ(a.fill, b.fill);
-    EXPECT_EQ(a.importance, b.importance);
-    EXPECT_EQ(a.importance_weights, b.importance_weights);
-    EXPECT_EQ(a.attention_wq, b.attention_wq);
-    EXPECT_EQ(a.attention_wk, b.attention_wk);
-    EXPECT_EQ(a.attention_temperature, b.attention_temperature);
-    EXPECT_EQ(a.weighting, b.weighting);
+    Params::visit([&](auto f) { EXPECT_EQ(a.*f.member, b.*f.member) << f.name; });
 }
 
 struct FileCase {

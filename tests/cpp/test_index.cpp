@@ -584,28 +584,11 @@ void expect_same_storage(const EntryStorage& a, const EntryStorage& b) {
     EXPECT_EQ(a.removed, b.removed);
 }
 
-/// search, range_search and verify of every live id, exactly as returned.
-struct Outcome {
-    std::vector<float> D, rD, scores;
-    std::vector<idx_t> I, rI;
-    std::vector<size_t> lims;
-    bool operator==(const Outcome& o) const {
-        return D == o.D && rD == o.rD && scores == o.scores && I == o.I && rI == o.rI && lims == o.lims;
-    }
-};
-
-Outcome outcome(const IndexProtectedSlerp& index, const std::vector<float>& q, int64_t nq,
-                const std::vector<idx_t>& live) {
-    Outcome o;
-    const idx_t k = 11;
-    o.D.resize(nq * k);
-    o.I.resize(nq * k);
-    index.search(nq, q.data(), k, o.D.data(), o.I.data());
-    faiss::RangeSearchResult r(nq);
-    index.range_search(nq, q.data(), 0.3f, &r);
-    o.lims.assign(r.lims, r.lims + nq + 1);
-    o.rD.assign(r.distances, r.distances + o.lims.back());
-    o.rI.assign(r.labels, r.labels + o.lims.back());
+/// search and range_search of the nq probes, and verify of every live id (probes taken in
+/// turn), exactly as returned.
+testing_util::Answers outcome(const IndexProtectedSlerp& index, const std::vector<float>& q, int64_t nq,
+                              const std::vector<idx_t>& live) {
+    testing_util::Answers o = testing_util::answers(index, q, nq, 11, 0.3f);
     std::vector<float> probes(live.size() * index.d);
     for (size_t j = 0; j < live.size(); ++j) std::copy_n(q.data() + (j % nq) * index.d, index.d, probes.data() + j * index.d);
     o.scores.resize(live.size());
@@ -631,7 +614,7 @@ TEST(Index, CompactionLeavesWhatAFreshIndexOfTheSurvivorsHolds) {
     IndexProtectedSlerp index(p);
     add_at_streams(index, seed, x, ids, everyone);
     const auto q = random_features(9, d, 31);
-    const Outcome original = outcome(index, q, 9, ids);
+    const testing_util::Answers original = outcome(index, q, 9, ids);
 
     auto survivors_of = [&](auto gone) {
         std::vector<int64_t> pos;

@@ -478,31 +478,8 @@ std::vector<std::vector<std::pair<idx_t, std::vector<uint8_t>>>> sorted_lists(co
     return out;
 }
 
-struct AllAnswers {
-    std::vector<float> D;
-    std::vector<idx_t> I;
-    std::vector<size_t> lims;
-    std::vector<float> rD;
-    std::vector<idx_t> rI;
-    bool operator==(const AllAnswers& o) const {
-        return D == o.D && I == o.I && lims == o.lims && rD == o.rD && rI == o.rI;
-    }
-};
-
-/// search (k) and range_search (radius) of nq probes, exactly as returned.
-AllAnswers all_answers(const faiss::Index& index, const std::vector<float>& q, int64_t nq, idx_t k, float radius,
-                       const faiss::SearchParameters* sp) {
-    AllAnswers a;
-    a.D.resize(nq * k);
-    a.I.resize(nq * k);
-    index.search(nq, q.data(), k, a.D.data(), a.I.data(), sp);
-    faiss::RangeSearchResult r(nq);
-    index.range_search(nq, q.data(), radius, &r, sp);
-    a.lims.assign(r.lims, r.lims + nq + 1);
-    a.rD.assign(r.distances, r.distances + a.lims.back());
-    a.rI.assign(r.labels, r.labels + a.lims.back());
-    return a;
-}
+using testing_util::Answers;
+using testing_util::answers;
 
 /// An empty IVF with the training (centring, centroids, parameters) of `trained`.
 std::unique_ptr<faiss::Index> empty_copy(const IndexIVFProtectedSlerp& trained) {
@@ -575,7 +552,7 @@ TEST_P(IvfLists, RemovalLeavesWhatAFreshIndexOfTheSurvivorsHolds) {
         faiss::SearchParametersIVF all = probe_all(ivf), two;
         two.nprobe = 2;
         for (const faiss::SearchParametersIVF* sp : {&all, &two}) {
-            EXPECT_TRUE(all_answers(ivf, q, 13, 9, 0.3f, sp) == all_answers(fresh, q, 13, 9, 0.3f, sp));
+            EXPECT_TRUE(answers(ivf, q, 13, 9, 0.3f, sp) == answers(fresh, q, 13, 9, 0.3f, sp));
         }
         EXPECT_EQ(ivf.imbalance(), fresh.imbalance());
         // verify reads each survivor through the direct map, wherever removal moved it.
@@ -632,8 +609,8 @@ TEST_P(IvfLists, ResetEmptiesTheListsAndKeepsTheTraining) {
     add_at_streams(ivf, seed, x, ids, everyone);
     const auto q = testing_util::random_features(11, d, 27);
     const faiss::SearchParametersIVF all = probe_all(ivf);
-    const AllAnswers before_all = all_answers(ivf, q, 11, 6, 0.3f, &all);
-    const AllAnswers before_own = all_answers(ivf, q, 11, 6, 0.3f, nullptr);
+    const Answers before_all = answers(ivf, q, 11, 6, 0.3f, &all);
+    const Answers before_own = answers(ivf, q, 11, 6, 0.3f, nullptr);
     const auto lists_before = sorted_lists(ivf);
     std::vector<float> centroids(ivf.nlist * d), centroids_after(ivf.nlist * d);
     ivf.quantizer->reconstruct_n(0, idx_t(ivf.nlist), centroids.data());
@@ -652,7 +629,7 @@ TEST_P(IvfLists, ResetEmptiesTheListsAndKeepsTheTraining) {
     EXPECT_EQ(ivf.imbalance(), 0.0);
     EXPECT_FALSE(ivf.contains(ids[0]));
     EXPECT_TRUE(Contains(error_of([&] { ivf.verify(q.data(), ids[0]); }), "unknown id"));
-    const AllAnswers empty = all_answers(ivf, q, 11, 6, -2.0f, &all);
+    const Answers empty = answers(ivf, q, 11, 6, -2.0f, &all);
     EXPECT_TRUE(std::all_of(empty.I.begin(), empty.I.end(), [](idx_t i) { return i == -1; }));
     EXPECT_TRUE(std::all_of(empty.D.begin(), empty.D.end(), [](float v) { return std::isinf(v) && v < 0; }));
     EXPECT_EQ(empty.lims.back(), 0u);
@@ -660,8 +637,8 @@ TEST_P(IvfLists, ResetEmptiesTheListsAndKeepsTheTraining) {
     // The same entries with the same keys: the same index, the same answers.
     add_at_streams(ivf, seed, x, ids, everyone);
     EXPECT_EQ(sorted_lists(ivf), lists_before);
-    EXPECT_TRUE(all_answers(ivf, q, 11, 6, 0.3f, &all) == before_all);
-    EXPECT_TRUE(all_answers(ivf, q, 11, 6, 0.3f, nullptr) == before_own);
+    EXPECT_TRUE(answers(ivf, q, 11, 6, 0.3f, &all) == before_all);
+    EXPECT_TRUE(answers(ivf, q, 11, 6, 0.3f, nullptr) == before_own);
     EXPECT_EQ(ivf.next_id(), ids.back() + 1);
 
     // Reset again, then add() without ids numbers from 0; removal and verify work on them.

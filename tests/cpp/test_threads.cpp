@@ -34,6 +34,8 @@
 namespace pslerp {
 namespace {
 
+using testing_util::Answers;
+using testing_util::answers;
 using testing_util::random_features;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
@@ -103,36 +105,6 @@ std::unique_ptr<faiss::Index> make_index(const std::string& factory, int64_t n, 
     return index;
 }
 
-struct Answers {
-    std::vector<float> D;
-    std::vector<idx_t> I;
-    std::vector<size_t> lims;
-    std::vector<float> rD;
-    std::vector<idx_t> rI;
-    std::vector<float> scores;
-
-    bool operator==(const Answers& o) const {
-        return D == o.D && I == o.I && lims == o.lims && rD == o.rD && rI == o.rI && scores == o.scores;
-    }
-};
-
-/// search (k), range_search (radius) and verify_batch (probe i against ids[i]) of nq probes.
-Answers answers(const faiss::Index& index, const std::vector<float>& q, int64_t nq, idx_t k, float radius,
-                const std::vector<idx_t>& ids, const faiss::SearchParameters* sp = nullptr) {
-    Answers a;
-    a.D.resize(nq * k);
-    a.I.resize(nq * k);
-    index.search(nq, q.data(), k, a.D.data(), a.I.data(), sp);
-    faiss::RangeSearchResult r(nq);
-    index.range_search(nq, q.data(), radius, &r, sp);
-    a.lims.assign(r.lims, r.lims + nq + 1);
-    a.rD.assign(r.distances, r.distances + a.lims.back());
-    a.rI.assign(r.labels, r.labels + a.lims.back());
-    a.scores.resize(nq);
-    protected_of(index).verify_batch(nq, q.data(), ids.data(), a.scores.data());
-    return a;
-}
-
 class Threads : public ::testing::TestWithParam<const char*> {};
 
 // A frozen index answers concurrent calls exactly as it answers them one at a time.
@@ -143,13 +115,13 @@ TEST_P(Threads, ConcurrentReadsEqualSequentialOnes) {
     const auto q = random_features(nq, kDim, 3);  // the first 24 enrolled features
     std::vector<idx_t> ids(nq);
     std::iota(ids.begin(), ids.end(), 0);
-    const Answers want = answers(*index, q, nq, 10, 0.3f, ids);
+    const Answers want = answers(*index, q, nq, 10, 0.3f, nullptr, &ids);
     // The IVF's query-by-query path (max_codes) as well.
     faiss::SearchParametersIVF by_query;
     by_query.nprobe = 8;
     by_query.max_codes = 100000;
     const bool ivf = dynamic_cast<const IndexIVFProtectedSlerp*>(index.get()) != nullptr;
-    const Answers want_by_query = ivf ? answers(*index, q, nq, 10, 0.3f, ids, &by_query) : want;
+    const Answers want_by_query = ivf ? answers(*index, q, nq, 10, 0.3f, &by_query, &ids) : want;
 
     std::atomic<int64_t> compared{0};
     std::vector<std::function<void()>> readers;
@@ -157,9 +129,9 @@ TEST_P(Threads, ConcurrentReadsEqualSequentialOnes) {
         readers.emplace_back([&, t] {
             for (int i = 0; i < 12; ++i) {
                 if (ivf && (t + i) % 2 == 1) {
-                    EXPECT_TRUE(answers(*index, q, nq, 10, 0.3f, ids, &by_query) == want_by_query);
+                    EXPECT_TRUE(answers(*index, q, nq, 10, 0.3f, &by_query, &ids) == want_by_query);
                 } else {
-                    EXPECT_TRUE(answers(*index, q, nq, 10, 0.3f, ids) == want);
+                    EXPECT_TRUE(answers(*index, q, nq, 10, 0.3f, nullptr, &ids) == want);
                 }
                 EXPECT_TRUE(protected_of(*index).contains(idx_t(i)));
                 EXPECT_FALSE(protected_of(*index).contains(idx_t(100000 + i)));
@@ -237,7 +209,7 @@ TEST_P(Threads, ConcurrentCallsWithTheirOwnParametersEqualSequentialOnes) {
         std::vector<idx_t> ids(c.nq);
         for (int64_t i = 0; i < c.nq; ++i) ids[i] = (c.first + 3 * i) % 700;
         Want w;
-        w.a = answers(*index, probes, c.nq, c.k, c.radius, ids, p.sp.get());
+        w.a = answers(*index, probes, c.nq, c.k, c.radius, p.sp.get(), &ids);
         std::vector<idx_t> who(5);
         std::iota(who.begin(), who.end(), c.first);
         for (int64_t i = 0; i < c.nq; ++i) {

@@ -1,9 +1,14 @@
 // Helpers shared by the GoogleTest files.
 #pragma once
 
+#include <faiss/Index.h>
+#include <faiss/impl/AuxIndexStructures.h>
+
 #include <cstdint>
 #include <random>
 #include <vector>
+
+#include "index/ProtectedIndex.h"
 
 namespace pslerp::testing_util {
 
@@ -14,6 +19,40 @@ inline std::vector<float> random_features(int64_t n, int dim, uint64_t seed) {
     std::vector<float> x(n * dim);
     for (auto& v : x) v = N(g);
     return x;
+}
+
+/// What an index answers, exactly as returned: search (k) and range_search (radius) of nq
+/// probes, and verify_batch of probe i against ids[i] when ids are given.
+struct Answers {
+    std::vector<float> D;
+    std::vector<faiss::Index::idx_t> I;
+    std::vector<size_t> lims;
+    std::vector<float> rD;
+    std::vector<faiss::Index::idx_t> rI;
+    std::vector<float> scores;  ///< empty without ids
+
+    bool operator==(const Answers& o) const {
+        return D == o.D && I == o.I && lims == o.lims && rD == o.rD && rI == o.rI && scores == o.scores;
+    }
+};
+
+inline Answers answers(const faiss::Index& index, const std::vector<float>& q, int64_t nq, faiss::Index::idx_t k,
+                       float radius, const faiss::SearchParameters* sp = nullptr,
+                       const std::vector<faiss::Index::idx_t>* ids = nullptr) {
+    Answers a;
+    a.D.resize(nq * k);
+    a.I.resize(nq * k);
+    index.search(nq, q.data(), k, a.D.data(), a.I.data(), sp);
+    faiss::RangeSearchResult r(nq);
+    index.range_search(nq, q.data(), radius, &r, sp);
+    a.lims.assign(r.lims, r.lims + nq + 1);
+    a.rD.assign(r.distances, r.distances + a.lims.back());
+    a.rI.assign(r.labels, r.labels + a.lims.back());
+    if (ids) {
+        a.scores.resize(nq);
+        protected_of(index).verify_batch(nq, q.data(), ids->data(), a.scores.data());
+    }
+    return a;
 }
 
 }  // namespace pslerp::testing_util
