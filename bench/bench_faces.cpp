@@ -5,7 +5,7 @@
 // prints them as markdown tables. Built when the extractor is (LibTorch, dlib and libwebp found).
 //
 //   bench_faces [--data DIR] [--model-dir DIR] [--threads 1,2] [--batch B] [--repeat R]
-//               [--seed S] [--draws K] [--bins B] [--figures LIST]
+//               [--seed S] [--draws K] [--bins B] [--figures LIST] [--params OPTIONS]
 //
 // --threads L   thread counts to measure throughput with, comma-separated (0: all cores;
 //               default 1,2)
@@ -17,6 +17,8 @@
 // --bins B      histogram bins of the unlinkability metric (default 20; also shown at 5 B)
 // --figures L   the figures after the throughput table, comma-separated, from verification,
 //               templates, unlinkability, synthetic (default: all four); "none": throughput only
+// --params O    scheme options applied to every protected configuration of the suite's rows,
+//               e.g. norm=none (report/report.h apply_options)
 //
 // Evaluation sets: dlib-johns (aligned chips; and re-detected + re-aligned), faceapi-bbt
 // (detect + align, and as given crops with --aligned), and the union of johns chips with either
@@ -24,7 +26,14 @@
 // (johns <-> bbt), so no evaluated identity contributes to it; the unions have no other set and
 // use the mean of their own images (13 identities; stated in the output). Pairs: every
 // unordered pair of distinct images; protected scores average both directions (probe i against
-// the template of j, and j against i).
+// the entry of j, and j against i).
+//
+// Every protected figure (verification rows, unlinkability, renewability) comes from the
+// evaluation suite (report/report.h, `pslerp eval`): IndexProtectedSlerp scores, draw r of a
+// row seeded with seed * 1000003 + r * 7919 + tag. This driver adds the extraction, the
+// throughput table, the unprotected score variants (Euclidean, raw cosine, uncentred, learned
+// weights), the template-score table with its leave-one-out rank-1, and the synthetic check of
+// the importance learner.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -47,6 +56,7 @@
 #include "plugin/params.h"
 #include "plugin/protect.h"
 #include "plugin/scheme.h"
+#include "report/report.h"
 #include "util/timing.h"
 
 namespace pslerp {
@@ -55,6 +65,7 @@ namespace {
 constexpr int kG = 8, kd = 16, kD = 128;
 
 struct Options {
+    std::string params;  // options applied to every protected configuration (--params)
     int draws = 5;
     uint64_t seed = 1;
     int bins = 20;
@@ -173,38 +184,47 @@ struct VerifRow {
     }
 };
 
-// ---------------------------------------------------------------- protected scoring
+// ---------------------------------------------------------------- protected figures: the evaluation suite
 
-struct Enrolled {
-    Protected pr;
-    Probe probe;               // the same images prepared as probes
-    std::vector<float> S;      // S[probe * n + entry]
+// What the suite (report/report.h) measures for one protected configuration, over o.draws key
+// draws: verification (pairs scored both ways and averaged), the template-cosine linkage of two
+// enrolments, and renewal at the renewed system's FAR 1e-2 threshold.
+struct SuiteRow {
+    VerifRow verif;
+    Stat d_other, d_same, thr, tar, ren_other, ren_same, ren_non;
+    int64_t c_other = 0, c_same = 0, c_non = 0;
 };
 
-Enrolled enrol(const Params& p, const std::vector<float>& xc, int64_t n, const RandomSource& src) {
-    Enrolled e;
-    auto pr = protect(p, xc.data(), n, src);
-    die_on_error(pr.status(), "protect");
-    e.pr = *std::move(pr);
-    auto q = prepare_probes(p, xc.data(), n);
-    die_on_error(q.status(), "prepare_probes");
-    e.probe = *std::move(q);
-    auto s = match_all(p, xc.data(), n, e.pr.templates.data(), e.pr.keys.data(), e.pr.masks.data(),
-                       e.pr.weights.data(), n);
-    die_on_error(s.status(), "match_all");
-    e.S = *std::move(s);
-    return e;
-}
+// The rows whose mean centres a set (the other identity set, or the union itself).
+const std::vector<float>& centring_rows(const EvalSet& es) { return es.learn_from ? es.learn_from->raw : es.raw; }
 
-// Verification of a protected configuration over opt.draws key draws.
-VerifRow protected_row(const Params& p, const std::vector<float>& xc, const EvalSet& es, const Pairs& pairs,
-                      const Options& o, int tag) {
-    VerifRow row;
-    const int64_t n = es.n;
+SuiteRow suite_row(const Params& p, const EvalSet& es, bool centred, const Options& o, int tag) {
+    SuiteRow row;
     for (int r = 0; r < o.draws; ++r) {
-        const Enrolled e = enrol(p, xc, n, key_source(o, r, tag));
-        const PairScores s = score_pairs(pairs, [&](int64_t i, int64_t j) { return 0.5f * (e.S[i * n + j] + e.S[j * n + i]); });
-        row.add(s.mated, s.nonmated);
+        EvalOptions eo;
+        eo.params = p;
+        die_on_error(apply_options(eo.params, o.params), "--params");
+        eo.centring = centred;
+        if (centred) eo.train = centring_rows(es);
+        if (o.seed != 0) eo.seed = o.seed * 1000003ull + uint64_t(r) * 7919ull + uint64_t(tag);
+        eo.symmetric_pairs = true;
+        eo.fars = {1e-2, 1e-3};
+        eo.attack_far = 1e-2;
+        eo.bins = o.bins;
+        eo.command = "bench_faces";
+        const EvalReport rep = value_or_die(evaluate(es.raw.data(), es.n, kD, es.labels, eo));
+        const PointFigures& f = rep.base;
+        row.verif.add(f.prot.mated, f.prot.nonmated);
+        row.d_other.add(f.links[0].other.d_sys);
+        row.d_same.add(f.links[0].same.d_sys);
+        row.thr.add(f.prot.attack_threshold);
+        row.tar.add(f.prot.report.tar[0].tar);
+        row.ren_other.add(f.renew.new_probe_other.rate());
+        row.ren_same.add(f.renew.new_probe_same.rate());
+        row.ren_non.add(f.renew.new_probe_nonmated.rate());
+        row.c_other = f.links[0].other_pairs;
+        row.c_same = f.links[0].same_pairs;
+        row.c_non = f.links[0].nonmated_pairs;
     }
     return row;
 }
@@ -258,20 +278,19 @@ void verification_figures(const EvalSet& es, const Options& o) {
                [&](int64_t i, int64_t j) { return group_score(&ceng[i * kD], &ceng[j * kD], kG, kd, w.data()); });
 
     const Params def = Params::defaults(kG, kd);
-    protected_row(def, es.raw, es, pairs, o, 11).print("protected: defaults (t=0.7, drop 4, uniform), uncentred");
+    suite_row(def, es, false, o, 11).verif.print("protected: defaults (t=0.7), uncentred");
     for (float t : {0.5f, 0.7f, 0.9f}) {
         Params p = def;
         p.t = t;
-        protected_row(p, xc, es, pairs, o, 12).print(absl::StrFormat("protected: t=%.1f, drop 4, uniform, centred%s", t,
-                                                                    t == 0.7f ? " (defaults)" : ""));
+        suite_row(p, es, true, o, 12).verif.print(absl::StrFormat("protected: t=%.1f, centred%s", t, t == 0.7f ? " (defaults)" : ""));
     }
-    protected_row(Params::slerpface(kG, kd), xc, es, pairs, o, 13).print("protected: slerpface preset (8x16), centred");
+    suite_row(Params::slerpface(kG, kd), es, true, o, 13).verif.print("protected: slerpface preset (8x16), centred");
     if (!w.empty()) {
         Params p = def;
         p.importance = ImportanceKind::kFixed;
         p.importance_weights = w;
         p.weighting = Weighting::kImportance;
-        protected_row(p, xc, es, pairs, o, 14).print("protected: defaults + learned importance (kFixed, kImportance), centred");
+        suite_row(p, es, true, o, 14).verif.print("protected: defaults + learned importance (kFixed, kImportance), centred");
         std::printf("\nlearned weights (trained on %s):", es.learn_from->name.c_str());
         for (float v : w) std::printf(" %.3f", v);
         std::printf("\n");
@@ -363,62 +382,20 @@ void unlinkability_figures(const EvalSet& es, const Options& o) {
         std::printf("Reference, unprotected centred 8x16 features compared directly: D_sys %.3f (%d bins; %zu mated / %zu non-mated pairs)\n\n",
                     dsys(m, nm, o.bins), o.bins, m.size(), nm.size());
     }
-    std::printf("D_sys columns: %d bins [%d bins]. Renewal columns: share of (new-key probe, old template) comparisons "
-                "accepted at the renewed system's FAR1e-2 threshold; mean renewal score of the same image in brackets.\n\n",
-                o.bins, 5 * o.bins);
+    std::printf("D_sys columns: %d bins, template-cosine attacker (report/report.h). Renewal columns: share of "
+                "(new-key probe, old template) comparisons accepted at the renewed system's FAR1e-2 threshold.\n\n",
+                o.bins);
     std::printf("| t | D_sys, other image of the subject | D_sys, same image | counts (other / same / non-mated) | "
-                "FAR1e-2 threshold | TAR there (new key, new template) | old template matched by new-key probe: other image | "
-                "same image [mean score] | non-mated |\n|---|---|---|---|---|---|---|---|---|\n");
+                "FAR1e-2 threshold | TAR there | old template matched by new-key probe: other image | "
+                "same image | non-mated |\n|---|---|---|---|---|---|---|---|---|\n");
     for (float t : {0.5f, 0.7f, 0.9f}) {
         Params p = Params::defaults(kG, kd);
         p.t = t;
-        Stat d_other, d_same, d_other5, d_same5, thr, tar, ren_other, ren_same, ren_non, ren_score;
-        size_t c_other = 0, c_same = 0, c_non = 0;
-        for (int r = 0; r < o.draws; ++r) {
-            const Enrolled A = enrol(p, xc, n, key_source(o, r, 41));  // first enrolment (old keys)
-            const Enrolled B = enrol(p, xc, n, key_source(o, r, 42));  // re-enrolment (new keys)
-            // Attacker's linkage score: cosine between protected templates of two databases.
-            std::vector<float> other, same, non;
-            for (int64_t i = 0; i < n; ++i)
-                for (int64_t j = 0; j < n; ++j) {
-                    const float s = float(dot(&A.pr.templates[i * kD], &B.pr.templates[j * kD], kD) / kG);
-                    (i == j ? same : es.labels[i] == es.labels[j] ? other : non).push_back(s);
-                }
-            d_other.add(dsys(other, non, o.bins));
-            d_same.add(dsys(same, non, o.bins));
-            d_other5.add(dsys(other, non, 5 * o.bins));
-            d_same5.add(dsys(same, non, 5 * o.bins));
-            c_other = other.size(), c_same = same.size(), c_non = non.size();
-            // Operating threshold of the renewed system: FAR 1e-2 on its own protected scores.
-            std::vector<float> m, nm;
-            for (int64_t i = 0; i < n; ++i)
-                for (int64_t j = i + 1; j < n; ++j)
-                    (es.labels[i] == es.labels[j] ? m : nm).push_back(0.5f * (B.S[i * n + j] + B.S[j * n + i]));
-            auto roc = roc_curve(m, nm);
-            die_on_error(roc.status(), "roc_curve");
-            auto tf = tar_at_far(*roc, 1e-2);
-            die_on_error(tf.status(), "tar_at_far");
-            thr.add(tf->threshold);
-            tar.add(tf->tar);
-            // Probe j transformed with the NEW key and mask of entry i, against i's OLD template.
-            int64_t acc_o = 0, acc_s = 0, acc_n = 0, no = 0, ns = 0, nn = 0;
-            for (int64_t j = 0; j < n; ++j)
-                for (int64_t i = 0; i < n; ++i) {
-                    const float s = match_one(p, &B.probe.xn[j * kD], &B.probe.t[j * kG], &A.pr.templates[i * kD],
-                                              &B.pr.keys[i * p.key_dim()], &B.pr.masks[i * kD], &B.pr.weights[i * kG]);
-                    const bool acc = s >= tf->threshold;
-                    if (i == j) acc_s += acc, ++ns, ren_score.add(s);
-                    else if (es.labels[i] == es.labels[j]) acc_o += acc, ++no;
-                    else acc_n += acc, ++nn;
-                }
-            ren_other.add(double(acc_o) / no);
-            ren_same.add(double(acc_s) / ns);
-            ren_non.add(double(acc_n) / nn);
-        }
-        std::printf("| %.1f | %s [%s] | %s [%s] | %zu / %zu / %zu | %s | %s | %s | %s [%.3f] | %s |\n", t,
-                    d_other.num().c_str(), d_other5.num().c_str(), d_same.num().c_str(), d_same5.num().c_str(), c_other,
-                    c_same, c_non, thr.num().c_str(), tar.pct().c_str(), ren_other.pct().c_str(), ren_same.pct().c_str(),
-                    ren_score.mean(), ren_non.pct().c_str());
+        const SuiteRow r = suite_row(p, es, true, o, 41);
+        std::printf("| %.1f | %s | %s | %lld / %lld / %lld | %s | %s | %s | %s | %s |\n", t, r.d_other.num().c_str(),
+                    r.d_same.num().c_str(), (long long)r.c_other, (long long)r.c_same, (long long)r.c_non,
+                    r.thr.num().c_str(), r.tar.pct().c_str(), r.ren_other.pct().c_str(), r.ren_same.pct().c_str(),
+                    r.ren_non.pct().c_str());
     }
 }
 
@@ -457,6 +434,7 @@ void synthetic_importance(const Options& o) {
     EvalSet es;
     es.n = nt;
     es.labels = lt;
+    es.raw = xt;
     std::printf("\n## Importance learner on synthetic 8x16 features (100 ids x 5, train seed 1, test seed 2, groups 6-7 pure noise)\n\n");
     std::printf("| score | EER | TAR@FAR1e-2 | TAR@FAR1e-3 | mated / non-mated pairs |\n|---|---|---|---|---|\n");
     for (bool learned : {false, true}) {
@@ -468,11 +446,11 @@ void synthetic_importance(const Options& o) {
         row.print(learned ? "unprotected, learned weights" : "unprotected, uniform");
     }
     Params p = Params::defaults(kG, kd);
-    protected_row(p, xt, es, *pairs, o, 51).print("protected defaults, uniform");
+    suite_row(p, es, false, o, 51).verif.print("protected defaults, uniform");
     p.importance = ImportanceKind::kFixed;
     p.importance_weights = fixed->weights;
     p.weighting = Weighting::kImportance;
-    protected_row(p, xt, es, *pairs, o, 52).print("protected defaults, learned importance");
+    suite_row(p, es, false, o, 52).verif.print("protected defaults, learned importance");
     std::printf("\nlearned weights:");
     for (float v : fixed->weights) std::printf(" %.3f", v);
     std::printf("   (train d' %.3f -> %.3f)\n", fixed->initial_objective, fixed->final_objective);
@@ -497,6 +475,7 @@ int run_faces(int argc, char** argv) {
     const int64_t repeat = f.integer("repeat", 3);
     Options o;
     o.seed = uint64_t(f.integer("seed", 1));
+    o.params = f.str("params", "");
     const int64_t draws = f.integer("draws", 5);
     const int64_t bins = f.integer("bins", 20);
     const std::vector<std::string> figure_list =
@@ -514,6 +493,8 @@ int run_faces(int argc, char** argv) {
     if (repeat < 1 || repeat > 1000) usage = "--repeat must be in 1..1000";
     if (draws < 1 || draws > 1000) usage = "--draws must be in 1..1000";
     if (bins < 2 || bins > 100000) usage = "--bins must be in 2..100000";
+    if (Params check = Params::defaults(kG, kd); !apply_options(check, o.params).ok())
+        usage = "--params: " + std::string(apply_options(check, o.params).message());
     if (!usage.empty()) {
         std::fprintf(stderr, "error: %s (see --help)\n", usage.c_str());
         return kExitUsage;
@@ -524,9 +505,9 @@ int run_faces(int argc, char** argv) {
     bench::Provenance prov(f.command(), o.seed);
     prov.print();
     std::printf("bench_faces: data %s, model %s, batch %d, repeat %d, hardware threads %u, "
-                "seed %llu%s, %d key draws, %d unlinkability bins\n", data.c_str(), model_dir.c_str(), int(batch),
+                "seed %llu%s, %d key draws, %d unlinkability bins, --params '%s'\n", data.c_str(), model_dir.c_str(), int(batch),
                 int(repeat), std::thread::hardware_concurrency(), (unsigned long long)o.seed,
-                o.seed == 0 ? " (OS keys)" : "", o.draws, o.bins);
+                o.seed == 0 ? " (OS keys)" : "", o.draws, o.bins, o.params.c_str());
 
     // ---- extraction: every set in both modes, throughput at every thread count.
     struct Mode {

@@ -34,41 +34,9 @@
 #include "plugin/synth.h"
 
 using namespace pslerp;
-using pslerp::bench::value_or_die;
+using namespace pslerp::bench;
 
 namespace {
-
-double dot(const float* a, const float* b, int n) {
-    double s = 0;
-    for (int i = 0; i < n; ++i) s += double(a[i]) * b[i];
-    return s;
-}
-
-double cosine(const float* a, const float* b, int n) {
-    const double na = std::sqrt(dot(a, a, n)), nb = std::sqrt(dot(b, b, n));
-    return na > 0 && nb > 0 ? dot(a, b, n) / (na * nb) : 0.0;
-}
-
-/// Mean over groups of the cosine of group g of a with group g of b.
-double group_cosine(const float* a, const float* b, int G, int d) {
-    double s = 0;
-    for (int g = 0; g < G; ++g) s += cosine(a + g * d, b + g * d, d);
-    return s / G;
-}
-
-double dsys(const std::vector<float>& mated, const std::vector<float>& nonmated) {
-    return value_or_die(unlinkability(mated, nonmated)).d_sys;
-}
-
-/// Threshold at FAR 1e-3 from non-mated scores.
-double far_threshold(const std::vector<float>& mated, const std::vector<float>& nonmated) {
-    const Roc roc = value_or_die(roc_curve(mated, nonmated));
-    return value_or_die(tar_at_far(roc, 1e-3)).threshold;
-}
-
-double rate_at_or_above(const std::vector<float>& s, double t) {
-    return double(std::count_if(s.begin(), s.end(), [&](float v) { return v >= t; })) / double(s.size());
-}
 
 struct Gallery {
     std::unique_ptr<faiss::Index> owner;

@@ -72,10 +72,37 @@ py::object to_python(std::unique_ptr<faiss::Index> index) {
     return py::cast(downcast<IndexProtectedSlerp>(std::move(index)));
 }
 
-/// Saving takes the index's shared lock itself (index/index_io.h).
+/// Saving takes the index's shared lock itself (index/index_io.h). Pickling writes the clear
+/// format (refused for an index with a secret frame).
 std::vector<uint8_t> serialized(const faiss::Index& index) {
     py::gil_scoped_release nogil;
-    return serialize_index(index);
+    return serialize_index_unsealed(index);
+}
+
+/// secret=: None (empty) or exactly 32 bytes (bytes or bytearray); anything else ValueError.
+Secret secret_arg(const py::object& secret) {
+    if (secret.is_none()) return Secret();
+    if (!py::isinstance<py::bytes>(secret) && !py::isinstance<py::bytearray>(secret)) {
+        throw py::value_error(std::string("secret must be bytes of length 32 (pslerp.generate_secret()), got ") +
+                              std::string(py::str(py::type::of(secret).attr("__name__"))));
+    }
+    const std::string b = py::isinstance<py::bytes>(secret) ? std::string(secret.cast<py::bytes>())
+                                                            : std::string(secret.cast<py::bytearray>());
+    auto s = Secret::from_bytes(b.data(), b.size());
+    if (!s.ok()) throw py::value_error("secret must be bytes of length 32, got " + std::to_string(b.size()) + " bytes");
+    return *s;
+}
+
+/// A write's secret and unsealed flag: exactly one of them.
+Secret write_secret(const py::object& secret, bool unsealed, const char* what) {
+    Secret s = secret_arg(secret);
+    if (unsealed && !s.empty()) throw py::value_error(std::string(what) + ": give secret= or unsealed=True, not both");
+    if (!unsealed && s.empty()) {
+        throw py::value_error(std::string(what) +
+                              ": a secret is required (secret=pslerp.generate_secret(), kept by the caller); "
+                              "unsealed=True writes the clear format, which exposes keys and templates");
+    }
+    return s;
 }
 
 /// f() under the index's shared lock, the GIL released meanwhile (a writer may hold the lock
@@ -99,11 +126,11 @@ constexpr const char* kSeedWarning =
         "pslerp: a seed makes keys, masks and fills reproducible: for tests and benchmarks only, never for real "
         "enrolments";
 
-std::unique_ptr<faiss::Index> deserialized(const py::buffer& data) {
+std::unique_ptr<faiss::Index> deserialized(const py::buffer& data, const Secret& secret = Secret()) {
     auto info = data.request();
     auto [ptr, size] = byte_span(info, "data");
     py::gil_scoped_release nogil;
-    return deserialize_index(ptr, size);
+    return deserialize_index(ptr, size, secret);
 }
 
 /// The IVF's quantizer from None (flat L2), a faiss factory string ("HNSW32"), serialised FAISS
@@ -330,6 +357,30 @@ void bind_protected(IndexClass<Index>& c, SearchParametersPtr (*options)(Opt...)
     c.def("contains", [](const Index& i, idx_t id) { return i.contains(id); }, py::arg("id"),
           py::call_guard<py::gil_scoped_release>(), "True if an entry with this id is present.");
     c.def(
+            "set_cohort",
+            [](Index& i, py::handle x) {
+                auto xa = queries(i, x, "x");
+                py::gil_scoped_release nogil;
+                i.set_cohort(xa.shape(0), data_of<float>(xa));
+            },
+            py::arg("x"),
+            "Fits the cohort model of score normalisation (norm 'cohort') from raw features x (n, d) of people who "
+            "are not enrolled (at least 64), instead of train()'s vectors or the built-in isotropic model. Only the "
+            "model (per-group second moments) is kept, and saved. Once entries are enrolled only an equal model is "
+            "accepted.");
+    c.def_property_readonly(
+            "cohort",
+            [](const Index& i) {
+                const auto lock = i.lock_shared();
+                const Cohort& c = i.cohort();
+                py::dict d;
+                d["source"] = cohort_source_name(c.source);
+                d["fitted_from"] = c.fitted_from;
+                d["sha256"] = c.digest;
+                return d;
+            },
+            "The cohort model in use: {'source': 'built-in' | 'train' | 'user', 'fitted_from': n, 'sha256': ...}.");
+    c.def(
             "set_seed",
             [](Index& i, uint64_t seed) {
                 if (PyErr_WarnEx(PyExc_RuntimeWarning, kSeedWarning, 1) < 0) throw py::error_already_set();
@@ -358,7 +409,7 @@ void bind_protected(IndexClass<Index>& c, SearchParametersPtr (*options)(Opt...)
                 py::gil_scoped_release nogil;
                 return deduplicate(i, xa.shape(0), data_of<float>(xa), o);
             },
-            py::arg("x"), py::arg("threshold") = 0.9f, py::arg("enroll") = false, py::arg("ids") = py::none(), kw...,
+            py::arg("x"), py::arg("threshold"), py::arg("enroll") = false, py::arg("ids") = py::none(), kw...,
             ("De-duplicates a batch x (n, d) of raw features against the gallery (this index's range search) and "
              "within itself at a score threshold; with enroll=True adds one representative per new identity (under "
              "ids[i] when ids (n,) int64 is given). Returns a DedupResult." +
@@ -368,8 +419,9 @@ void bind_protected(IndexClass<Index>& c, SearchParametersPtr (*options)(Opt...)
             "clone",
             [](const Index& i) {
                 py::gil_scoped_release nogil;
-                const std::vector<uint8_t> b = serialize_index(i);
-                return downcast<Index>(deserialize_index(b.data(), b.size()));
+                const Secret once = generate_secret();  // sealed, so a secret frame is copied too
+                const std::vector<uint8_t> b = serialize_index(i, once);
+                return downcast<Index>(deserialize_index(b.data(), b.size(), once));
             },
             "A deep copy (through serialisation).");
     c.def(py::pickle([](const Index& i) { return to_bytes(serialized(i)); },
@@ -488,36 +540,77 @@ either order without deadlock), setting nprobe waits for running searches.)doc")
 "IVF1024,PSlerp8x16" or "IVF65536_HNSW32,PSlerp8x16(t=0.9,nprobe=64)" (IndexIVFProtectedSlerp).
 d must equal G * group_dim.)doc");
     m.def(
-            "write_index",
-            [](const faiss::Index& i, const py::object& path) {
-                const std::string p = fspath(path);
-                py::gil_scoped_release nogil;
-                write_index(i, p);
+            "generate_secret",
+            [] {
+                const Secret s = generate_secret();
+                return py::bytes(reinterpret_cast<const char*>(s.bytes()), Secret::kBytes);
             },
-            py::arg("index"), py::arg("path"), "Saves the index to one file, atomically.");
+            "A new 32-byte secret from the OS generator (bytes), for write_index / serialize_index.");
+    m.def(
+            "write_index",
+            [](const faiss::Index& i, const py::object& path, const py::object& secret, bool unsealed) {
+                const std::string p = fspath(path);
+                const Secret s = write_secret(secret, unsealed, "write_index");
+                py::gil_scoped_release nogil;
+                if (unsealed) {
+                    write_index_unsealed(i, p);
+                } else {
+                    write_index(i, p, s);
+                }
+            },
+            py::arg("index"), py::arg("path"), py::kw_only(), py::arg("secret") = py::none(),
+            py::arg("unsealed") = false,
+            "Saves the index to one file, atomically, mode 0600: sealed under secret (32 bytes), or the clear "
+            "format with unsealed=True.");
     m.def(
             "read_index",
-            [](const py::object& path) {
+            [](const py::object& path, const py::object& secret) {
                 const std::string p = fspath(path);
+                const Secret s = secret_arg(secret);
                 std::unique_ptr<faiss::Index> index;
                 {
                     py::gil_scoped_release nogil;
-                    index = read_index(p);
+                    index = read_index(p, s);
                 }
                 return to_python(std::move(index));
             },
-            py::arg("path"), "Loads an index saved by write_index (either class).");
+            py::arg("path"), py::kw_only(), py::arg("secret") = py::none(),
+            "Loads an index saved by write_index (either class): a sealed file needs its secret; a clear one is "
+            "opened only without a secret, with a warning.");
     m.def(
             "serialize_index",
-            [](const faiss::Index& i) {
-                std::vector<uint8_t> b = serialized(i);
+            [](const faiss::Index& i, const py::object& secret, bool unsealed) {
+                const Secret s = write_secret(secret, unsealed, "serialize_index");
+                std::vector<uint8_t> b;
+                {
+                    py::gil_scoped_release nogil;
+                    b = unsealed ? serialize_index_unsealed(i) : serialize_index(i, s);
+                }
                 const py::ssize_t n = b.size();
                 return to_array(std::move(b), {n});
             },
-            py::arg("index"), "The index file's bytes as a numpy uint8 array.");
+            py::arg("index"), py::kw_only(), py::arg("secret") = py::none(), py::arg("unsealed") = false,
+            "The index file's bytes as a numpy uint8 array (sealed under secret, or clear with unsealed=True).");
     m.def(
-            "deserialize_index", [](const py::buffer& data) { return to_python(deserialized(data)); }, py::arg("data"),
+            "deserialize_index",
+            [](const py::buffer& data, const py::object& secret) {
+                const Secret s = secret_arg(secret);
+                return to_python(deserialized(data, s));
+            },
+            py::arg("data"), py::kw_only(), py::arg("secret") = py::none(),
             "An index from serialize_index's output (numpy uint8, bytes, bytearray or memoryview).");
+    m.def(
+            "enable_secret_frame",
+            [](faiss::Index& i) {
+                py::gil_scoped_release nogil;
+                enable_secret_frame(i);
+            },
+            py::arg("index"),
+            "Gives an empty index (an IVF before train) a secret frame: a signed permutation per group from a "
+            "random seed kept only in sealed files. Scores are unchanged; templates are unlinkable across galleries.");
+    m.def(
+            "has_secret_frame", [](const faiss::Index& i) { return has_secret_frame(i); }, py::arg("index"),
+            "Whether the index has a secret frame.");
 }
 
 }  // namespace pslerp

@@ -51,6 +51,7 @@ PYBIND11_MODULE(_pslerp, m) {
     pslerp::bind_synth(m);
     pslerp::bind_eval(m);
     pslerp::bind_index(m);
+    pslerp::bind_report(m);
 #ifdef PSLERP_WITH_EXTRACTOR
     pslerp::bind_extractor(m);
     m.attr("HAS_EXTRACTOR") = true;

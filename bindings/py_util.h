@@ -4,6 +4,7 @@
 //   bind_scheme.cpp     Params, protect/match and keys, the synthetic generator
 //   bind_eval.cpp       the metrics of eval/metrics.h
 //   bind_index.cpp      IndexProtectedSlerp, IndexIVFProtectedSlerp, factory, files, dedup
+//   bind_report.cpp     the evaluation suite (report/report.h)
 //   bind_extractor.cpp  the face feature extractor (only when the build has it)
 // Errors: InvalidArgument and OutOfRange statuses raise ValueError, any other RuntimeError.
 #pragma once
@@ -32,6 +33,7 @@ void bind_scheme(py::module_& m);
 void bind_synth(py::module_& m);
 void bind_eval(py::module_& m);
 void bind_index(py::module_& m);
+void bind_report(py::module_& m);
 #ifdef PSLERP_WITH_EXTRACTOR
 void bind_extractor(py::module_& m);
 #endif

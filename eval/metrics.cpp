@@ -267,6 +267,47 @@ absl::StatusOr<Identification> identification_rates(absl::Span<const int64_t> to
     return r;
 }
 
+absl::StatusOr<OpenSetPoint> open_set_at_fpir(absl::Span<const uint8_t> mated_correct,
+                                              absl::Span<const float> mated_best,
+                                              absl::Span<const float> nonmated_best, double target_fpir) {
+    if (!(target_fpir >= 0 && target_fpir <= 1)) {
+        return absl::InvalidArgumentError(absl::StrFormat("target FPIR %g is not in [0, 1]", target_fpir));
+    }
+    if (mated_correct.size() != mated_best.size()) {
+        return absl::InvalidArgumentError("open_set_at_fpir: mated_correct and mated_best differ in size");
+    }
+    if (absl::Status st = check_scores(nonmated_best, "non-mated search"); !st.ok()) return st;
+    for (size_t i = 0; i < mated_best.size(); ++i) {
+        if (std::isnan(mated_best[i])) {
+            return absl::InvalidArgumentError(absl::StrFormat("mated search score %d is NaN", i));
+        }
+    }
+    OpenSetPoint r;
+    r.target_fpir = target_fpir;
+    r.mated_searches = static_cast<int64_t>(mated_best.size());
+    r.nonmated_searches = static_cast<int64_t>(nonmated_best.size());
+    // Counted, as in tar_at_far, so FPIR 1e-3 over 1000 searches allows exactly one.
+    r.allowed_false_positives = static_cast<int64_t>(
+            std::floor(target_fpir * static_cast<double>(r.nonmated_searches) * (1 + 1e-12)));
+    r.resolvable = r.allowed_false_positives >= 1;
+    std::vector<float> s(nonmated_best.begin(), nonmated_best.end());
+    std::sort(s.begin(), s.end(), std::greater<float>());
+    const int64_t a = r.allowed_false_positives;
+    if (a >= r.nonmated_searches) {
+        r.threshold = -kInf;
+    } else {
+        // Just above the (a+1)-th best non-mated score: it and everything equal to it are
+        // refused, so at most `a` pass.
+        r.threshold = std::nextafter(s[static_cast<size_t>(a)], std::numeric_limits<float>::infinity());
+    }
+    for (float v : s) r.false_positives += v >= r.threshold;
+    r.fpir = static_cast<double>(r.false_positives) / static_cast<double>(r.nonmated_searches);
+    int64_t detected = 0;
+    for (size_t i = 0; i < mated_best.size(); ++i) detected += mated_correct[i] != 0 && mated_best[i] >= r.threshold;
+    r.dir = r.mated_searches ? static_cast<double>(detected) / static_cast<double>(r.mated_searches) : kNaN;
+    return r;
+}
+
 absl::StatusOr<Pairs> all_pairs(absl::Span<const int64_t> labels, int64_t max_nonmated, uint64_t seed) {
     const int64_t n = static_cast<int64_t>(labels.size());
     if (n < 2) return absl::InvalidArgumentError("all_pairs: need at least two items");

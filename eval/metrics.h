@@ -121,6 +121,30 @@ absl::StatusOr<Identification> identification_rates(absl::Span<const int64_t> to
                                                     absl::Span<const float> top1_scores = {},
                                                     double threshold = 0);
 
+/// Open-set identification at a target FPIR, the threshold calibrated on non-mated searches:
+/// the lowest threshold that at most floor(target_fpir * N) of the N non-mated searches' best
+/// scores reach (accept score >= threshold), then DIR over the mated searches at it.
+struct OpenSetPoint {
+    double target_fpir = 0;
+    double threshold = 0;    ///< just above the (allowed + 1)-th best non-mated score; -inf at FPIR 1
+    double fpir = 0;         ///< reached on the non-mated searches
+    double dir = 0;          ///< mated searches whose best match is right and scores >= threshold
+    int64_t mated_searches = 0, nonmated_searches = 0;
+    int64_t allowed_false_positives = 0;  ///< floor(target_fpir * nonmated_searches)
+    int64_t false_positives = 0;          ///< non-mated best scores >= threshold
+    /// false when nonmated_searches * target_fpir < 1: the FPIR cannot be told apart from 0.
+    bool resolvable = false;
+};
+
+/// @param mated_correct  size m: 1 where mated search i's best match is its own identity
+/// @param mated_best     size m: the best score of mated search i
+/// @param nonmated_best  size N >= 1: the best score of each non-mated search (a probe whose
+///                       identity is not enrolled)
+/// @param target_fpir    in [0, 1]
+absl::StatusOr<OpenSetPoint> open_set_at_fpir(absl::Span<const uint8_t> mated_correct,
+                                              absl::Span<const float> mated_best,
+                                              absl::Span<const float> nonmated_best, double target_fpir);
+
 /// Index pairs (first < second) with their ground truth.
 struct Pairs {
     std::vector<int64_t> first, second;

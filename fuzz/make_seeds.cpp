@@ -2,7 +2,9 @@
 //   <dir>/seeds/index   index files: exhaustive (several parameter sets, empty and with
 //                       removed entries) and IVF (flat and HNSW quantizers, trained, untrained)
 //   <dir>/seeds/npy     .npy files: float32 1-D and 2-D, float64, int64, int32, a 2.0 header
-// and creates the (initially empty) working corpora <dir>/corpus/{index,npy} and
+//   <dir>/seeds/sealed  sealed index files under fuzz_sealed's fixed secret (with and without a
+//                       frame, one-chunk and many-chunk)
+// and creates the (initially empty) working corpora <dir>/corpus/{index,npy,sealed} and
 // <dir>/artifacts. Usage: fuzz_seeds <dir>
 #include <sys/stat.h>
 
@@ -18,6 +20,8 @@
 #include "io/array_io.h"
 #include "index/factory.h"
 #include "index/index_io.h"
+#include "io/file.h"
+#include "io/seal.h"
 
 namespace {
 
@@ -54,7 +58,38 @@ void write_index_seed(const std::string& dir, const IndexSeed& s) {
         faiss::IDSelectorBatch sel(1, &gone);
         index->remove_ids(sel);
     }
-    pslerp::write_index(*index, dir + "/" + s.name + ".pslerp");
+    pslerp::write_index_unsealed(*index, dir + "/" + s.name + ".pslerp");
+}
+
+/// Sealed seeds under the secret of fuzz_sealed.cpp (32 bytes 0x5a); small chunks make some
+/// files many-chunk.
+bool write_sealed_seeds(const std::string& dir) {
+    const uint8_t raw[32] = {0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                             0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a,
+                             0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a, 0x5a};
+    const pslerp::Secret secret = *pslerp::Secret::from_bytes(raw, sizeof raw);
+    for (const bool frame : {false, true}) {
+        auto index = pslerp::index_factory(16, "PSlerp2x8");
+        pslerp::protected_of(*index).set_seed(1);
+        if (frame) pslerp::enable_secret_frame(*index);
+        const auto x = features(4, 16, 1.0f);
+        index->add(4, x.data());
+        const std::vector<uint8_t> bytes = pslerp::serialize_index(*index, secret);
+        for (const uint32_t chunk : {0u, 97u}) {
+            std::vector<uint8_t> out = bytes;
+            if (chunk > 0) {
+                // Re-seal the same payload in small chunks.
+                const pslerp::MemoryBytes src(bytes.data(), bytes.size());
+                const auto payload = pslerp::open_sealed(src, secret);
+                if (!payload.ok()) return false;
+                out.clear();
+                pslerp::seal_bytes(secret, payload->data(), payload->size(), &out, chunk);
+            }
+            const std::string path = dir + "/" + (frame ? "frame" : "plain") + (chunk ? "_chunks" : "") + ".pslerp";
+            if (!pslerp::atomic_write_file(path, std::string(out.begin(), out.end())).ok()) return false;
+        }
+    }
+    return true;
 }
 
 std::string npy(const std::string& descr, const std::string& shape, const std::string& payload, int major = 1) {
@@ -82,8 +117,9 @@ int main(int argc, char** argv) {
         return 2;
     }
     const std::string root = argv[1];
-    for (const std::string& d : {root, root + "/seeds", root + "/seeds/index", root + "/seeds/npy", root + "/corpus",
-                                 root + "/corpus/index", root + "/corpus/npy", root + "/artifacts"}) {
+    for (const std::string& d : {root, root + "/seeds", root + "/seeds/index", root + "/seeds/npy",
+                                 root + "/seeds/sealed", root + "/corpus", root + "/corpus/index", root + "/corpus/npy",
+                                 root + "/corpus/sealed", root + "/artifacts"}) {
         if (!make_dir(d)) return 1;
     }
     try {
@@ -99,6 +135,10 @@ int main(int argc, char** argv) {
                 {"ivf_hnsw", "IVF8_HNSW2,PSlerp2x8", 16, 40, 6},
         };
         for (const IndexSeed& s : seeds) write_index_seed(root + "/seeds/index", s);
+        if (!write_sealed_seeds(root + "/seeds/sealed")) {
+            std::fprintf(stderr, "fuzz_seeds: cannot write the sealed seeds\n");
+            return 1;
+        }
     } catch (const std::exception& e) {
         std::fprintf(stderr, "fuzz_seeds: %s\n", e.what());
         return 1;

@@ -179,6 +179,7 @@ void IndexIVFProtectedSlerp::train(idx_t n, const float* x) {
         centering = saved;
         throw;
     }
+    cohort_from_training(n, x);
     is_trained = quantizer->is_trained && size_t(quantizer->ntotal) == nlist;
     FAISS_THROW_IF_NOT_MSG(is_trained, "pslerp: train: the quantizer did not end up with nlist centroids");
 }
@@ -213,9 +214,7 @@ void IndexIVFProtectedSlerp::add_locked(idx_t n, const float* x, const idx_t* xi
         FAISS_THROW_IF_NOT_FMT(lists[i] >= 0 && size_t(lists[i]) < nlist,
                                "pslerp: add: the quantizer gave list %ld for entry %ld", long(lists[i]), long(i));
     }
-    std::vector<uint8_t> codes(size_t(n) * code_size);
-#pragma omp parallel for if (n > 1024)
-    for (idx_t i = 0; i < n; ++i) encode_code(params, layout, pr, i, codes.data() + size_t(i) * code_size);
+    const std::vector<uint8_t> codes = encode_codes(pr);
     for (idx_t i = 0; i < n; ++i) {
         const size_t offset = invlists->add_entry(lists[i], xids[i], codes.data() + size_t(i) * code_size);
         direct_map.add_single_id(xids[i], lists[i], offset);
@@ -246,18 +245,25 @@ void IndexIVFProtectedSlerp::encode_vectors_locked(idx_t n, const float* x, cons
     check_vectors(n, x, "encode_vectors");
     if (n == 0) return;
     const Protected pr = protect_new(n, x, "encode_vectors: x");
+    const std::vector<uint8_t> encoded = encode_codes(pr);
     const size_t prefix = include_listno ? coarse_code_size() : 0;
     for (idx_t i = 0; i < n; ++i) {
         uint8_t* out = codes + size_t(i) * (code_size + prefix);
         if (include_listno) encode_listno(list_nos[i], out);
-        if (prefix % 4 == 0) {
-            encode_code(params, layout, pr, i, out + prefix);
-        } else {  // keep the floats of the code aligned while encoding
-            std::vector<uint8_t> tmp(code_size);
-            encode_code(params, layout, pr, i, tmp.data());
-            std::copy(tmp.begin(), tmp.end(), out + prefix);
-        }
+        std::copy_n(encoded.data() + size_t(i) * code_size, code_size, out + prefix);
     }
+}
+
+std::vector<uint8_t> IndexIVFProtectedSlerp::encode_codes(const Protected& pr) const {
+    const idx_t n = pr.n;
+    // Floats: the buffer is float-aligned, and so is every code (code_size is a multiple of 4).
+    std::vector<float> buf(size_t(n) * code_size / sizeof(float));
+    uint8_t* codes = reinterpret_cast<uint8_t*>(buf.data());
+#pragma omp parallel for if (n > 1024)
+    for (idx_t i = 0; i < n; ++i) encode_code(params, layout, pr, i, codes + size_t(i) * code_size);
+    const kernels::CodeLayout c = kernels::code_layout(layout);
+    normalize_new(kernels::code_entries(layout, codes), n, buf.data() + c.weights_offset, buf.data() + c.score_offset);
+    return std::vector<uint8_t>(codes, codes + size_t(n) * code_size);
 }
 
 const faiss::SearchParametersIVF* IndexIVFProtectedSlerp::ivf_params(const faiss::SearchParameters* p,
@@ -515,6 +521,7 @@ void IndexIVFProtectedSlerp::check_compatible(const IndexIVFProtectedSlerp& othe
                            "pslerp: merge: the indexes use different scheme parameters");
     FAISS_THROW_IF_NOT_MSG(other.centering.mean == centering.mean && other.centering.rotation == centering.rotation,
                            "pslerp: merge: the indexes use different centrings (train one, then copy it)");
+    FAISS_THROW_IF_NOT_MSG(other.centering.same_frame(centering), "pslerp: merge: the indexes have different secret frames");
     FAISS_THROW_IF_NOT_MSG(other.quantizer->ntotal == quantizer->ntotal, "pslerp: merge: the quantizers differ");
     std::vector<float> a(d), b(d);
     for (idx_t c = 0; c < quantizer->ntotal; ++c) {
@@ -534,6 +541,7 @@ void IndexIVFProtectedSlerp::merge_from(faiss::Index& other_index, idx_t add_id)
     auto theirs = other->lock_exclusive(std::defer_lock);
     std::lock(mine, theirs);
     check_compatible(*other);
+    join_cohort(*other, "merge");
     for (const auto& [id, lo] : other->direct_map.hashtable) {
         FAISS_THROW_IF_NOT_FMT(!has_id(id), "pslerp: merge: id %ld is in both indexes", long(id));
     }
@@ -566,6 +574,7 @@ void IndexIVFProtectedSlerp::copy_subset_to(faiss::IndexIVF& other_index, int su
     std::lock(mine, theirs);
     check_compatible(*other);
     if (subset_type == 2 && ntotal == 0) return;  // FAISS would divide by ntotal
+    other->join_cohort(*this, "copy_subset_to");
     // FAISS copies without a direct map; rebuild it after, refusing ids the target holds.
     for (const auto& [id, lo] : direct_map.hashtable) {
         FAISS_THROW_IF_NOT_FMT(!other->has_id(id), "pslerp: copy_subset_to: id %ld is already in the target",

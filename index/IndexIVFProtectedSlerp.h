@@ -121,6 +121,8 @@ struct IndexIVFProtectedSlerp : faiss::IndexIVF, ProtectedIndex {
     int64_t score_ids(const float* kq, idx_t n, const idx_t* ids, float* out) const override;
 
   private:
+    /// pr's entries as n codes (normalised as Params::norm asks), one after another.
+    std::vector<uint8_t> encode_codes(const Protected& pr) const;
     void encode_vectors_locked(idx_t n, const float* x, const idx_t* list_nos, uint8_t* codes,
                                bool include_listno) const;
     /// FAISS's query-by-query search of centred, group-normalised probes xn (honours max_codes).

@@ -81,6 +81,7 @@ void IndexProtectedSlerp::train(idx_t n, const float* x) {
     const auto lock = lock_exclusive();
     FAISS_THROW_IF_NOT_MSG(store.rows() == 0, "pslerp: train: the index already holds entries; reset() first");
     centering = fit_centering(n, x);
+    cohort_from_training(n, x);
 }
 
 void IndexProtectedSlerp::add(idx_t n, const float* x) {
@@ -103,6 +104,13 @@ void IndexProtectedSlerp::add_locked(idx_t n, const float* x, const idx_t* xids)
     const Protected pr = protect_new(n, x, "add: x");
     const int64_t r0 = store.rows();
     store.append(params, pr, xids);
+    try {
+        normalize_new(store.view_from(r0), n, store.weights.data() + r0 * layout.group_floats(),
+                      store.offsets.data() + r0);
+    } catch (...) {
+        store.truncate(r0);  // all or nothing
+        throw;
+    }
     for (idx_t i = 0; i < n; ++i) id_to_row_.emplace(xids[i], r0 + i);
     note_added(n, xids);
     ntotal += n;

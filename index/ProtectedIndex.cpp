@@ -7,6 +7,7 @@
 #include <faiss/impl/FaissAssert.h>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 
 namespace pslerp {
 
@@ -85,6 +86,7 @@ void SharedMutex::unlock_shared() {
 
 ProtectedIndex::ProtectedIndex(const Params& p) : params(p) {
     throw_if_error(p.validate(), "params");
+    cohort_ = builtin_cohort(p);
     layout.groups = p.groups;
     layout.group_dim = p.group_dim;
     layout.shared_key = p.key_mode == KeyMode::kShared;
@@ -161,6 +163,7 @@ Centering ProtectedIndex::fit_centering(idx_t n, const float* x) const {
     check_vectors(n, x, "train");
     auto c = Centering::fit(x, n, params.dim(), params.groups, train_pca);
     throw_if_error(c.status(), "train: x");
+    c->take_frame(centering);  // the secret frame is the gallery's, not learned
     return *std::move(c);
 }
 
@@ -183,9 +186,73 @@ Protected ProtectedIndex::protect_new(idx_t n, const float* x, const char* what,
     return *std::move(pr);
 }
 
+void ProtectedIndex::set_cohort(idx_t n, const float* x) {
+    check_vectors(n, x, "set_cohort");
+    FAISS_THROW_IF_NOT_MSG(params.norm == Norm::kCohort,
+                           "pslerp: set_cohort: this index's norm is 'none' and uses no cohort (create it with norm=cohort)");
+    const auto lock = lock_exclusive();
+    Cohort c = fit_cohort(params, n, normalized_probes(n, x, "set_cohort: x").data(), CohortSource::kUser);
+    if (index().ntotal > 0 && c.digest != cohort_.digest) {
+        throw faiss::FaissException(absl::StrCat("pslerp: set_cohort: the ", index().ntotal,
+                                                 " entries of this index were normalised against another cohort (",
+                                                 cohort_.describe(), "); reset() first to change it"));
+    }
+    cohort_ = std::move(c);
+    if (index().ntotal == 0) pending_cohort_.assign(x, x + n * params.dim());
+}
+
+void ProtectedIndex::restore_cohort(Cohort model) {
+    check_cohort(params, model);
+    const auto lock = lock_exclusive();
+    cohort_ = std::move(model);
+}
+
+void ProtectedIndex::cohort_from_training(idx_t n, const float* x) {
+    if (params.norm != Norm::kCohort) return;
+    if (cohort_.source == CohortSource::kUser) {
+        if (pending_cohort_.empty()) return;  // (restored from a file: already in this centring)
+        const idx_t m = idx_t(pending_cohort_.size() / params.dim());
+        cohort_ = fit_cohort(params, m, normalized_probes(m, pending_cohort_.data(), "set_cohort: x").data(),
+                             CohortSource::kUser);
+        return;
+    }
+    if (n < std::max<int64_t>(kMinCohortFit, 4 * int64_t(params.group_dim))) return;  // keeps the built-in model
+    cohort_ = fit_cohort(params, n, normalized_probes(n, x, "train: x").data(), CohortSource::kTrain);
+}
+
+void ProtectedIndex::join_cohort(const ProtectedIndex& from, const char* what) {
+    if (params.norm != Norm::kCohort || from.index().ntotal == 0) return;
+    if (index().ntotal == 0) {
+        cohort_ = from.cohort_;
+        return;
+    }
+    FAISS_THROW_IF_NOT_FMT(cohort_.digest == from.cohort_.digest,
+                           "pslerp: %s: the indexes' entries were normalised against different cohort models (%s; %s): "
+                           "their scores are not comparable",
+                           what, cohort_.describe().c_str(), from.cohort_.describe().c_str());
+}
+
 void ProtectedIndex::note_added(idx_t n, const idx_t* xids) {
     for (idx_t i = 0; i < n; ++i) next_id_ = std::max(next_id_, xids[i] + 1);
+    if (n > 0) std::vector<float>().swap(pending_cohort_);  // the model is fixed now
 }
+
+void ProtectedIndex::normalize_new(const kernels::Entries& e, int64_t n, float* weights, float* offsets) const {
+    if (params.norm != Norm::kCohort || n == 0) return;
+    // The model's vectors are already centred: prepared like probes, without the centring.
+    const std::vector<float> xs = cohort_samples(params, cohort_);
+    const int64_t m = params.cohort_size;
+    auto probe = prepare_probes(params, xs.data(), m);
+    throw_if_error(probe.status(), "cohort");
+    const size_t qf = layout.query_floats();
+    std::vector<float> kq(size_t(m) * qf);
+    for (int64_t i = 0; i < m; ++i) {
+        kernels::prepare_query(layout, probe->xn.data() + i * params.dim(), probe->t.data() + i * params.groups,
+                               kq.data() + i * qf);
+    }
+    normalize_entries(e, n, kq.data(), m, weights, offsets);
+}
+
 
 bool ProtectedIndex::contains(idx_t id) const {
     const auto lock = lock_shared();

@@ -51,6 +51,7 @@
 #include <faiss/impl/AuxIndexStructures.h>
 #include <faiss/impl/FaissException.h>
 
+#include "index/cohort.h"
 #include "index/kernels/scan.h"
 #include "plugin/params.h"
 #include "plugin/protect.h"
@@ -144,6 +145,20 @@ class ProtectedIndex {
     idx_t next_id() const { return next_id_; }
     /// Probe-key cosines clamped as antipodal since creation.
     int64_t clamped_count() const { return clamped_.load(); }
+    /// The cohort model of score normalisation (Params::norm, index/cohort.h): the built-in
+    /// isotropic one until train() fits one from its vectors or set_cohort() from the
+    /// caller's (fitted in the centred space: a train() after set_cohort() fits the caller's
+    /// vectors again under the new centring; they are held in memory until the first add, never
+    /// saved). Once entries are normalised it is fixed: set_cohort() then accepts only a model
+    /// equal to it. Saved with the index.
+    /// @param x  n * d raw vectors of people who are not enrolled (centred here like probes)
+    void set_cohort(idx_t n, const float* x);
+    /// The model in use (source, size, digest, matrices). Not locked, like seed(): read it under
+    /// lock_shared() when writers may run.
+    const Cohort& cohort() const { return cohort_; }
+    /// Restores a loaded file's model (checked by check_cohort()).
+    void restore_cohort(Cohort model);
+
     /// Restores the stream position, the recorded seed and the id counter after loading a
     /// file. Later keys come from the OS generator whatever `seed` is: call set_seed again to
     /// continue a seeded stream.
@@ -196,6 +211,16 @@ class ProtectedIndex {
     Protected protect_new(idx_t n, const float* x, const char* what, std::vector<float>* xn = nullptr) const;
     /// Records that ids were added (next_id).
     void note_added(idx_t n, const idx_t* xids);
+    /// Applies the score normalisation of Params::norm to n freshly encoded entries of `e`
+    /// (weights and offsets: their writable arrays, see normalize_entries). Nothing for
+    /// Norm::kNone.
+    void normalize_new(const kernels::Entries& e, int64_t n, float* weights, float* offsets) const;
+    /// train()'s share, once the centring is set: the cohort model from the training vectors,
+    /// unless set_cohort() gave one or there are too few.
+    void cohort_from_training(idx_t n, const float* x);
+    /// Before entries of `from` move into this index (merges, copies): throws unless both
+    /// normalise against the same cohort; an empty index takes the cohort of `from`.
+    void join_cohort(const ProtectedIndex& from, const char* what);
     /// Kernel scores of one prepared query against the entries with ids[0..n); throws on an
     /// unknown id. Returns the clamped count.
     virtual int64_t score_ids(const float* kq, idx_t n, const idx_t* ids, float* out) const = 0;
@@ -211,6 +236,8 @@ class ProtectedIndex {
     friend DedupResult deduplicate(faiss::Index& index, idx_t n, const float* x, const DedupOptions& opt);
 
     mutable SharedMutex mutex_;
+    Cohort cohort_;
+    std::vector<float> pending_cohort_;  ///< set_cohort()'s vectors until the first add (for train())
     RandomSource rng_;
     std::optional<uint64_t> seed_;
     mutable std::atomic<uint64_t> streams_used_{0};

@@ -36,7 +36,9 @@ int64_t DedupResult::clusters_with_several() const {
 
 DedupResult deduplicate(faiss::Index& index, idx_t n, const float* x, const DedupOptions& opt) {
     FAISS_THROW_IF_NOT_FMT(n >= 0 && (n == 0 || x), "pslerp: dedup: bad batch (n = %ld)", long(n));
-    FAISS_THROW_IF_NOT_MSG(std::isfinite(opt.threshold), "pslerp: dedup: threshold must be finite");
+    FAISS_THROW_IF_NOT_MSG(std::isfinite(opt.threshold),
+                           "pslerp: dedup: give a finite threshold, in the index's score units (cohort z-scores with "
+                           "norm=cohort, cosines with norm=none)");
     ProtectedIndex& pi = protected_of(index);
     DedupResult res;
     res.existing.resize(n);

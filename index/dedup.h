@@ -13,6 +13,7 @@
 // exclusive when enrolling (the gallery search and the enrolment are then one step).
 #pragma once
 
+#include <limits>
 #include <vector>
 
 #include "index/IndexIVFProtectedSlerp.h"
@@ -35,7 +36,9 @@ struct DedupResult {
 };
 
 struct DedupOptions {
-    float threshold = 0.9f;
+    /// Scores >= threshold are duplicates; no default, since it is in the index's own units
+    /// (cohort z-scores with Params::norm = cohort, the default; cosines with norm = none).
+    float threshold = std::numeric_limits<float>::quiet_NaN();
     /// Enrol the unique items (with `ids` when given, else the index's next ids).
     bool enroll_unique = false;
     const idx_t* ids = nullptr;

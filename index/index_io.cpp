@@ -1,6 +1,7 @@
 #include "index/index_io.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -19,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "io/file.h"
+#include "io/seal.h"
 #include "index/kernels/scan.h"
 #include "index/storage.h"
 
@@ -230,6 +232,10 @@ struct Body {
             s.pod<uint64_t>(ivf->nlist);
             s.pod<uint64_t>(ivf->nprobe);
         }
+        const Cohort& cohort = pi.cohort();
+        s.pod<uint8_t>(static_cast<uint8_t>(cohort.source));
+        s.pod<int64_t>(cohort.fitted_from);
+        s.vec(cohort.moments);
     }
     void storage(Sink& s) const {
         const EntryStorage& st = flat->store;
@@ -243,6 +249,7 @@ struct Body {
         s.vec(st.ke);
         s.vec(st.kmk);
         s.vec(st.weights);
+        s.vec(st.offsets);
         s.vec(st.ids);
         s.vec(st.removed);
     }
@@ -420,12 +427,19 @@ Cursor open_section(Cursor& file, const char* tag, const char* what) {
     return file.sub(length, absl::StrCat("section '", tag, "' (", what, ")"));
 }
 
-Params read_params(Cursor c) {
+/// Params fields that versions 1 and 2 lack (their files: no score normalisation).
+bool field_since_v3(const char* name) {
+    return std::strcmp(name, "norm") == 0 || std::strcmp(name, "cohort_size") == 0;
+}
+
+Params read_params(Cursor c, uint32_t version) {
     // The fields in Params::visit order, as Body::params writes them.
     Params p;
+    p.norm = Norm::kNone;
     Params::visit([&](auto f) {
         using T = typename decltype(f)::type;
         T& v = p.*f.member;
+        if (version < 3 && field_since_v3(f.name)) return;
         if constexpr (std::is_enum_v<T>) {
             v = c.en<T>(f.name, int(enum_names<T>().size()) - 1);
         } else if constexpr (std::is_same_v<T, bool>) {
@@ -479,7 +493,7 @@ Centering read_centering(Cursor c, int64_t D) {
 /// overflow.
 bool valid_id(int64_t id) { return id >= 0 && id < std::numeric_limits<int64_t>::max(); }
 
-EntryStorage read_storage(Cursor st, const Params& params) {
+EntryStorage read_storage(Cursor st, const Params& params, uint32_t version) {
     EntryStorage store(params);
     const kernels::Layout& L = store.layout;
     const int32_t groups = st.pod<int32_t>();
@@ -491,8 +505,9 @@ EntryStorage read_storage(Cursor st, const Params& params) {
                          L.shared_key ? " shared key" : ""));
     }
     const uint64_t rows = st.pod<uint64_t>();
-    if (rows > st.left() / store.bytes_per_row()) {
-        bad(absl::StrCat("section 'STOR' (storage): ", rows, " rows of ", store.bytes_per_row(),
+    const uint64_t row_bytes = store.bytes_per_row() - (version >= 3 ? 0 : sizeof(float));  // v2: no offset
+    if (rows > st.left() / row_bytes) {
+        bad(absl::StrCat("section 'STOR' (storage): ", rows, " rows of ", row_bytes,
                          " bytes cannot fit in the ", st.left(), " bytes left"));
     }
     store.templates = st.vec<float>("templates", {rows * L.vec_floats()});
@@ -501,6 +516,7 @@ EntryStorage read_storage(Cursor st, const Params& params) {
     store.ke = st.vec<float>("ke", {rows * L.group_floats()});
     store.kmk = st.vec<float>("kmk", {rows * L.group_floats()});
     store.weights = st.vec<float>("weights", {rows * L.group_floats()});
+    store.offsets = version >= 3 ? st.vec<float>("offsets", {rows}) : std::vector<float>(rows, 0.0f);
     store.ids = st.vec<int64_t>("ids", {rows});
     store.removed = st.vec<uint8_t>("removed", {rows});
     st.finish();
@@ -782,15 +798,19 @@ std::unique_ptr<faiss::Index> read_quantizer(Cursor q, int64_t D, uint64_t nlist
     return quantizer;
 }
 
-void read_lists(Cursor c, IndexIVFProtectedSlerp& ivf) {
+void read_lists(Cursor c, IndexIVFProtectedSlerp& ivf, uint32_t version) {
     const uint64_t nlist = c.pod<uint64_t>();
     const uint64_t code_size = c.pod<uint64_t>();
-    if (nlist != ivf.nlist || code_size != ivf.code_size) {
-        bad(absl::StrCat("section 'LIST' (inverted lists): ", nlist, " lists of ", code_size, "-byte codes, expected ",
-                         ivf.nlist, " of ", ivf.code_size));
-    }
     const kernels::CodeLayout layout = kernels::code_layout(ivf.layout);
+    // Version 2 codes lack the score offset (the float before the mask bytes): read them at
+    // their size and insert a 0.
+    const uint64_t file_code_size = version >= 3 ? ivf.code_size : ivf.code_size - sizeof(float);
+    if (nlist != ivf.nlist || code_size != file_code_size) {
+        bad(absl::StrCat("section 'LIST' (inverted lists): ", nlist, " lists of ", code_size, "-byte codes, expected ",
+                         ivf.nlist, " of ", file_code_size));
+    }
     const size_t code_end = layout.mask_offset + ivf.layout.mask_bytes();  // then zero padding
+    const size_t split = layout.score_offset * sizeof(float);              // v2: where the offset goes
     const uint64_t entry = sizeof(idx_t) + code_size;
     std::vector<idx_t> ids;
     std::vector<uint8_t> codes;  // operator new's alignment: the codes' floats are aligned
@@ -803,15 +823,24 @@ void read_lists(Cursor c, IndexIVFProtectedSlerp& ivf) {
         if (n == 0) continue;
         ids.resize(n);
         c.read(ids.data(), n * sizeof(idx_t));
-        codes.resize(n * code_size);
-        c.read(codes.data(), n * code_size);
+        codes.resize(n * ivf.code_size);
+        if (file_code_size == ivf.code_size) {
+            c.read(codes.data(), n * code_size);
+        } else {
+            for (uint64_t j = 0; j < n; ++j) {
+                uint8_t* code = codes.data() + j * ivf.code_size;
+                c.read(code, split);
+                std::fill(code + split, code + split + sizeof(float), uint8_t{0});
+                c.read(code + split + sizeof(float), file_code_size - split);
+            }
+        }
         auto where = [&](uint64_t j) {
             return absl::StrCat("section 'LIST' (inverted lists): list ", l, " entry ", j, " (id ", ids[j], "): ");
         };
         for (uint64_t j = 0; j < n; ++j) {
             if (!valid_id(ids[j])) bad(absl::StrCat(where(j), "id is out of range [0, 2^63 - 1)"));
-            const uint8_t* code = codes.data() + j * code_size;
-            if (std::any_of(code + code_end, code + code_size, [](uint8_t b) { return b != 0; })) {
+            const uint8_t* code = codes.data() + j * ivf.code_size;
+            if (std::any_of(code + code_end, code + ivf.code_size, [](uint8_t b) { return b != 0; })) {
                 bad(absl::StrCat(where(j), "the code's padding is not zero"));
             }
         }
@@ -836,7 +865,7 @@ uint64_t source_checksum(const ByteSource& src, uint64_t size) {
     return h.finish();
 }
 
-std::unique_ptr<faiss::Index> parse(const ByteSource& src) {
+std::unique_ptr<faiss::Index> parse(const ByteSource& src, bool verify_checksum = true) {
     const uint64_t size = src.size();
     // Header, length and checksum first: nothing is parsed from a damaged file.
     uint8_t magic[sizeof kMagic];
@@ -864,14 +893,16 @@ std::unique_ptr<faiss::Index> parse(const ByteSource& src) {
     if (size > length) bad(absl::StrCat("index file has ", size - length, " bytes after its end (", length, " bytes)"));
     const bool sections_ok = version == 1 ? sections == kSectionsV1 : (sections == kSectionsFlat || sections == kSectionsIVF);
     if (!sections_ok) bad(absl::StrCat("header gives ", sections, " sections, impossible for version ", version));
-    uint64_t stored;
-    check_read(src.read_at(size - kChecksumBytes, &stored, kChecksumBytes));
-    if (source_checksum(src, size - kChecksumBytes) != stored) {
-        bad("checksum mismatch: the index file is corrupted");
+    if (verify_checksum) {
+        uint64_t stored;
+        check_read(src.read_at(size - kChecksumBytes, &stored, kChecksumBytes));
+        if (source_checksum(src, size - kChecksumBytes) != stored) {
+            bad("checksum mismatch: the index file is corrupted");
+        }
     }
 
     Cursor body(src, kHeaderBytes, size - kHeaderBytes - kChecksumBytes, "index file");
-    const Params params = read_params(open_section(body, "PARM", "parameters"));
+    const Params params = read_params(open_section(body, "PARM", "parameters"), version);
     const int64_t D = params.dim();
     Centering centering = read_centering(open_section(body, "CENT", "centring"), D);
 
@@ -912,7 +943,19 @@ std::unique_ptr<faiss::Index> parse(const ByteSource& src) {
             }
         }
     }
+    Cohort cohort;  // version 1 and 2: no normalisation, the built-in model
+    if (version >= 3) {
+        cohort.source = static_cast<CohortSource>(opts.en<uint8_t>("cohort source", 2));
+        cohort.fitted_from = opts.pod<int64_t>();
+        const uint64_t matrices = uint64_t(params.groups) * params.group_dim * params.group_dim;
+        cohort.moments = opts.vec<float>("cohort model", {0, matrices});
+    }
     opts.finish();
+    try {
+        check_cohort(params, cohort);
+    } catch (const faiss::FaissException& e) {
+        bad(absl::StrCat("section 'OPTS' (index options): ", e.what()));
+    }
     if (!valid_id(next_id)) {
         bad(absl::StrCat("section 'OPTS' (index options): next id ", next_id, " is out of range [0, 2^63 - 1)"));
     }
@@ -921,7 +964,7 @@ std::unique_ptr<faiss::Index> parse(const ByteSource& src) {
     std::unique_ptr<faiss::Index> out;
     if (kind == kKindFlat) {
         auto index = std::make_unique<IndexProtectedSlerp>(params);
-        index->store = read_storage(open_section(body, "STOR", "storage"), params);
+        index->store = read_storage(open_section(body, "STOR", "storage"), params, version);
         if (version == 1) {
             Cursor cr = open_section(body, "CRSE", "coarse index");
             const uint64_t coarse_bytes = cr.pod<uint64_t>();
@@ -933,6 +976,7 @@ std::unique_ptr<faiss::Index> parse(const ByteSource& src) {
         index->centering = std::move(centering);
         index->train_pca = train_pca;
         index->rebuild_after_load(streams_used, seed, next_id);
+        index->restore_cohort(cohort);
         out = std::move(index);
     } else {
         std::unique_ptr<faiss::Index> quantizer = read_quantizer(open_section(body, "QUAN", "quantizer"), D, nlist);
@@ -942,12 +986,13 @@ std::unique_ptr<faiss::Index> parse(const ByteSource& src) {
                              " bytes left"));
         }
         auto index = std::make_unique<IndexIVFProtectedSlerp>(std::move(quantizer), nlist, params);
-        read_lists(open_section(body, "LIST", "inverted lists"), *index);
+        read_lists(open_section(body, "LIST", "inverted lists"), *index, version);
         index->centering = std::move(centering);
         index->train_pca = train_pca;
         index->nprobe = nprobe;
         index->is_trained = index->quantizer->is_trained && size_t(index->quantizer->ntotal) == nlist;
         index->rebuild_after_load(streams_used, seed, next_id);
+        index->restore_cohort(cohort);
         if (!index->is_trained && index->ntotal > 0) bad("section 'LIST': entries in an untrained IVF index");
         out = std::move(index);
     }
@@ -982,20 +1027,187 @@ uint64_t io_checksum(const uint8_t* data, size_t size) {
     return h.finish();
 }
 
-std::vector<uint8_t> serialize_index(const faiss::Index& index) {
-    auto lock = protected_of(index).lock_shared();
+namespace {
+
+constexpr char kFrameTag[4] = {'F', 'R', 'A', 'M'};
+constexpr size_t kSealPrefixBytes = 4 + 1 + 32;  // tag, has_frame, seed
+
+/// The bytes of `src` from `base` on.
+class OffsetBytes : public ByteSource {
+  public:
+    OffsetBytes(const ByteSource& src, uint64_t base) : ByteSource(src.name()), src_(&src), base_(base) {}
+    uint64_t size() const override { return src_->size() - base_; }
+    absl::Status read_at(uint64_t offset, void* out, uint64_t n) const override {
+        return src_->read_at(base_ + offset, out, n);
+    }
+
+  private:
+    const ByteSource* src_;
+    uint64_t base_;
+};
+
+/// Clears a buffer that held the frame seed (volatile stores, not optimised away).
+void wipe_bytes(uint8_t* p, size_t n) {
+    volatile uint8_t* v = p;
+    for (size_t i = 0; i < n; ++i) v[i] = 0;
+}
+
+/// The clear file's bytes.
+std::vector<uint8_t> clear_bytes(const faiss::Index& index) {
     const Body body = make_body(index);
-    std::vector<uint8_t> out;
     CountSink count;
     body.emit(count);
+    std::vector<uint8_t> out;
     out.reserve(count.size());
     VectorSink sink(&out);
     body.emit(sink);
     return out;
 }
 
-void write_index(const faiss::Index& index, const std::string& path) {
+/// Sealed output: bytes go through a SealWriter, chunk by chunk (the inner file keeps its
+/// checksum, so the payload after the frame record is a valid clear file).
+class SealSink : public Sink {
+  public:
+    explicit SealSink(SealWriter* w) : w_(w) {}
+
+  protected:
+    void put(const void* p, size_t n) override {
+        if (auto s = w_->write(p, n); !s.ok()) bad(std::string(s.message()));
+    }
+
+  private:
+    SealWriter* w_;
+};
+
+/// Writes the sealed payload of `index` (caller holds its shared lock) through `emit`: the
+/// frame record, then the clear file; memory is one chunk.
+absl::Status seal_index(const faiss::Index& index, const Secret& secret, const SealWriter::Emit& emit) {
+    const Body body = make_body(index);
+    CountSink count;
+    body.emit(count);
+    const Centering& c = protected_of(index).centering;
+    uint8_t prefix[kSealPrefixBytes] = {};
+    std::memcpy(prefix, kFrameTag, 4);
+    prefix[4] = c.has_frame() ? 1 : 0;
+    if (c.has_frame()) std::memcpy(prefix + 5, c.frame_seed.data(), 32);
+    SealWriter w(secret, kSealPrefixBytes + count.size(), emit);
+    absl::Status st = w.write(prefix, sizeof prefix);
+    wipe_bytes(prefix, sizeof prefix);  // the frame seed
+    if (!st.ok()) return st;
+    SealSink sink(&w);
+    body.emit(sink);
+    return w.finish();
+}
+
+void check_secret(const Secret& secret, const char* what) {
+    if (secret.empty()) bad(absl::StrCat(what, ": the secret is empty (use generate_secret, or write unsealed explicitly)"));
+}
+
+void refuse_frame_unsealed(const faiss::Index& index, const char* what) {
+    if (protected_of(index).centering.has_frame()) {
+        bad(absl::StrCat(what, ": this index has a secret frame, whose seed exists only in sealed files; write it "
+                               "sealed (with a secret)"));
+    }
+}
+
+void install_frame(ProtectedIndex& pi, const uint8_t* seed) {
+    const FrameMaps maps = derive_frame(seed, pi.params.groups, pi.params.group_dim);
+    pi.centering.frame_seed.assign(seed, seed + 32);
+    pi.centering.frame_source = maps.source;
+    pi.centering.frame_sign = maps.sign;
+    pi.centering.frame_group_dim = pi.params.group_dim;
+}
+
+/// Once per process: a test or a fuzzer opens thousands of clear files.
+void warn_unsealed(const std::string& name) {
+    static std::atomic<bool> warned{false};
+    if (warned.exchange(true)) return;
+    std::fprintf(stderr,
+                 "pslerp: warning: %s is not sealed: whoever can read it gets its keys and templates, and edits to "
+                 "it go undetected; re-save it with a secret (pslerp rekey --unsealed-in, or write_index(..., "
+                 "secret=...))\n",
+                 name.c_str());
+}
+
+/// Opens a source that may be sealed: the index, with its frame.
+std::unique_ptr<faiss::Index> open_any(const ByteSource& src, const Secret& secret) {
+    if (!is_sealed(src)) {
+        if (!secret.empty()) {
+            uint8_t magic[sizeof kMagic];
+            // Not an index file at all: say so (parse throws on a wrong magic or a short file).
+            if (src.size() < sizeof magic || !src.read_at(0, magic, sizeof magic).ok() ||
+                std::memcmp(magic, kMagic, sizeof magic) != 0) {
+                parse(src);
+            }
+            bad("the index is not sealed, but a secret was given: refusing a clear file where a sealed one is "
+                "expected (open it without a secret if it is trusted, then save it sealed)");
+        }
+        warn_unsealed(src.name());
+        return parse(src);
+    }
+    auto reader = SealedReader::open(src, secret);
+    auto check = [&](const absl::Status& st) {
+        if (st.ok()) return;
+        absl::string_view why = st.message();
+        absl::ConsumePrefix(&why, src.name() + ": ");
+        bad(std::string(why));
+    };
+    check(reader.status());
+    // Decrypted as it is parsed (each chunk authenticated before use): memory is one chunk
+    // beyond the index, and no pass over the payload besides the parse itself.
+    uint8_t prefix[kSealPrefixBytes];
+    if ((*reader)->size() < kSealPrefixBytes) bad("sealed payload: the frame record is malformed");
+    check((*reader)->read_at(0, prefix, sizeof prefix));
+    // Authenticated, so a malformed record is a writer's bug; still checked.
+    if (std::memcmp(prefix, kFrameTag, 4) != 0 || prefix[4] > 1) bad("sealed payload: the frame record is malformed");
+    const OffsetBytes inner(**reader, kSealPrefixBytes);
+    // The checksum is redundant under authentication and would need a second pass.
+    std::unique_ptr<faiss::Index> index = parse(inner, /*verify_checksum=*/false);
+    check((*reader)->finish());
+    if (prefix[4] == 1) install_frame(protected_of(*index), prefix + 5);
+    wipe_bytes(prefix, sizeof prefix);
+    return index;
+}
+
+std::string strip_pslerp(const faiss::FaissException& e) {
+    absl::string_view why = e.msg;
+    absl::ConsumePrefix(&why, "pslerp: ");
+    return std::string(why);
+}
+
+}  // namespace
+
+std::vector<uint8_t> serialize_index(const faiss::Index& index, const Secret& secret) {
+    check_secret(secret, "serialize_index");
     auto lock = protected_of(index).lock_shared();
+    std::vector<uint8_t> out;
+    const absl::Status st = seal_index(index, secret, [&](const uint8_t* p, size_t n) {
+        out.insert(out.end(), p, p + n);
+        return absl::OkStatus();
+    });
+    if (!st.ok()) bad(absl::StrCat("serialize_index: ", st.message()));
+    return out;
+}
+
+std::vector<uint8_t> serialize_index_unsealed(const faiss::Index& index) {
+    auto lock = protected_of(index).lock_shared();
+    refuse_frame_unsealed(index, "serialize_index_unsealed");
+    return clear_bytes(index);
+}
+
+void write_index(const faiss::Index& index, const std::string& path, const Secret& secret) {
+    check_secret(secret, "write_index");
+    auto lock = protected_of(index).lock_shared();
+    AtomicFile file;
+    if (auto s = file.open(path); !s.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", s.message()));
+    const absl::Status st = seal_index(index, secret, [&](const uint8_t* p, size_t n) { return file.write(p, n); });
+    if (!st.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", st.message()));
+    if (auto s = file.commit(); !s.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", s.message()));
+}
+
+void write_index_unsealed(const faiss::Index& index, const std::string& path) {
+    auto lock = protected_of(index).lock_shared();
+    refuse_frame_unsealed(index, "write_index_unsealed");
     const Body body = make_body(index);
     AtomicFile file;
     if (auto s = file.open(path); !s.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", s.message()));
@@ -1004,13 +1216,13 @@ void write_index(const faiss::Index& index, const std::string& path) {
     if (auto s = file.commit(); !s.ok()) bad(absl::StrCat("cannot write index file '", path, "': ", s.message()));
 }
 
-std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size) {
+std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size, const Secret& secret) {
     if (size > 0 && data == nullptr) bad("deserialize_index: null data");
     const MemoryBytes src(data, size, "index bytes");
-    return guarded([&] { return parse(src); });
+    return guarded([&] { return open_any(src, secret); });
 }
 
-std::unique_ptr<faiss::Index> read_index(const std::string& path) {
+std::unique_ptr<faiss::Index> read_index(const std::string& path, const Secret& secret) {
     InputFile file;
     if (auto s = file.open(path); !s.ok()) {
         absl::string_view why = s.message();
@@ -1018,13 +1230,70 @@ std::unique_ptr<faiss::Index> read_index(const std::string& path) {
         bad(absl::StrCat("cannot open index file '", path, "': ", why));
     }
     try {
-        return guarded([&] { return parse(file); });
+        return guarded([&] { return open_any(file, secret); });
     } catch (const faiss::FaissException& e) {
-        absl::string_view why = e.msg;
-        absl::ConsumePrefix(&why, "pslerp: ");
-        bad(absl::StrCat("index file '", path, "': ", why));
+        bad(absl::StrCat("index file '", path, "': ", strip_pslerp(e)));
     }
 }
+
+IndexFileSummary peek_index_file(const std::string& path) {
+    InputFile file;
+    if (auto s = file.open(path); !s.ok()) {
+        absl::string_view why = s.message();
+        absl::ConsumePrefix(&why, path + ": ");
+        bad(absl::StrCat("cannot open index file '", path, "': ", why));
+    }
+    IndexFileSummary out;
+    if (!is_sealed(file)) {
+        // A clear file (or none): read_index tells what is wrong with it.
+        uint8_t head[12];
+        if (file.size() >= sizeof head && file.read_at(0, head, sizeof head).ok() &&
+            std::memcmp(head, kMagic, sizeof kMagic) == 0) {
+            std::memcpy(&out.version, head + 8, 4);
+        }
+        out.payload_bytes = file.size();
+        return out;
+    }
+    auto info = peek_sealed(file);
+    if (info.ok() && file.size() < info->expected_file_bytes) {
+        info = absl::InvalidArgumentError(absl::StrCat(path, ": truncated sealed file: ", file.size(),
+                                                       " bytes, its header says ", info->expected_file_bytes));
+    } else if (info.ok() && file.size() > info->expected_file_bytes) {
+        info = absl::InvalidArgumentError(absl::StrCat(path, ": sealed file has ", file.size() - info->expected_file_bytes,
+                                                       " bytes after its end"));
+    }
+    if (!info.ok()) {
+        absl::string_view why = info.status().message();
+        absl::ConsumePrefix(&why, path + ": ");
+        bad(absl::StrCat("index file '", path, "': ", why));
+    }
+    out.sealed = true;
+    out.version = info->version;
+    out.payload_bytes = info->payload_bytes;
+    return out;
+}
+
+void set_secret_frame(faiss::Index& index, const uint8_t* seed) {
+    ProtectedIndex& pi = protected_of(index);
+    auto lock = pi.lock_exclusive();
+    if (pi.centering.has_frame()) bad("set_secret_frame: the index already has a secret frame");
+    if (index.ntotal > 0) bad("set_secret_frame: the index has entries; a frame is set on an empty index");
+    if (dynamic_cast<const IndexIVFProtectedSlerp*>(&index) && index.is_trained) {
+        bad("set_secret_frame: the IVF index is trained; set the frame before train()");
+    }
+    if (pi.params.importance == ImportanceKind::kSelfAttention) {
+        bad("set_secret_frame: self-attention importance reads coordinates within a group, which the frame permutes; "
+            "use uniform or fixed importance with a frame");
+    }
+    install_frame(pi, seed);
+}
+
+void enable_secret_frame(faiss::Index& index) {
+    const Secret seed = generate_secret();
+    set_secret_frame(index, seed.bytes());
+}
+
+bool has_secret_frame(const faiss::Index& index) { return protected_of(index).centering.has_frame(); }
 
 std::unique_ptr<faiss::Index> deserialize_quantizer(const uint8_t* data, size_t size, int64_t d) {
     if (size > 0 && data == nullptr) bad("deserialize_quantizer: null data");

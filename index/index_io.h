@@ -68,6 +68,35 @@
 //   same key stream. Not saved: clamped_count() (counts since creation).
 // - Compatibility: readers accept every version up to their own; a writer changing the layout
 //   bumps the version. Little-endian hosts only.
+//
+// Sealed files (io/seal.h documents the envelope: a clear 64-byte header, then the payload in
+// crypto_secretstream_xchacha20poly1305 chunks of 1 MiB, each authenticated with the header as
+// associated data). What write_index(index, path, secret) seals is, in full:
+//
+//   char[4] "FRAM", u8 has_frame (0 or 1), u8[32] frame seed (zero without a frame),
+//   then the whole clear index file above (magic, header, sections, checksum).
+//
+// So every byte is encrypted and authenticated: templates, keys, masks, per-entry constants,
+// centring, IVF centroids, and the frame seed, which exists nowhere else (an index with a frame
+// cannot be written unsealed). Only the envelope's header is readable without the secret, which
+// is how `pslerp info` tells a sealed file. After authentication the payload is parsed with
+// every check of the clear format: the secret's holder is trusted not to forge, but a bug in a
+// writer still gives an error rather than a crash. Load decrypts the file chunk by chunk as it
+// parses it, each chunk authenticated before any of its bytes is used (memory: one chunk beyond
+// the index; the inner checksum is not recomputed, authentication covers it), and checks at the
+// end that the stream was whole; search is unaffected. Writing builds the payload in memory
+// (a second copy of the index) and seals it.
+//
+// The secret frame: a signed permutation of the coordinates of each group (io/seal.h
+// derive_frame, from a random 32-byte seed per gallery), applied after the centring to every
+// enrolled feature and every probe (plugin/scheme.h Centering). Signed permutations rather
+// than general orthogonal matrices because they commute with the coordinate drop: with a frame
+// P the protected entry of x under key k and mask M is exactly P times the entry of x under
+// key P^T k and mask P^T M P, which have the same distribution as k and M; so every score is
+// one the scheme without the frame gives, and accuracy is unchanged (tests/cpp/test_seal.cpp).
+// A general rotation would turn the coordinate drop into a drop in a rotated basis, which
+// changes the scheme. Without the seed, the features recovered from stolen templates, keys and
+// masks are in the secret frame (bench/RESULTS.md "Sealed files", bench_seal).
 #pragma once
 
 #include <cstddef>
@@ -78,21 +107,48 @@
 
 #include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
+#include "io/seal.h"
 
 namespace pslerp {
 
 /// Format version written by this build.
-constexpr uint32_t kIndexFormatVersion = 2;
+constexpr uint32_t kIndexFormatVersion = 3;
 
-/// Writes `index` (an IndexProtectedSlerp or IndexIVFProtectedSlerp) to `path` atomically.
-void write_index(const faiss::Index& index, const std::string& path);
-/// Reads an index written by write_index: an IndexProtectedSlerp or an IndexIVFProtectedSlerp.
-std::unique_ptr<faiss::Index> read_index(const std::string& path);
+/// Writes `index` (an IndexProtectedSlerp or IndexIVFProtectedSlerp) to `path` atomically,
+/// sealed under `secret` (non-empty; see "Sealed files" above).
+void write_index(const faiss::Index& index, const std::string& path, const Secret& secret);
+/// Writes the clear format: only when asked for (anyone who reads the file gets the keys and
+/// templates; edits to it are not detected). Refused for an index with a secret frame.
+void write_index_unsealed(const faiss::Index& index, const std::string& path);
+/// Reads an index written by write_index or write_index_unsealed: an IndexProtectedSlerp or an
+/// IndexIVFProtectedSlerp. A sealed file needs its secret; an unsealed one is opened only
+/// without a secret (with a warning on stderr), so a forged clear file cannot stand in for a
+/// sealed one where the caller has a secret.
+std::unique_ptr<faiss::Index> read_index(const std::string& path, const Secret& secret = Secret());
 
-/// The file's bytes, in memory.
-std::vector<uint8_t> serialize_index(const faiss::Index& index);
-/// @param data  size bytes as produced by serialize_index or read from a file
-std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size);
+/// The file's bytes, in memory, sealed under `secret`.
+std::vector<uint8_t> serialize_index(const faiss::Index& index, const Secret& secret);
+/// The clear format, in memory (as write_index_unsealed).
+std::vector<uint8_t> serialize_index_unsealed(const faiss::Index& index);
+/// @param data  size bytes as produced by serialize_index* or read from a file
+std::unique_ptr<faiss::Index> deserialize_index(const uint8_t* data, size_t size, const Secret& secret = Secret());
+
+/// What `pslerp info` can say of a file without its secret.
+struct IndexFileSummary {
+    bool sealed = false;
+    uint32_t version = 0;        ///< envelope version (sealed) or format version (clear)
+    uint64_t payload_bytes = 0;  ///< sealed: the encrypted payload's length
+};
+/// Magic and header of an index file, checked for consistency only. Throws like read_index.
+IndexFileSummary peek_index_file(const std::string& path);
+
+/// Gives an empty index (no entries; an IVF not yet trained) a secret frame with a seed from
+/// the OS generator. Throws when it has entries or is trained IVF, or already has a frame.
+void enable_secret_frame(faiss::Index& index);
+/// The same with a given 32-byte seed: for tests only.
+void set_secret_frame(faiss::Index& index, const uint8_t* seed);
+/// Whether the index has a secret frame.
+bool has_secret_frame(const faiss::Index& index);
 
 /// A FAISS IVF quantizer as faiss::write_index writes it, with the checks read_index applies to
 /// the QUAN section: an IndexFlatL2 or IndexHNSWFlat over an IndexFlatL2, of dimension d (any

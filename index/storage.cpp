@@ -17,7 +17,7 @@ size_t interleaved(const kernels::Layout& L, int g, int i) {
 }  // namespace
 
 void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, float* te, float* tk,
-                  uint8_t* tm, float* ke, float* kmk, float* w) {
+                  uint8_t* tm, float* ke, float* kmk, float* w, float* offset) {
     const int G = p.groups, d = p.group_dim, D = p.dim(), KD = p.key_dim();
     const float* e = pr.templates.data() + i * D;
     const float* k = pr.keys.data() + i * KD;
@@ -28,6 +28,7 @@ void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr
     std::fill(ke, ke + L.group_floats(), 0.0f);
     std::fill(kmk, kmk + L.group_floats(), 1.0f);
     std::fill(w, w + L.group_floats(), 0.0f);
+    *offset = 0.0f;
     if (L.shared_key) std::copy(k, k + d, tk);
     for (int g = 0; g < G; ++g) {
         const float* kg = L.shared_key ? k : k + g * d;
@@ -53,7 +54,7 @@ void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr,
     std::fill(code, code + c.code_size, uint8_t{0});
     float* f = reinterpret_cast<float*>(code);
     encode_entry(p, L, pr, i, f + c.template_offset, f + c.key_offset, code + c.mask_offset, f + c.ke_offset,
-                 f + c.kmk_offset, f + c.weights_offset);
+                 f + c.kmk_offset, f + c.weights_offset, f + c.score_offset);
 }
 
 absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) {
@@ -68,6 +69,8 @@ absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) 
     const float* ke = e.ke + j * e.group_stride;
     const float* kmk = e.kmk + j * e.group_stride;
     const float* w = e.weights + j * e.group_stride;
+    const float offset = e.offsets[j * e.offset_stride];
+    const bool cohort = p.norm == Norm::kCohort;
     auto invalid = [](const std::string& why) { return absl::InvalidArgumentError(why); };
     double weight_sum = 0;
     for (int g = 0; g < L.blocks() * lanes; ++g) {
@@ -126,14 +129,26 @@ absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) 
         if (!(std::abs(kmk[g] - sum_kmk) <= kDotTol)) {
             return invalid(absl::StrFormat("kmk (<k, M k>) of group %d is %g, the entry gives %g", g, kmk[g], sum_kmk));
         }
-        if (!(w[g] >= 0.0f && w[g] <= 1.0f + kWeightTol)) {
-            return invalid(absl::StrFormat("weights: group %d has %g, outside [0, 1]", g, w[g]));
+        const double max_weight = cohort ? kMaxCohortGain : 1.0 + kWeightTol;
+        if (!(w[g] >= 0.0f && w[g] <= max_weight)) {
+            return invalid(absl::StrFormat("weights: group %d has %g, outside [0, %g]", g, w[g], max_weight));
         }
         weight_sum += w[g];
+    }
+    if (cohort) {
+        if (!(weight_sum > 0 && weight_sum <= kMaxCohortGain)) {
+            return invalid(absl::StrFormat("cohort-normalised weights sum to %g, outside (0, %g]", weight_sum,
+                                           kMaxCohortGain));
+        }
+        if (!(std::abs(double(offset)) <= weight_sum * (1.0 + kWeightTol))) {
+            return invalid(absl::StrFormat("offset %g exceeds the weights' sum %g", offset, weight_sum));
+        }
+        return absl::OkStatus();
     }
     if (!(std::abs(weight_sum - 1.0) <= kWeightTol)) {
         return invalid(absl::StrFormat("weights sum to %g, expected 1", weight_sum));
     }
+    if (offset != 0.0f) return invalid(absl::StrFormat("offset is %g, expected 0 (norm is none)", offset));
     return absl::OkStatus();
 }
 
@@ -164,6 +179,7 @@ void EntryStorage::append(const Params& p, const Protected& pr, const int64_t* n
     ke.resize((r0 + n) * L.group_floats(), 0.0f);
     kmk.resize((r0 + n) * L.group_floats(), 1.0f);
     weights.resize((r0 + n) * L.group_floats(), 0.0f);
+    offsets.resize(r0 + n, 0.0f);
     ids.insert(ids.end(), new_ids, new_ids + n);
     removed.resize(r0 + n, 0);
 #pragma omp parallel for if (n > 1024)
@@ -171,7 +187,8 @@ void EntryStorage::append(const Params& p, const Protected& pr, const int64_t* n
         const int64_t r = r0 + i;
         encode_entry(p, L, pr, i, templates.data() + r * L.vec_floats(), keys.data() + r * L.key_floats(),
                      masks.data() + r * L.mask_bytes(), ke.data() + r * L.group_floats(),
-                     kmk.data() + r * L.group_floats(), weights.data() + r * L.group_floats());
+                     kmk.data() + r * L.group_floats(), weights.data() + r * L.group_floats(),
+                     offsets.data() + r);
     }
 }
 
@@ -222,6 +239,7 @@ std::vector<int64_t> EntryStorage::compact() {
             move_row(ke, L.group_floats(), r, to);
             move_row(kmk, L.group_floats(), r, to);
             move_row(weights, L.group_floats(), r, to);
+            offsets[to] = offsets[r];
             ids[to] = ids[r];
         }
         kept.push_back(r);
@@ -233,9 +251,23 @@ std::vector<int64_t> EntryStorage::compact() {
     ke.resize(n * L.group_floats());
     kmk.resize(n * L.group_floats());
     weights.resize(n * L.group_floats());
+    offsets.resize(n);
     ids.resize(n);
     removed.assign(n, 0);
     return kept;
+}
+
+void EntryStorage::truncate(int64_t r) {
+    const kernels::Layout& L = layout;
+    templates.resize(r * L.vec_floats());
+    keys.resize(r * L.key_floats());
+    masks.resize(r * L.mask_bytes());
+    ke.resize(r * L.group_floats());
+    kmk.resize(r * L.group_floats());
+    weights.resize(r * L.group_floats());
+    offsets.resize(r);
+    ids.resize(r);
+    removed.resize(r);
 }
 
 void EntryStorage::clear() {
@@ -245,13 +277,14 @@ void EntryStorage::clear() {
     ke.clear();
     kmk.clear();
     weights.clear();
+    offsets.clear();
     ids.clear();
     removed.clear();
 }
 
 size_t EntryStorage::bytes_per_row() const {
     const kernels::Layout& L = layout;
-    return sizeof(float) * (L.vec_floats() + L.key_floats() + 3 * L.group_floats()) + L.mask_bytes() +
+    return sizeof(float) * (L.vec_floats() + L.key_floats() + 3 * L.group_floats() + 1) + L.mask_bytes() +
            sizeof(int64_t) + 1;
 }
 
@@ -260,7 +293,8 @@ bool EntryStorage::consistent() const {
     const kernels::Layout& L = layout;
     return templates.size() == n * L.vec_floats() && keys.size() == n * L.key_floats() &&
            masks.size() == n * L.mask_bytes() && ke.size() == n * L.group_floats() &&
-           kmk.size() == n * L.group_floats() && weights.size() == n * L.group_floats() && removed.size() == n;
+           kmk.size() == n * L.group_floats() && weights.size() == n * L.group_floats() && offsets.size() == n &&
+           removed.size() == n;
 }
 
 }  // namespace pslerp

@@ -14,10 +14,11 @@
 namespace pslerp {
 
 /// Writes entry i of `pr` in the kernels' interleaved layout: template te, keys tk, mask bits
-/// tm and the per-group constants ke, kmk and weights w (sizes from the layout; padded lanes
-/// are zero, kmk 1).
+/// tm, the per-group constants ke, kmk and weights w (sizes from the layout; padded lanes are
+/// zero, kmk 1) and the score offset (0; Norm::kCohort sets weights and offset afterwards, see
+/// index/cohort.h).
 void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, float* te, float* tk,
-                  uint8_t* tm, float* ke, float* kmk, float* w);
+                  uint8_t* tm, float* ke, float* kmk, float* w, float* offset);
 /// The same entry as one code of kernels::code_layout(L).code_size bytes (IVF lists); the code
 /// must be 4-byte aligned.
 void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint8_t* code);
@@ -31,7 +32,10 @@ void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr,
 /// - ke and kmk equal to <k_g, M e_g> and <k_g, M k_g> recomputed from them (so |ke| <= 1 and
 ///   kmk in [0, 1]);
 /// - combination weights >= 0 summing to 1 (combination_weights() gives 1/G or the
-///   normalised importance);
+///   normalised importance) and offset 0; with Norm::kCohort, weights >= 0 whose sum is at
+///   most kMaxCohortGain (the cohort's rescaling) and |offset| at most their sum, so that
+///   every score stays within [-kMaxCohortGain, kMaxCohortGain] (a forged entry cannot reach
+///   beyond; only a sealed file (issue 11) tells a forged entry from an enrolled one);
 /// - masks keeping at least one coordinate of each group;
 /// - padded lanes as encode_entry() leaves them: zero, kmk 1, no mask bit.
 /// The message names the field and the group.
@@ -39,6 +43,10 @@ absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j);
 /// The first of entries [0, n) that check_entry() refuses, with its status; (n, OK) when every
 /// entry passes. Entries are checked in parallel.
 std::pair<int64_t, absl::Status> first_bad_entry(const Params& p, const kernels::Entries& e, int64_t n);
+
+/// Bound of the cohort-normalised combination weights' sum (index/cohort.h floors the standard
+/// deviations it divides by, which keeps legitimate entries far below it).
+inline constexpr double kMaxCohortGain = 1e4;
 
 struct EntryStorage {
     kernels::Layout layout;
@@ -48,6 +56,7 @@ struct EntryStorage {
     std::vector<float> ke;         ///< rows * group_floats: <k_g, M e_g>
     std::vector<float> kmk;        ///< rows * group_floats: <k_g, M k_g> (1 in padded lanes)
     std::vector<float> weights;    ///< rows * group_floats: combination weights (0 in padded lanes)
+    std::vector<float> offsets;    ///< rows: score offset (Norm::kCohort; 0 otherwise)
     std::vector<int64_t> ids;      ///< external id per row
     std::vector<uint8_t> removed;  ///< tombstone per row
 
@@ -66,10 +75,25 @@ struct EntryStorage {
     /// Keeps only rows that are not removed, in order; returns the old row of each new row.
     std::vector<int64_t> compact();
     void clear();
+    /// Drops rows [r, rows()) (an append undone).
+    void truncate(int64_t r);
     /// Bytes of all per-row arrays for one row (id and tombstone included).
     size_t bytes_per_row() const;
     /// Consistency of array sizes (after loading a file).
     bool consistent() const;
+
+    /// The entries from row r0 on (entry j of the view is row r0 + j).
+    kernels::Entries view_from(int64_t r0) const {
+        kernels::Entries e = view();
+        e.templates += r0 * e.template_stride;
+        e.keys += r0 * e.key_stride;
+        e.masks += r0 * e.mask_stride;
+        e.ke += r0 * e.group_stride;
+        e.kmk += r0 * e.group_stride;
+        e.weights += r0 * e.group_stride;
+        e.offsets += r0 * e.offset_stride;
+        return e;
+    }
 
     kernels::Entries view() const {
         return {layout,
@@ -79,10 +103,12 @@ struct EntryStorage {
                 ke.data(),
                 kmk.data(),
                 weights.data(),
+                offsets.data(),
                 layout.vec_floats(),
                 layout.key_floats(),
                 layout.mask_bytes(),
-                layout.group_floats()};
+                layout.group_floats(),
+                1};
     }
 };
 

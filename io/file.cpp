@@ -54,6 +54,7 @@ absl::Status InputFile::open(const std::string& path) {
     const int flags = ::fcntl(fd_, F_GETFL);
     if (flags < 0 || ::fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK) != 0) return io_error("cannot set up", path);
     size_ = static_cast<uint64_t>(st.st_size);
+    mode_ = static_cast<uint32_t>(st.st_mode);
     return absl::OkStatus();
 }
 
@@ -129,11 +130,23 @@ absl::Status AtomicFile::open(const std::string& path) {
     static std::atomic<uint64_t> counter{0};
     path_ = path;
     tmp_path_ = absl::StrFormat("%s.tmp.%d.%d", path, static_cast<int64_t>(::getpid()), counter.fetch_add(1));
-    fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    fd_ = ::open(tmp_path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd_ < 0) {
         const absl::Status st = io_error("cannot create a temporary file beside", path);
         tmp_path_.clear();
         return st;
+    }
+    // A file being replaced keeps its mode, owner and group: the temporary file takes them
+    // before any byte is written. Only root may give a file to another owner; for anyone else
+    // the owner is already theirs or cannot be kept (then the group is still tried).
+    struct stat old;
+    if (::lstat(path.c_str(), &old) == 0 && S_ISREG(old.st_mode)) {
+        if (::fchown(fd_, old.st_uid, old.st_gid) != 0) (void)::fchown(fd_, static_cast<uid_t>(-1), old.st_gid);
+        if (::fchmod(fd_, old.st_mode & 07777) != 0) {
+            const absl::Status st = io_error("cannot set the mode of the temporary file beside", path);
+            abandon();
+            return st;
+        }
     }
     return absl::OkStatus();
 }

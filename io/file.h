@@ -5,8 +5,8 @@
 // open() could block on it. Files are read with pread, never mapped, so a file truncated while
 // it is read gives an error, not SIGBUS. Writes are atomic: a temporary file in the same folder,
 // fsync, rename, fsync of the folder, so a reader sees the old file or the new one, never half
-// of one. Written files are private to their owner (mode 0600): they hold protected templates,
-// keys and centroids.
+// of one. New files are private to their owner (mode 0600): they hold protected templates,
+// keys and centroids; a replaced file keeps its mode and owner.
 #pragma once
 
 #include <cstddef>
@@ -51,12 +51,15 @@ class InputFile : public ByteSource {
     /// NotFound for a missing file, InvalidArgument "not a regular file" for anything else.
     absl::Status open(const std::string& path);
     uint64_t size() const override { return size_; }
+    /// The file's mode bits (st_mode) when it was opened, from the open descriptor.
+    uint32_t mode() const { return mode_; }
     /// InvalidArgument "file shrank while being read" when the file is now shorter.
     absl::Status read_at(uint64_t offset, void* out, uint64_t n) const override;
 
   private:
     int fd_ = -1;
     uint64_t size_ = 0;
+    uint32_t mode_ = 0;
 };
 
 /// The whole of a regular file (through InputFile), refused before reading when it holds more
@@ -88,7 +91,9 @@ class AtomicFile {
     ~AtomicFile();
 
     /// Refuses a target that is not a regular file (check_output_target), then creates the
-    /// temporary file (mode 0600) beside it.
+    /// temporary file (O_EXCL, mode 0600) beside it. When `path` exists, the temporary file takes
+    /// its mode, owner and group (owner: as far as the caller may give it), so a re-saved file
+    /// keeps them.
     absl::Status open(const std::string& path);
     absl::Status write(const void* bytes, size_t n);
     /// fsync, close, rename onto the final path. The object is spent afterwards.

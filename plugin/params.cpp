@@ -98,6 +98,11 @@ const std::vector<std::string>& enum_names<Weighting>() {
     static const std::vector<std::string> names = {"uniform", "importance"};
     return names;
 }
+template <>
+const std::vector<std::string>& enum_names<Norm>() {
+    static const std::vector<std::string> names = {"none", "cohort"};
+    return names;
+}
 
 Params Params::defaults(int groups, int group_dim) {
     Params p;
@@ -122,6 +127,7 @@ Params Params::slerpface(int groups, int group_dim) {
     p.fill = Fill::kZero;
     p.importance = ImportanceKind::kSelfAttention;
     p.weighting = Weighting::kImportance;
+    p.norm = Norm::kNone;  // the reference code scores raw combined cosines
     return p;
 }
 
@@ -208,6 +214,9 @@ absl::Status Params::validate() const {
     if (!(attention_temperature > 0.0f) || !std::isfinite(attention_temperature)) {
         return invalid(absl::StrCat("attention temperature must be finite and > 0, got ", attention_temperature));
     }
+    if (cohort_size < kMinCohort || cohort_size > kMaxCohort) {
+        return invalid(absl::StrFormat("cohort_size must be in [%d, %d], got %d", kMinCohort, kMaxCohort, cohort_size));
+    }
     // Self-attention builds a G x G matrix of logits per sample.
     if (importance == ImportanceKind::kSelfAttention && groups > kMaxAttentionGroups) {
         return invalid(absl::StrFormat("self-attention importance needs groups <= %d, got %d", kMaxAttentionGroups,
@@ -273,6 +282,7 @@ std::string Params::describe() const {
         if (option == "mapping") return by_importance;
         if (option == "drop_min" || option == "drop_max") return by_importance && mapping == DropMapping::kFunction;
         if (option == "temperature") return importance == ImportanceKind::kSelfAttention && attention_temperature != 1.0f;
+        if (option == "cohort") return norm == Norm::kCohort;
         return true;
     };
     std::vector<std::string> parts;

@@ -45,6 +45,17 @@ enum class Weighting : uint8_t {
     kImportance = 1,  ///< weighted by the enrolled importance (the reference code's choice)
 };
 
+/// Score normalisation per stored entry (docs/DESIGN.md section 3).
+enum class Norm : uint8_t {
+    kNone = 0,    ///< the combined cosine, in [-1, 1]
+    /// Cohort z-score: at enrolment the entry is scored against a cohort of other identities;
+    /// each group's cosine is standardised by its cohort mean and sd, and the combination by its
+    /// cohort sd, so that a non-mated probe scores about 0 with sd 1 against every entry. Stored
+    /// as rescaled combination weights and one offset per entry: the score stays affine in the
+    /// group cosines.
+    kCohort = 1,
+};
+
 struct Params;
 
 /// One field of Params as visit() presents it. Enum fields are spelled with their names
@@ -59,7 +70,7 @@ struct ParamField {
 };
 
 /// The names of an enum's values, indexed by value (KeyMode, DropPolicy, DropMapping, Fill,
-/// ImportanceKind, Weighting).
+/// ImportanceKind, Weighting, Norm).
 template <class E>
 const std::vector<std::string>& enum_names();
 
@@ -80,13 +91,13 @@ struct Params {
 
     int groups = kDefaultGroups;        ///< G
     int group_dim = kDefaultGroupDim;   ///< d; the raw dimension is G * d
-    float t = 0.7f;       ///< slerp weight toward the key, in [0, 1]
+    float t = 0.9f;       ///< slerp weight toward the key, in [0, 1] (README "Operating point")
     /// t_g = t - w_g with w_g the sample's own importance (reference code); else t_g = t.
     bool t_minus_importance = false;
     KeyMode key_mode = KeyMode::kPerGroup;
 
     DropPolicy drop = DropPolicy::kRandom;
-    int drop_count = 4;             ///< draws per group (kRandom), mean draws (kBudget)
+    int drop_count = 2;             ///< draws per group (kRandom), mean draws (kBudget)
     bool drop_with_replacement = false;  ///< draws may repeat a coordinate (reference code)
     DropMapping mapping = DropMapping::kFunction;
     int drop_min = 1;               ///< kFunction: draws for the most important group
@@ -110,6 +121,13 @@ struct Params {
 
     Weighting weighting = Weighting::kUniform;
 
+    Norm norm = Norm::kCohort;
+    /// kCohort: cohort vectors used per entry (the first this many of the index's cohort).
+    int cohort_size = 256;
+    /// Bounds of cohort_size.
+    static constexpr int kMinCohort = 16;
+    static constexpr int kMaxCohort = 1 << 16;
+
     int dim() const { return groups * group_dim; }
     /// Floats of key material stored per entry.
     int key_dim() const { return key_mode == KeyMode::kShared ? group_dim : dim(); }
@@ -125,9 +143,10 @@ struct Params {
     static Params slerpface(int groups = 49, int group_dim = 16);
 
     /// Applies one option `name=value` (factory strings, CLI): t, preset, drop, drop_count,
-    /// mapping, key, fill, importance, weighting, replacement, drop_min, drop_max, temperature.
+    /// mapping, key, fill, importance, weighting, replacement, drop_min, drop_max, temperature,
+    /// norm, cohort.
     absl::Status set(const std::string& name, const std::string& value);
-    /// The string form of an enum option (key, drop, mapping, fill, importance, weighting), as
+    /// The string form of an enum option (key, drop, mapping, fill, importance, weighting, norm), as
     /// set() parses it; empty for an unknown name.
     std::string get(const std::string& name) const;
     /// The options in use, as `name=value,...`, for `info`, repr and factory strings.
@@ -180,6 +199,11 @@ void Params::visit(V&& v) {
                         "'attention': softmax temperature."});
     v(ParamField<Weighting>{"weighting", "weighting", &Params::weighting,
                             "How the G cosines are combined: 'uniform' (mean) or 'importance' (enrolled importance)."});
+    // Format version 3 and later (index/index_io.h).
+    v(ParamField<Norm>{"norm", "norm", &Params::norm,
+                       "Score normalisation per entry: 'cohort' (z-score against a cohort of other identities) or 'none'."});
+    v(ParamField<int>{"cohort_size", "cohort", &Params::cohort_size,
+                      "'cohort' norm: cohort vectors each entry is scored against at enrolment."});
 }
 
 }  // namespace pslerp

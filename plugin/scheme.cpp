@@ -209,20 +209,38 @@ void combination_weights(const Params& p, const float* w, float* out) {
     }
 }
 
+void Centering::take_frame(const Centering& other) {
+    frame_seed = other.frame_seed;
+    frame_source = other.frame_source;
+    frame_sign = other.frame_sign;
+    frame_group_dim = other.frame_group_dim;
+}
+
 void Centering::apply(const float* x, int64_t n, int dim, float* out) const {
     if (!trained()) {
         if (out != x) std::copy(x, x + n * dim, out);
-        return;
+    } else {
+        std::vector<float> tmp(dim);
+        for (int64_t i = 0; i < n; ++i) {
+            for (int j = 0; j < dim; ++j) tmp[j] = x[i * dim + j] - mean[j];
+            if (rotation.empty()) {
+                std::copy(tmp.begin(), tmp.end(), out + i * dim);
+            } else {
+                Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> R(
+                        rotation.data(), dim, dim);
+                Eigen::Map<Eigen::VectorXf>(out + i * dim, dim) = R * Eigen::Map<Eigen::VectorXf>(tmp.data(), dim);
+            }
+        }
     }
-    std::vector<float> tmp(dim);
+    if (!has_frame()) return;
+    // The frame works in place on the centred output, group by group.
+    const int d = frame_group_dim;
+    std::vector<float> g(d);
     for (int64_t i = 0; i < n; ++i) {
-        for (int j = 0; j < dim; ++j) tmp[j] = x[i * dim + j] - mean[j];
-        if (rotation.empty()) {
-            std::copy(tmp.begin(), tmp.end(), out + i * dim);
-        } else {
-            Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>> R(rotation.data(),
-                                                                                                      dim, dim);
-            Eigen::Map<Eigen::VectorXf>(out + i * dim, dim) = R * Eigen::Map<Eigen::VectorXf>(tmp.data(), dim);
+        float* y = out + i * dim;
+        for (int b = 0; b < dim; b += d) {
+            std::copy(y + b, y + b + d, g.begin());
+            for (int j = 0; j < d; ++j) y[b + j] = frame_sign[b + j] * g[frame_source[b + j]];
         }
     }
 }

@@ -53,13 +53,25 @@ void draw_mask(int d, int count, bool with_replacement, Rng& rng, uint8_t* mask)
 /// Combination weights of the G cosines for an entry of importance w.
 void combination_weights(const Params& p, const float* w, float* out);
 
-/// Feature centring learned by train(): y = R (x - mean), R optional (PCA rotation whose
+/// Feature centring learned by train(): y = F R (x - mean), R optional, F the secret frame (PCA rotation whose
 /// components are dealt round-robin to the groups, so each group gets a share of the energy).
 struct Centering {
     std::vector<float> mean;      ///< D, empty when untrained
     std::vector<float> rotation;  ///< D*D row-major, empty for none
 
+    /// The per-gallery secret frame (index/index_io.h): a signed permutation within each group
+    /// applied after the centring, y[j] = frame_sign[j] * c[g*d + frame_source[j]] for j in
+    /// group g. Empty for none. Set through index/index_io.h, saved only in sealed files.
+    std::vector<uint8_t> frame_seed;    ///< 32 bytes, or empty
+    std::vector<int32_t> frame_source;  ///< D indexes within their group, or empty
+    std::vector<float> frame_sign;      ///< D signs (+1 / -1), or empty
+    int frame_group_dim = 0;
+
     bool trained() const { return !mean.empty(); }
+    bool has_frame() const { return !frame_source.empty(); }
+    /// Copies the frame (all four fields) of `other`; the mean and rotation are kept.
+    void take_frame(const Centering& other);
+    bool same_frame(const Centering& other) const { return frame_seed == other.frame_seed; }
     /// @param x  n * D inputs; @param out  n * D outputs (may alias x)
     void apply(const float* x, int64_t n, int dim, float* out) const;
     /// Learns the mean (and, with pca, the rotation) from n representative raw features.

@@ -21,10 +21,11 @@ if [[ -d "$faces" && -x build/tools/pslerp ]] && ./build/tools/pslerp --help 2>&
   echo "== face photos -> protected templates (packaged model, $faces)"
   out=$(mktemp -d)
   ./build/tools/pslerp extract "$faces" --aligned --model-dir models -o "$out/faces.npy" --labels "$out/labels.txt"
-  ./build/tools/pslerp enroll "$out/faces.npy" --out "$out/faces.pslerp" --factory PSlerp8x16
+  ./build/tools/pslerp keygen --out "$out/faces.key"
+  ./build/tools/pslerp enroll "$out/faces.npy" --out "$out/faces.pslerp" --factory PSlerp8x16 --secret-file "$out/faces.key"
   echo "(each photo is also enrolled: rank 1 is itself; ranks 2-3 are the closest other entries)"
-  ./build/tools/pslerp search --index "$out/faces.pslerp" "$out/faces.npy" -k 3
-  ./build/tools/pslerp info "$out/faces.pslerp"
+  ./build/tools/pslerp search --index "$out/faces.pslerp" --secret-file "$out/faces.key" "$out/faces.npy" -k 3
+  ./build/tools/pslerp info "$out/faces.pslerp" --secret-file "$out/faces.key"
   rm -rf "$out"
 else
   echo "(no ../shared/data faces here: the face-photo part of the demo is skipped)"

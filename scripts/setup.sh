@@ -6,7 +6,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       libfaiss-dev libopenblas-dev libeigen3-dev libabsl-dev
       libgtest-dev libgmock-dev googletest libbenchmark-dev
-      pybind11-dev python3-dev python3-numpy python3-faiss python3-pytest python3-matplotlib
+      pybind11-dev python3-dev python3-numpy python3-faiss python3-pytest python3-matplotlib python3-distributed
       libtorch-dev libdlib-dev libdlib-data libjpeg-dev libpng-dev libwebp-dev libsodium-dev
       clang-14 libclang-rt-14-dev libomp-14-dev)
 # clang-14 builds the fuzzers (scripts/test.sh): libclang-rt-14-dev has the libFuzzer and

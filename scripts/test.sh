@@ -19,5 +19,5 @@ export PSLERP_MODEL_DIR="$PWD/models"
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DPSLERP_BUILD_FUZZ=ON \
   -DPSLERP_BUILD_TESTS=OFF -DPSLERP_BUILD_BENCH=OFF -DPSLERP_BUILD_PYTHON=OFF -DPSLERP_BUILD_EXTRACTOR=OFF \
   -DPython3_EXECUTABLE=/usr/bin/python3
-cmake --build build-fuzz -j"$jobs" --target fuzz_seeds fuzz_index_file fuzz_npy
+cmake --build build-fuzz -j"$jobs" --target fuzz_seeds fuzz_index_file fuzz_npy fuzz_sealed
 (cd build-fuzz && ctest --output-on-failure --no-tests=error -L fuzz -j"$jobs")

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,14 +51,22 @@ int cmd_search(const std::vector<std::string>& argv);
 int cmd_verify(const std::vector<std::string>& argv);
 int cmd_dedup(const std::vector<std::string>& argv);
 int cmd_info(const std::vector<std::string>& argv);
+int cmd_keygen(const std::vector<std::string>& argv);
+int cmd_rekey(const std::vector<std::string>& argv);
 int cmd_bench(const std::vector<std::string>& argv);
 int cmd_demo(const std::vector<std::string>& argv);
+int cmd_eval(const std::vector<std::string>& argv);
 #ifdef PSLERP_WITH_EXTRACTOR
 int cmd_extract(const std::vector<std::string>& argv);
 #endif
 
 /// Prints "pslerp <cmd>: <message>" (clean_message) to stderr and returns exit_code(status).
 int fail(const std::string& cmd, const absl::Status& status);
+
+/// `pslerp enroll|search --scheduler ADDRESS ...` (tools/cmd_dask.cpp): replaces this process by
+/// the sharded command on a Dask cluster (python3 -m pslerp.distributed); nullopt without
+/// --scheduler, the exit code if it could not be started.
+std::optional<int> run_on_dask_if_asked(const char* command, const std::vector<std::string>& argv);
 
 /// The common shape of a subcommand: parse argv (with `flags` taking no value, plus --help),
 /// print `usage` and the exit codes for --help (-h), apply --threads (-t), else run and turn a

@@ -16,13 +16,17 @@ constexpr char kUsage[] =
         "usage: pslerp dedup --index INDEX <batch.npy|.fvecs|image folder> --threshold T\n"
         "                    [--enroll [--ids ids.npy] [--save NEW_INDEX]] [--report report.csv]\n"
         "                    [--nprobe N] [--aligned] [--model-dir DIR]\n"
+        "                    [--secret-file KEY | --secret-env NAME] [--unsealed]\n"
         "Reports batch items matching a gallery entry (score >= T) and clusters of items matching\n"
         "each other. --enroll adds one representative of each new identity and saves the index\n"
         "(to --save, else back to INDEX, atomically). On an IVF index the gallery side is a range\n"
         "search of the --nprobe nearest lists (default: the index's own nprobe); a duplicate in an\n"
         "unprobed list is missed, so raise --nprobe for a stricter check. Clusters within the batch\n"
         "are found under fresh keys: near the threshold they can differ from one run to the next;\n"
-        "gallery matches are repeatable.\n";
+        "gallery matches are repeatable.\n"
+        "A sealed INDEX needs its secret (--secret-file or --secret-env); --enroll saves it sealed\n"
+        "under the same secret. A clear INDEX opens without one (with a warning), and --enroll then\n"
+        "needs --unsealed to save it clear again.\n";
 
 absl::Status run(Args& args) {
     auto path = args.required("index");
@@ -37,12 +41,14 @@ absl::Status run(Args& args) {
     auto sp = search_options(args);
     if (!sp.ok()) return sp.status();
     const FeatureOptions fo = feature_options(args);
+    auto sealing = secret_options(args, enroll);
+    if (!sealing.ok()) return sealing.status();
     if (auto s = args.finish(); !s.ok()) return s;
     if (args.positional().size() != 1) return usage_error("expected one batch input");
     if (!enroll && (args.has("ids") || args.has("save"))) {
         return usage_error("--ids and --save apply with --enroll only");
     }
-    auto index = load_index(*path);
+    auto index = load_index(*path, sealing->secret);
     if (!index.ok()) return index.status();
     if (auto s = sp->bind(**index); !s.ok()) return s;
     auto b = load_features(args.positional()[0], fo);
@@ -86,11 +92,7 @@ absl::Status run(Args& args) {
         if (auto s = atomic_write_file(report, f.str()); !s.ok()) return s;
     }
     if (enroll) {
-        try {
-            write_index(**index, save);
-        } catch (const std::exception& e) {
-            return from_exception(e, absl::StatusCode::kInternal);
-        }
+        if (auto s = save_index(**index, save, *sealing); !s.ok()) return s;
         std::printf("enrolled %zu new entries; wrote %s\n", r.enrolled_ids.size(), save.c_str());
     }
     return absl::OkStatus();
@@ -99,7 +101,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_dedup(const std::vector<std::string>& argv) {
-    return run_command("dedup", argv, {"enroll", "aligned"}, kUsage, run);
+    return run_command("dedup", argv, {"enroll", "aligned", "unsealed"}, kUsage, run);
 }
 
 }  // namespace pslerp::cli

@@ -9,6 +9,7 @@
 #include "absl/strings/str_format.h"
 #include "index/factory.h"
 #include "index/index_io.h"
+#include "io/file.h"
 #include "tools/common.h"
 #ifdef PSLERP_WITH_EXTRACTOR
 #include "extractor/importance_learner.h"
@@ -18,8 +19,10 @@ namespace pslerp::cli {
 namespace {
 
 constexpr char kUsage[] =
-        "usage: pslerp enroll <features.npy|.fvecs|image folder> --out INDEX [--factory PSlerp8x16]\n"
+        "usage: pslerp enroll <features.npy|.fvecs|image folder> --out INDEX\n"
+        "                     (--secret-file KEY | --secret-env NAME | --unsealed) [--factory PSlerp8x16]\n"
         "                     [--ids ids.npy] [--train train.npy | --train-on-enrolled | --no-train]\n"
+        "                     [--cohort other-people.npy]\n"
         "                     [--batch 20000] [--aligned] [--model-dir DIR] [--seed S (tests only)]\n"
         "                     [--learn-importance [--labels labels.npy] [--attention]]\n"
         "Protects every feature with fresh keys and masks and writes one index file. Without --ids,\n"
@@ -33,9 +36,18 @@ constexpr char kUsage[] =
         "features, in the file. An IVF index needs --train, or --train-on-enrolled to accept that its\n"
         "centroids average enrolled faces. The exhaustive index only learns the centring (a mean),\n"
         "from --train or else the enrolled features, unless --no-train.\n"
+        "Scores are normalised per entry against a cohort model (norm=cohort, the default): the\n"
+        "second moments of the training features, or of --cohort (features of at least 64 people who\n"
+        "are not enrolled); never a feature, only that aggregate, is stored.\n"
         "--learn-importance fits per-group importance weights (or, with --attention, self-attention\n"
         "projections) on labelled features (an image folder's identities, or --labels) with LibTorch;\n"
-        "they are stored in the index.\n";
+        "they are stored in the index.\n"
+        "The index file is sealed (encrypted and authenticated) under the secret of --secret-file\n"
+        "(made by pslerp keygen) or of the environment variable --secret-env (64 hex digits), and a\n"
+        "sealed gallery gets a secret frame (a signed permutation per group, its seed only in the\n"
+        "sealed file): its templates cannot be linked to another gallery's. --unsealed writes a clear\n"
+        "file instead: anyone who reads it gets the keys and templates.\n"
+        "--scheduler tcp://host:8786: sharded on a Dask cluster (README; with --help, its options).\n";
 
 absl::Status run(Args& args) {
     auto out = args.required("out");
@@ -43,6 +55,7 @@ absl::Status run(Args& args) {
     const std::string factory = args.str("factory", "PSlerp8x16");
     const std::string ids_path = args.str("ids", "");
     const std::string train_path = args.str("train", "");
+    const std::string cohort_path = args.str("cohort", "");
     const bool no_train = args.flag("no-train");
     const bool train_on_enrolled = args.flag("train-on-enrolled");
     const bool learn = args.flag("learn-importance");
@@ -53,8 +66,11 @@ absl::Status run(Args& args) {
     auto seed = args.integer("seed", -1, 0, std::numeric_limits<int64_t>::max());
     if (!seed.ok()) return seed.status();
     const FeatureOptions fo = feature_options(args);
+    auto sealing = secret_options(args, true);
+    if (!sealing.ok()) return sealing.status();
     if (auto s = args.finish(); !s.ok()) return s;
     if (args.positional().size() != 1) return usage_error("expected one input (features or folder)");
+    if (auto s = check_output_target(*out); !s.ok()) return s;
     if (int(!train_path.empty()) + int(no_train) + int(train_on_enrolled) > 1) {
         return usage_error("give at most one of --train, --train-on-enrolled, --no-train");
     }
@@ -80,6 +96,28 @@ absl::Status run(Args& args) {
     }
     if (*seed >= 0) {
         pi.set_seed(uint64_t(*seed));
+    }
+    if (!cohort_path.empty()) {
+        auto c = load_features(cohort_path, fo);
+        if (!c.ok()) return c.status();
+        if (c->dim != f->dim) {
+            return absl::InvalidArgumentError(
+                    absl::StrFormat("--cohort features have dimension %d, the enrolled ones %d", c->dim, f->dim));
+        }
+        try {
+            pi.set_cohort(c->n, c->x.data());  // fitted again under the centring that training learns
+        } catch (const std::exception& e) {
+            return from_exception(e);
+        }
+    }
+    // A sealed gallery gets its own secret frame (self-attention importance reads coordinates
+    // within a group, which the frame would permute: such a gallery goes without one).
+    if (!sealing->unsealed && !(learn && attention)) {
+        try {
+            enable_secret_frame(**index);
+        } catch (const std::exception& e) {
+            return from_exception(e);
+        }
     }
     std::vector<int64_t> ids(f->n);
     if (!ids_path.empty()) {
@@ -155,11 +193,7 @@ absl::Status run(Args& args) {
     }
     if (auto s = enroll_in_batches(**index, f->n, f->x.data(), ids.data(), *batch); !s.ok()) return s;
     const double t1 = now_seconds();
-    try {
-        write_index(**index, *out);
-    } catch (const std::exception& e) {
-        return from_exception(e, absl::StatusCode::kInternal);
-    }
+    if (auto s = save_index(**index, *out, *sealing); !s.ok()) return s;
     if (!f->names.empty()) {
         if (auto s = write_identities(*out, ids, *f); !s.ok()) return s;
         std::printf("identities of the enrolled images: %s\n", identities_path(*out).c_str());
@@ -177,7 +211,9 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_enroll(const std::vector<std::string>& argv) {
-    return run_command("enroll", argv, {"no-train", "train-on-enrolled", "aligned", "learn-importance", "attention"},
+    if (auto rc = run_on_dask_if_asked("enroll", argv)) return *rc;  // sharded on Dask
+    return run_command("enroll", argv,
+                       {"no-train", "train-on-enrolled", "aligned", "learn-importance", "attention", "unsealed"},
                        kUsage, run);
 }
 

@@ -8,6 +8,7 @@
 #include "index/IndexIVFProtectedSlerp.h"
 #include "index/IndexProtectedSlerp.h"
 #include "index/factory.h"
+#include "index/index_io.h"
 #include "index/kernels/scan.h"
 #include "tools/common.h"
 
@@ -46,15 +47,37 @@ void print_exhaustive(const IndexProtectedSlerp& ix) {
 }
 
 constexpr char kUsage[] =
-        "usage: pslerp info INDEX\n"
-        "Parameters, entries, bytes per entry and key state of an index file; for an IVF index\n"
+        "usage: pslerp info INDEX [--secret-file KEY | --secret-env NAME]\n"
+        "Whether the file is sealed (no secret needed); then, for a clear file or with the secret of a\n"
+        "sealed one: parameters, entries, bytes per entry, key state and secret frame; for an IVF index\n"
         "also nlist, nprobe, list sizes and their imbalance.\n";
 
 absl::Status run(Args& args) {
+    auto sealing = secret_options(args, false);
+    if (!sealing.ok()) return sealing.status();
     if (auto s = args.finish(); !s.ok()) return s;
     if (args.positional().size() != 1) return usage_error("expected one index file");
-    auto index = load_index(args.positional()[0]);
+    const std::string& path = args.positional()[0];
+    IndexFileSummary summary;
+    try {
+        summary = peek_index_file(path);
+    } catch (const std::exception& e) {
+        return from_exception(e);
+    }
+    if (summary.sealed) {
+        std::printf("file         SEALED (envelope version %u, %lu payload bytes encrypted and authenticated)\n",
+                    summary.version, static_cast<unsigned long>(summary.payload_bytes));
+        if (sealing->secret.empty()) {
+            std::printf("contents     need the secret (--secret-file or --secret-env)\n");
+            return absl::OkStatus();
+        }
+    }
+    auto index = load_index(path, sealing->secret);
     if (!index.ok()) return index.status();
+    if (!summary.sealed) {
+        std::printf("file         NOT SEALED (format version %u: keys and templates readable by whoever has the file)\n",
+                    summary.version);
+    }
     const faiss::Index& ix = **index;
     const ProtectedIndex& pi = protected_of(ix);
     std::printf("index        %s\n", describe_index(ix).c_str());
@@ -63,6 +86,15 @@ absl::Status run(Args& args) {
     std::printf("entries      %ld (next id %ld)\n", long(ix.ntotal), long(pi.next_id()));
     std::printf("centring     %s\n",
                 pi.centering.trained() ? (pi.centering.rotation.empty() ? "mean" : "mean + PCA") : "none");
+    std::printf("frame        %s\n", pi.centering.has_frame()
+                                           ? "secret (a signed permutation per group; its seed is in the sealed file only)"
+                                           : "none");
+    if (pi.params.norm == Norm::kCohort) {
+        std::printf("score norm   cohort z-scores against the %s (%d draws)\n", pi.cohort().describe().c_str(),
+                    pi.params.cohort_size);
+    } else {
+        std::printf("score norm   none (combined cosines)\n");
+    }
     if (auto* ivf = dynamic_cast<const IndexIVFProtectedSlerp*>(&ix)) {
         print_ivf(*ivf);
     } else if (auto* ex = dynamic_cast<const IndexProtectedSlerp*>(&ix)) {

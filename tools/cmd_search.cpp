@@ -12,12 +12,13 @@ namespace {
 constexpr char kUsage[] =
         "usage: pslerp search --index INDEX <probes.npy|.fvecs|image folder> [-k 10]\n"
         "                     [--nprobe N] [--labels truth.npy] [--out PREFIX] [--aligned]\n"
-        "                     [--model-dir DIR]\n"
+        "                     [--model-dir DIR] [--secret-file KEY | --secret-env NAME]\n"
         "-k: results per probe, 1 to 1048576 (beyond the index's entries, ids are -1).\n"
         "Writes PREFIX_scores.npy (n x k float32) and PREFIX_ids.npy (n x k int64) with --out;\n"
         "with --labels (gallery id per probe, -1 for none) prints rank-1 identification.\n"
         "--nprobe (IVF index only): lists scanned per query, instead of the index's own nprobe;\n"
-        "more is slower and finds more; nlist scans every list (exact).\n";
+        "more is slower and finds more; nlist scans every list (exact).\n"
+        "--scheduler tcp://host:8786: sharded on a Dask cluster (README; with --help, its options).\n";
 
 absl::Status run(Args& args) {
     auto path = args.required("index");
@@ -29,9 +30,11 @@ absl::Status run(Args& args) {
     const std::string labels_path = args.str("labels", "");
     const std::string out = args.str("out", "");
     const FeatureOptions fo = feature_options(args);
+    auto sealing = secret_options(args, false);
+    if (!sealing.ok()) return sealing.status();
     if (auto s = args.finish(); !s.ok()) return s;
     if (args.positional().size() != 1) return usage_error("expected one probe input");
-    auto index = load_index(*path);
+    auto index = load_index(*path, sealing->secret);
     if (!index.ok()) return index.status();
     if (auto s = sp->bind(**index); !s.ok()) return s;
     auto q = load_features(args.positional()[0], fo);
@@ -102,6 +105,7 @@ absl::Status run(Args& args) {
 }  // namespace
 
 int cmd_search(const std::vector<std::string>& argv) {
+    if (auto rc = run_on_dask_if_asked("search", argv)) return *rc;  // sharded on Dask
     return run_command("search", argv, {"aligned"}, kUsage, run);
 }
 

@@ -16,6 +16,7 @@ namespace {
 constexpr char kUsage[] =
         "usage: pslerp verify --index INDEX <probes.npy|.fvecs|image folder> --ids claimed.npy\n"
         "                     --threshold T [--out scores.npy] [--aligned] [--model-dir DIR]\n"
+        "                     [--secret-file KEY | --secret-env NAME]\n"
         "Scores probe i against the entry with id claimed[i]; accepts when score >= T.\n"
         "An item that cannot be scored (an unknown claimed id, a probe the index refuses) is\n"
         "reported on stderr as \"item i: <why>\", its score in --out is NaN, the other items are\n"
@@ -65,9 +66,11 @@ absl::Status run(Args& args) {
     if (!thr.ok()) return thr.status();
     const std::string out = args.str("out", "");
     const FeatureOptions fo = feature_options(args);
+    auto sealing = secret_options(args, false);
+    if (!sealing.ok()) return sealing.status();
     if (auto s = args.finish(); !s.ok()) return s;
     if (args.positional().size() != 1) return usage_error("expected one probe input");
-    auto index = load_index(*path);
+    auto index = load_index(*path, sealing->secret);
     if (!index.ok()) return index.status();
     auto q = load_features(args.positional()[0], fo);
     if (!q.ok()) return q.status();

@@ -172,12 +172,49 @@ absl::Status check_buffer(const std::string& what, std::initializer_list<int64_t
     return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path) {
+absl::StatusOr<SecretOptions> secret_options(Args& args, bool writes, const std::string& prefix) {
+    const std::string file_flag = prefix + "secret-file", env_flag = prefix + "secret-env";
+    const std::string file = args.str(file_flag, ""), env = args.str(env_flag, "");
+    SecretOptions o;
+    if (writes) o.unsealed = args.flag("unsealed");
+    if (!file.empty() && !env.empty()) return usage_error(absl::StrCat("give --", file_flag, " or --", env_flag, ", not both"));
+    if (!file.empty() || !env.empty()) {
+        auto s = file.empty() ? Secret::from_env(env) : Secret::from_file(file);
+        if (!s.ok()) return s.status();
+        o.secret = *std::move(s);
+    }
+    if (writes && o.unsealed && !o.secret.empty()) {
+        return usage_error(absl::StrCat("give --", file_flag, " / --", env_flag, " or --unsealed, not both"));
+    }
+    if (writes && !o.unsealed && o.secret.empty()) {
+        return usage_error(absl::StrCat(
+                "writing an index file needs its secret: --", file_flag, " PATH (from pslerp keygen) or --", env_flag,
+                " NAME; or --unsealed to write a clear file (its keys and templates readable by whoever gets it)"));
+    }
+    return o;
+}
+
+absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path, const Secret& secret) {
     try {
-        return read_index(path);
+        return read_index(path, secret);
     } catch (const std::exception& e) {
         return from_exception(e);
     }
+}
+
+absl::Status save_index(const faiss::Index& index, const std::string& path, const SecretOptions& options) {
+    try {
+        if (options.unsealed) {
+            write_index_unsealed(index, path);
+        } else {
+            write_index(index, path, options.secret);
+        }
+    } catch (const std::bad_alloc&) {
+        return out_of_memory();
+    } catch (const std::exception& e) {
+        return from_exception(e, absl::StatusCode::kInternal);
+    }
+    return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<faiss::Index>> make_index(int64_t d, const std::string& factory) {

@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "index/ProtectedIndex.h"
+#include "io/seal.h"
 #include "plugin/synth.h"
 #include "tools/cli.h"
 #include "util/timing.h"
@@ -55,8 +56,24 @@ absl::Status check_buffer(const std::string& what, std::initializer_list<int64_t
 constexpr int64_t kMaxCount = int64_t{1} << 40;  ///< gallery, probes, training features
 constexpr int64_t kMaxK = int64_t{1} << 20;      ///< results per query (beyond ntotal FAISS pads with -1)
 
-/// Reads an index file (exhaustive or IVF), turning exceptions into a status.
-absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path);
+/// The secret of the index files a command reads or writes: --secret-file PATH (mode 0600,
+/// what `pslerp keygen` writes) or --secret-env NAME (64 hex digits), and for a command that
+/// writes, --unsealed to write the clear format instead (declare "unsealed" among its flags).
+struct SecretOptions {
+    Secret secret;          ///< empty when none was given
+    bool unsealed = false;  ///< --unsealed
+};
+/// Reads the options above with flag names `prefix` + "secret-file" / "secret-env" (rekey's
+/// --new-secret-file has prefix "new-"); at most one source. With `writes`, exactly one of a
+/// secret and --unsealed (a usage error names them). Call before args.finish().
+absl::StatusOr<SecretOptions> secret_options(Args& args, bool writes, const std::string& prefix = "");
+
+/// Reads an index file (exhaustive or IVF) with `secret` (empty: only a clear file opens, with
+/// a warning), turning exceptions into a status.
+absl::StatusOr<std::unique_ptr<faiss::Index>> load_index(const std::string& path, const Secret& secret);
+
+/// Writes an index file sealed with options.secret, or clear with options.unsealed.
+absl::Status save_index(const faiss::Index& index, const std::string& path, const SecretOptions& options);
 
 /// A new index from a factory string (index/factory.h); a string it refuses is a usage error.
 absl::StatusOr<std::unique_ptr<faiss::Index>> make_index(int64_t d, const std::string& factory);

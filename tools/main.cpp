@@ -24,7 +24,10 @@ const Entry kCommands[] = {
         {"verify", pslerp::cli::cmd_verify, "1:1 verification of probes against claimed ids"},
         {"dedup", pslerp::cli::cmd_dedup, "find enrolments that duplicate the gallery or each other"},
         {"info", pslerp::cli::cmd_info, "parameters, counts and bytes per entry of an index file"},
+        {"keygen", pslerp::cli::cmd_keygen, "a new secret file (mode 0600) for sealing index files"},
+        {"rekey", pslerp::cli::cmd_rekey, "re-seal an index file under a new secret, in place"},
         {"bench", pslerp::cli::cmd_bench, "protected search against FAISS on synthetic data"},
+        {"eval", pslerp::cli::cmd_eval, "evaluation report: accuracy, 1:N, unlinkability, attacks, sweeps"},
 #ifdef PSLERP_WITH_EXTRACTOR
         {"extract", pslerp::cli::cmd_extract, "face images to features (LibTorch)"},
 #endif

@@ -20,7 +20,8 @@ Index API, with FAISS's names::
     index.add(x)                          # x: (n, 128) float32 raw features
     D, I = index.search(q, 5)             # the index's nprobe
     D, I = index.search(q, 5, nprobe=64)  # this call only
-    pslerp.write_index(index, "gallery.pslerp")
+    secret = pslerp.generate_secret()     # 32 bytes: keep it apart from the file
+    pslerp.write_index(index, "gallery.pslerp", secret=secret)   # sealed; unsealed=True for clear
 
 The scheme's functions (deterministic when keys and masks are given)::
 
@@ -61,7 +62,10 @@ from ._pslerp import (  # noqa: F401  (re-exported)
     SynthConfig,
     default_nprobe,
     deserialize_index,
+    enable_secret_frame,
     equal_error_rate,
+    generate_secret,
+    has_secret_frame,
     index_factory,
     read_index,
     roc_curve,
@@ -71,6 +75,7 @@ from ._pslerp import (  # noqa: F401  (re-exported)
     write_index,
 )
 from . import _pslerp
+from .evaluate import evaluate  # noqa: F401  (re-exported: the evaluation suite)
 
 if HAS_EXTRACTOR:
     from ._pslerp import Extractor, ExtractResult  # noqa: F401
@@ -90,8 +95,11 @@ __all__ = [
     "deduplicate",
     "default_nprobe",
     "deserialize_index",
+    "enable_secret_frame",
     "equal_error_rate",
     "generate_keys",
+    "generate_secret",
+    "has_secret_frame",
     "index_factory",
     "match",
     "match_all",
@@ -233,7 +241,7 @@ def synth(identities: int = 1000, samples_per_identity: int = 2, *, groups: int 
 # ----------------------------------------------------------------------------- index conveniences
 
 
-def deduplicate(index: Index, x: np.ndarray, threshold: float = 0.9, enroll: bool = False,
+def deduplicate(index: Index, x: np.ndarray, threshold: float, enroll: bool = False,
                 ids: Optional[np.ndarray] = None, **search_options) -> DedupResult:
     """Same as index.deduplicate(x, threshold, enroll, ids, **search_options).
 

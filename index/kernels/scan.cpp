@@ -22,7 +22,8 @@ CodeLayout code_layout(const Layout& L) {
     c.ke_offset = c.key_offset + L.key_floats();
     c.kmk_offset = c.ke_offset + L.group_floats();
     c.weights_offset = c.kmk_offset + L.group_floats();
-    c.mask_offset = (c.weights_offset + L.group_floats()) * sizeof(float);
+    c.score_offset = c.weights_offset + L.group_floats();
+    c.mask_offset = (c.score_offset + 1) * sizeof(float);
     c.code_size = (c.mask_offset + L.mask_bytes() + 3) / 4 * 4;
     return c;
 }
@@ -38,8 +39,9 @@ Entries code_entries(const Layout& L, const uint8_t* codes) {
     e.ke = f + c.ke_offset;
     e.kmk = f + c.kmk_offset;
     e.weights = f + c.weights_offset;
+    e.offsets = f + c.score_offset;
     e.masks = codes + c.mask_offset;
-    e.template_stride = e.key_stride = e.group_stride = stride;
+    e.template_stride = e.key_stride = e.group_stride = e.offset_stride = stride;
     e.mask_stride = c.code_size;
     return e;
 }

@@ -49,23 +49,28 @@ struct Entries {
     const float* ke = nullptr;         ///< <k_g, e_g>, group_floats per entry
     const float* kmk = nullptr;        ///< <k_g, M_g k_g>, group_floats per entry
     const float* weights = nullptr;    ///< combination weights, group_floats per entry
+    const float* offsets = nullptr;    ///< one float per entry, added to its score (Norm::kCohort)
     size_t template_stride = 0;        ///< floats from one entry's template to the next
     size_t key_stride = 0;             ///< floats between keys
     size_t mask_stride = 0;            ///< bytes between masks
     size_t group_stride = 0;           ///< floats between per-group constants (ke, kmk, weights)
+    size_t offset_stride = 0;          ///< floats between offsets
 };
 
-/// One entry stored as a single code (IVF lists): template, keys, ke, kmk, weights (floats),
-/// then the mask bytes, padded to a multiple of 4 bytes so that the next code's floats stay
-/// aligned to 4.
+/// One entry stored as a single code (IVF lists): template, keys, ke, kmk, weights, offset
+/// (floats), then the mask bytes, padded to a multiple of 4 bytes so that the next code's
+/// floats stay aligned to 4.
 struct CodeLayout {
-    size_t template_offset, key_offset, ke_offset, kmk_offset, weights_offset;  ///< in floats
+    size_t template_offset, key_offset, ke_offset, kmk_offset, weights_offset, score_offset;  ///< in floats
     size_t mask_offset;                                                        ///< in bytes
     size_t code_size;                                                          ///< in bytes
 };
 CodeLayout code_layout(const Layout& L);
 /// View of n codes laid out by code_layout() starting at `codes` (4-byte aligned).
 Entries code_entries(const Layout& L, const uint8_t* codes);
+
+/// Score of a query against an entry: sum over groups of weights[g] * cosine[g] (groups of
+/// weight 0 skipped), plus the entry's offset.
 
 /// Scores entries [j0, j1) against nq prepared queries.
 /// @param queries  nq * layout.query_floats() floats
@@ -76,10 +81,15 @@ using ScoreRangeFn = int64_t (*)(const Entries& e, const float* queries, int64_t
 /// Scores one prepared query against the entries at positions pos[0..n).
 using ScoreListFn = int64_t (*)(const Entries& e, const float* query, const int64_t* pos, int64_t n, float* out);
 
+/// The per-group cosines of nq prepared queries against entry j, unweighted (cohort statistics
+/// at enrolment): out[qi * group_floats + g], padded lanes 0. Returns the clamped count.
+using GroupCosinesFn = int64_t (*)(const Entries& e, const float* queries, int64_t nq, int64_t j, float* out);
+
 struct KernelTable {
     const char* name;
     ScoreRangeFn score_range;
     ScoreListFn score_list;
+    GroupCosinesFn group_cosines;
 };
 
 /// The table chosen for this CPU (AVX2+FMA when present; PSLERP_SIMD=scalar forces scalar).

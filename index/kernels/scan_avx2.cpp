@@ -81,7 +81,9 @@ void expand(const Entries& E, int64_t j, Expanded& x) {
 }
 
 // Scores NQ queries (1 or 2) against one expanded entry; the entry's loads serve them all.
-template <bool kShared, int NQ>
+// *outs[n] gets the weighted sum plus the entry's offset, or with kPerGroup outs[n][0 ..
+// group_floats) the unweighted cosines (padded lanes 0).
+template <bool kShared, int NQ, bool kPerGroup = false>
 int64_t score_entry(const Entries& E, int64_t j, const Expanded& x, const float* const* qs, float* const* outs) {
     const Layout& L = E.layout;
     const int d = L.group_dim;
@@ -111,16 +113,30 @@ int64_t score_entry(const Entries& E, int64_t j, const Expanded& x, const float*
         const __m256 ke = _mm256_loadu_ps(E.ke + gj + b * kLanes);
         const __m256 kmk = _mm256_loadu_ps(E.kmk + gj + b * kLanes);
         const __m256 w = _mm256_loadu_ps(E.weights + gj + b * kLanes);
-        const __m256 weighted = _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+        // Lanes that count: weighted groups, or with kPerGroup every real group.
+        __m256 used;
+        if constexpr (kPerGroup) {
+            const __m256i lane = _mm256_add_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(b * kLanes));
+            used = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(L.groups), lane));
+        } else {
+            used = _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_NEQ_OQ);
+        }
         for (int n = 0; n < NQ; ++n) {
             const __m256 t = _mm256_loadu_ps(qs[n] + 2 * V + b * kLanes);
-            const __m256 cs = group_cosine8(c[n], t, qe[n], qmk[n], qqm[n], ke, kmk);
-            score[n] = _mm256_fmadd_ps(w, _mm256_and_ps(weighted, cs), score[n]);
-            const __m256 low = _mm256_and_ps(weighted, _mm256_cmp_ps(c[n], _mm256_set1_ps(kAntipodalCosF), _CMP_LT_OQ));
+            const __m256 cs = _mm256_and_ps(used, group_cosine8(c[n], t, qe[n], qmk[n], qqm[n], ke, kmk));
+            if constexpr (kPerGroup) {
+                _mm256_storeu_ps(outs[n] + b * kLanes, cs);
+            } else {
+                score[n] = _mm256_fmadd_ps(w, cs, score[n]);
+            }
+            const __m256 low = _mm256_and_ps(used, _mm256_cmp_ps(c[n], _mm256_set1_ps(kAntipodalCosF), _CMP_LT_OQ));
             clamped += __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(low)));
         }
     }
-    for (int n = 0; n < NQ; ++n) *outs[n] = hsum8(score[n]);
+    if constexpr (!kPerGroup) {
+        const float offset = E.offsets[j * E.offset_stride];
+        for (int n = 0; n < NQ; ++n) *outs[n] = hsum8(score[n]) + offset;
+    }
     return clamped;
 }
 
@@ -170,10 +186,34 @@ int64_t score_list(const Entries& E, const float* query, const int64_t* pos, int
     return clamped;
 }
 
+template <bool kShared>
+int64_t group_cosines_t(const Entries& E, const float* queries, int64_t nq, int64_t j, float* out) {
+    const size_t qsz = E.layout.query_floats(), gs = E.layout.group_floats();
+    Expanded x(E.layout.vec_floats());
+    expand<kShared>(E, j, x);
+    int64_t clamped = 0, qi = 0;
+    for (; qi + 2 <= nq; qi += 2) {
+        const float* qs[2] = {queries + qi * qsz, queries + (qi + 1) * qsz};
+        float* outs[2] = {out + qi * gs, out + (qi + 1) * gs};
+        clamped += score_entry<kShared, 2, true>(E, j, x, qs, outs);
+    }
+    if (qi < nq) {
+        const float* qs[1] = {queries + qi * qsz};
+        float* outs[1] = {out + qi * gs};
+        clamped += score_entry<kShared, 1, true>(E, j, x, qs, outs);
+    }
+    return clamped;
+}
+
+int64_t group_cosines(const Entries& E, const float* queries, int64_t nq, int64_t j, float* out) {
+    return E.layout.shared_key ? group_cosines_t<true>(E, queries, nq, j, out)
+                               : group_cosines_t<false>(E, queries, nq, j, out);
+}
+
 }  // namespace
 
 const KernelTable* avx2_kernels() {
-    static const KernelTable table{"avx2", &score_range, &score_list};
+    static const KernelTable table{"avx2", &score_range, &score_list, &group_cosines};
     if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return nullptr;
     return &table;
 }

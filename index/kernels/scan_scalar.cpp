@@ -8,6 +8,9 @@ namespace pslerp::kernels {
 
 namespace {
 
+// Scores one query against entry j: the weighted sum plus the offset into *out, or with
+// kPerGroup the unweighted cosines into out[0 .. group_floats).
+template <bool kPerGroup>
 int64_t score_entry(const Entries& E, int64_t j, const float* query, float* out) {
     const Layout& L = E.layout;
     const int d = L.group_dim;
@@ -36,12 +39,19 @@ int64_t score_entry(const Entries& E, int64_t j, const float* query, float* out)
         }
         for (int l = 0; l < kLanes; ++l) {
             const size_t g = gj + b * kLanes + l;
+            if constexpr (kPerGroup) {
+                const bool real = b * kLanes + l < L.groups;
+                clamped += real && c[l] < kAntipodalCosF;
+                out[b * kLanes + l] =
+                        real ? group_cosine(c[l], t[b * kLanes + l], qe[l], qmk[l], qqm[l], E.ke[g], E.kmk[g]) : 0.0f;
+                continue;
+            }
             if (E.weights[g] == 0.0f) continue;  // padded lane or weightless group
             clamped += c[l] < kAntipodalCosF;
             score += E.weights[g] * group_cosine(c[l], t[b * kLanes + l], qe[l], qmk[l], qqm[l], E.ke[g], E.kmk[g]);
         }
     }
-    *out = score;
+    if constexpr (!kPerGroup) *out = score + E.offsets[j * E.offset_stride];
     return clamped;
 }
 
@@ -50,21 +60,30 @@ int64_t score_range(const Entries& E, const float* queries, int64_t nq, int64_t 
     int64_t clamped = 0;
     const size_t qs = E.layout.query_floats();
     for (int64_t j = j0; j < j1; ++j) {
-        for (int64_t qi = 0; qi < nq; ++qi) clamped += score_entry(E, j, queries + qi * qs, out + qi * ld + (j - j0));
+        for (int64_t qi = 0; qi < nq; ++qi) {
+            clamped += score_entry<false>(E, j, queries + qi * qs, out + qi * ld + (j - j0));
+        }
     }
     return clamped;
 }
 
 int64_t score_list(const Entries& E, const float* query, const int64_t* pos, int64_t n, float* out) {
     int64_t clamped = 0;
-    for (int64_t i = 0; i < n; ++i) clamped += score_entry(E, pos[i], query, out + i);
+    for (int64_t i = 0; i < n; ++i) clamped += score_entry<false>(E, pos[i], query, out + i);
+    return clamped;
+}
+
+int64_t group_cosines(const Entries& E, const float* queries, int64_t nq, int64_t j, float* out) {
+    int64_t clamped = 0;
+    const size_t qs = E.layout.query_floats(), gs = E.layout.group_floats();
+    for (int64_t qi = 0; qi < nq; ++qi) clamped += score_entry<true>(E, j, queries + qi * qs, out + qi * gs);
     return clamped;
 }
 
 }  // namespace
 
 const KernelTable& scalar_kernels() {
-    static const KernelTable table{"scalar", &score_range, &score_list};
+    static const KernelTable table{"scalar", &score_range, &score_list, &group_cosines};
     return table;
 }
 

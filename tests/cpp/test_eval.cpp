@@ -309,5 +309,57 @@ TEST(Folds, Balanced) {
     EXPECT_EQ(assign_folds(103, 10, 5), f);
 }
 
+TEST(OpenSet, ThresholdCalibratedOnNonmatedSearches) {
+    // Ten non-mated searches; FPIR 0.1 allows one: the threshold sits just above the second
+    // best (0.5), so 0.9 passes and 0.5 does not.
+    const std::vector<float> nonmated = {0.3f, 0.9f, 0.5f, 0.4f, 0.2f, 0.1f, 0.05f, 0.0f, -0.1f, -0.2f};
+    const std::vector<uint8_t> correct = {1, 1, 0, 1};
+    const std::vector<float> best = {0.95f, 0.5f, 0.99f, 0.6f};
+    absl::StatusOr<OpenSetPoint> p = open_set_at_fpir(correct, best, nonmated, 0.1);
+    ASSERT_TRUE(p.ok()) << p.status();
+    EXPECT_GT(p->threshold, 0.5);
+    EXPECT_LT(p->threshold, 0.5 + 1e-6);
+    EXPECT_EQ(p->allowed_false_positives, 1);
+    EXPECT_EQ(p->false_positives, 1);
+    EXPECT_DOUBLE_EQ(p->fpir, 0.1);
+    EXPECT_DOUBLE_EQ(p->dir, 0.5);  // 0.95 and 0.6; 0.5 is below, 0.99 is the wrong identity
+    EXPECT_TRUE(p->resolvable);
+    EXPECT_EQ(p->mated_searches, 4);
+    EXPECT_EQ(p->nonmated_searches, 10);
+
+    // FPIR 0.05 of 10 searches allows none: not resolvable, only 0.95 is detected.
+    p = open_set_at_fpir(correct, best, nonmated, 0.05);
+    ASSERT_TRUE(p.ok());
+    EXPECT_FALSE(p->resolvable);
+    EXPECT_EQ(p->false_positives, 0);
+    EXPECT_DOUBLE_EQ(p->dir, 0.25);
+
+    // FPIR 1 accepts everything: DIR is rank-1.
+    p = open_set_at_fpir(correct, best, nonmated, 1.0);
+    ASSERT_TRUE(p.ok());
+    EXPECT_DOUBLE_EQ(p->fpir, 1.0);
+    EXPECT_DOUBLE_EQ(p->dir, 0.75);
+}
+
+TEST(OpenSet, TiesAtTheCutAreRefused) {
+    // One false positive allowed, but the two best non-mated scores tie: both are refused.
+    const std::vector<float> nonmated = {0.5f, 0.5f, 0.1f};
+    absl::StatusOr<OpenSetPoint> p = open_set_at_fpir({}, {}, nonmated, 1.0 / 3);
+    ASSERT_TRUE(p.ok());
+    EXPECT_EQ(p->false_positives, 0);
+    EXPECT_TRUE(std::isnan(p->dir));  // no mated searches
+}
+
+TEST(OpenSet, BadInput) {
+    const std::vector<float> nonmated = {0.1f};
+    EXPECT_TRUE(InvalidSaying(open_set_at_fpir({}, {}, {}, 0.1), "no non-mated search scores"));
+    EXPECT_TRUE(InvalidSaying(open_set_at_fpir({}, {}, nonmated, 1.5), "not in [0, 1]"));
+    const std::vector<uint8_t> c = {1};
+    const std::vector<float> nan = {std::nanf("")};
+    EXPECT_TRUE(InvalidSaying(open_set_at_fpir(c, {}, nonmated, 0.1), "differ in size"));
+    EXPECT_TRUE(InvalidSaying(open_set_at_fpir(c, nan, nonmated, 0.1), "NaN"));
+    EXPECT_TRUE(InvalidSaying(open_set_at_fpir({}, {}, nan, 0.1), "NaN"));
+}
+
 }  // namespace
 }  // namespace pslerp

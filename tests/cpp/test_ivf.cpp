@@ -62,6 +62,7 @@ std::unique_ptr<Pair> build_pair(const char* factory, int d, int64_t n_train, in
     const auto t = testing_util::random_features(n_train, d, seed);
     ivf->train(n_train, t.data());
     pair->flat.centering = ivf->centering;
+    if (ivf->params.norm == Norm::kCohort) pair->flat.set_cohort(n_train, t.data());  // train()'s cohort
     ivf->set_seed(seed);
     pair->flat.set_seed(seed);
     const auto x = testing_util::random_features(n, d, seed + 1);
@@ -209,7 +210,7 @@ TEST(Ivf, RemovalAndSelectors) {
 TEST(Ivf, MergeFromAndCopySubset) {
     auto pr = build_pair("IVF8,PSlerp4x8", 32, 300, 120, 4);
     // A second index with the same training (copied through a file), other ids.
-    auto bytes = serialize_index(*pr->ivf);
+    auto bytes = serialize_index_unsealed(*pr->ivf);
     auto other_owner = deserialize_index(bytes.data(), bytes.size());
     auto& other = dynamic_cast<IndexIVFProtectedSlerp&>(*other_owner);
     other.reset();
@@ -291,7 +292,8 @@ TEST(Ivf, StoresNothingButProtectedEntries) {
 }
 
 TEST(Ivf, DedupThroughTheIvfFindsWhatExhaustiveFinds) {
-    auto pr = build_pair("IVF8,PSlerp4x8", 32, 300, 150, 8);
+    // Without score normalisation, so that copies score 1 against their entry (see below).
+    auto pr = build_pair("IVF8,PSlerp4x8(norm=none)", 32, 300, 150, 8);
     // A batch: near-copies of 10 enrolled features, and 5 new ones (two of them alike).
     const auto x = testing_util::random_features(150, 32, 9);  // the enrolled features (seed + 1)
     std::vector<float> batch(15 * 32);
@@ -330,7 +332,7 @@ std::vector<uint8_t> code_of(const IndexIVFProtectedSlerp& ivf, idx_t id) {
 // seeding it again continues the saved stream.
 TEST(Ivf, LoadedSeededIndexDrawsFreshKeys) {
     auto pr = build_pair("IVF8,PSlerp4x8", 32, 300, 40, 12);
-    const auto bytes = serialize_index(*pr->ivf);
+    const auto bytes = serialize_index_unsealed(*pr->ivf);
     auto load = [&] { return deserialize_index(bytes.data(), bytes.size()); };
     auto first = load(), second = load(), again = load();
     auto& a = dynamic_cast<IndexIVFProtectedSlerp&>(*first);
@@ -382,7 +384,7 @@ TEST(Ivf, OtherFaissEntryPoints) {
 // target's direct map off first, and divides by a1 or ntotal).
 TEST(Ivf, CopySubsetRefusesBadArgumentsWithoutHarm) {
     auto pr = build_pair("IVF8,PSlerp4x8", 32, 300, 20, 15);
-    const auto bytes = serialize_index(*pr->ivf);
+    const auto bytes = serialize_index_unsealed(*pr->ivf);
     auto target_owner = deserialize_index(bytes.data(), bytes.size());
     auto& target = dynamic_cast<IndexIVFProtectedSlerp&>(*target_owner);
     target.reset();
@@ -483,7 +485,7 @@ using testing_util::answers;
 
 /// An empty IVF with the training (centring, centroids, parameters) of `trained`.
 std::unique_ptr<faiss::Index> empty_copy(const IndexIVFProtectedSlerp& trained) {
-    const auto bytes = serialize_index(trained);
+    const auto bytes = serialize_index_unsealed(trained);
     auto copy = deserialize_index(bytes.data(), bytes.size());
     copy->reset();
     return copy;
@@ -847,7 +849,9 @@ TEST_P(RangeOrder, BestFirstTiesByIdAndSearchIsItsPrefix) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(Kinds, RangeOrder, ::testing::Values("PSlerp4x8", "IVF4,PSlerp4x8"),
+// Radii in cosine units, where only an entry's own feature reaches 0.95 at t = 0.7.
+INSTANTIATE_TEST_SUITE_P(Kinds, RangeOrder,
+                         ::testing::Values("PSlerp4x8(norm=none,t=0.7)", "IVF4,PSlerp4x8(norm=none,t=0.7)"),
                          [](const auto& info) { return std::string(info.index == 0 ? "Exhaustive" : "IVF"); });
 
 // search(k) cutting a tie keeps what range_search puts first: the smaller id, in both index
@@ -1018,7 +1022,7 @@ TEST_P(DedupClusters, ChainsJoinTransitivelyAndAGalleryMatchMarksTheWholeCluster
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, DedupClusters,
-                         ::testing::Values("PSlerp4x8(t=0,drop=none)", "IVF4,PSlerp4x8(t=0,drop=none)"),
+                         ::testing::Values("PSlerp4x8(t=0,drop=none,norm=none)", "IVF4,PSlerp4x8(t=0,drop=none,norm=none)"),
                          [](const auto& info) { return std::string(info.index == 0 ? "Exhaustive" : "IVF"); });
 
 }  // namespace

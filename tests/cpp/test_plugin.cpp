@@ -378,6 +378,7 @@ TEST(Drop, BudgetMappingPassesWhatTheCapRefusesOn) {
 
 TEST(Drop, RandomAndNoneIgnoreImportance) {
     Params p = Params::defaults(3, 16);
+    p.drop_count = 4;
     EXPECT_EQ(counts_for(p, {0.7f, 0.2f, 0.1f}), (std::vector<int>{4, 4, 4}));
     p.drop = DropPolicy::kNone;
     EXPECT_EQ(counts_for(p, {0.7f, 0.2f, 0.1f}), (std::vector<int>{0, 0, 0}));
@@ -397,7 +398,7 @@ TEST(Fill, ZeroAndRandom) {
         EXPECT_EQ(z->templates[i], 0.0f);
         nonzero_fill += r->templates[i] != 0.0f;
     }
-    EXPECT_EQ(dropped, 4 * 4 * 4);
+    EXPECT_EQ(dropped, 4 * 4 * p.drop_count);
     EXPECT_EQ(nonzero_fill, dropped);
 }
 

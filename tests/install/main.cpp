@@ -72,8 +72,9 @@ int main() try {
 
     const std::filesystem::path path = std::filesystem::temp_directory_path() /
                                        ("pslerp_consumer_" + std::to_string(::getpid()) + ".pslerp");
-    pslerp::write_index(*index, path.string());
-    std::unique_ptr<faiss::Index> loaded = pslerp::read_index(path.string());
+    const pslerp::Secret secret = pslerp::generate_secret();
+    pslerp::write_index(*index, path.string(), secret);
+    std::unique_ptr<faiss::Index> loaded = pslerp::read_index(path.string(), secret);
     std::filesystem::remove(path);
     std::vector<int64_t> loaded_top1;
     wrong += misses(*loaded, x, nq, loaded_top1);

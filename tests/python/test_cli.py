@@ -55,10 +55,16 @@ GALLERY, MATED, NONMATED, TRAIN = 400, 40, 40, 640
 NPROBES = MATED + NONMATED
 K = 5
 NLIST = 16
+# The fixture's galleries score in cosine units at t = 0.7 (no score normalisation), so that
+# fixed thresholds split mated and non-mated pairs and a copy scores 1 against its own entry;
+# the default scheme (t = 0.9, cohort z-scores) is driven through the CLI in
+# test_default_scheme_through_the_cli.
+FLAT_FACTORY = "PSlerp8x16(t=0.7,norm=none)"
+IVF_FACTORY = f"IVF{NLIST},PSlerp8x16(t=0.7,norm=none)"
 HUGE = "4611686018427387904"  # 2^62: n * k * 4 bytes wraps a 64-bit size to 0
 TOL = 1e-5                   # scores: CLI against Python
 TIMEOUT = 180                # one command; a hang (a FIFO opened blocking) fails instead of waiting
-COMMANDS = ("synth", "enroll", "search", "verify", "dedup", "info", "bench", "demo")
+COMMANDS = ("synth", "enroll", "search", "verify", "dedup", "info", "bench", "demo", "keygen", "rekey")
 HELP_COMMANDS = ("search", "verify")  # --help of a few (each start costs a second)
 # Two identities, two photos and one, for the extract happy path (dlib-johns/<identity>/*.jpg).
 FACE_IDENTITIES = ("John_Salley", "John_Savage")
@@ -74,7 +80,16 @@ class Case(types.SimpleNamespace):
     binary: None, "extract" (the extract command) or "faces" (also the photos and the face model)."""
 
 
-def case(args, code, *fragments, needs=None):
+SECRET_ENV = "PSLERP_TEST_SECRET"  # run() sets it to SECRET's 64 hex digits
+SECRET = bytes(range(1, 33))
+INDEX_COMMANDS = ("enroll", "search", "verify", "dedup", "info")
+
+
+def case(args, code, *fragments, needs=None, secret=True):
+    """The galleries are sealed: a command that reads or writes index files gets --secret-env
+    (right after the command name) unless it says --unsealed, names a secret itself or secret=False."""
+    if secret and args[0] in INDEX_COMMANDS and "--unsealed" not in args and not any("secret" in a for a in args):
+        args = [args[0], "--secret-env", SECRET_ENV, *args[1:]]
     return Case(args=args, code=code, fragments=fragments, needs=needs)
 
 
@@ -85,8 +100,29 @@ CASES = {
     "extract help": case(["extract", "--help"], OK, needs="extract"),
     "info flat": case(["info", FLAT], OK),
     "info ivf": case(["info", IVF, "--threads=2"], OK),
+    "keygen": case(["keygen", "--out", "{d}/out/key"], OK),
+    "keygen exists": case(["keygen", "--out", "{d}/keep.pslerp"], FAILED, "exists; refusing to overwrite a secret"),
+    "rekey": case(["rekey", "--index", "{d}/rekey.pslerp", "--secret-env", SECRET_ENV, "--new-secret-file",
+                   "{d}/key2"], OK),
+    "rekey clear": case(["rekey", "--index", "{d}/rekey_clear.pslerp", "--unsealed-in", "--new-secret-env", SECRET_ENV],
+                        OK),
+    "rekey no old secret": case(["rekey", "--index", "{d}/keep.pslerp", "--new-secret-env", SECRET_ENV], USAGE,
+                                "give the old secret"),
+    "rekey wrong secret": case(["rekey", "--index", "{d}/keep.pslerp", "--secret-file", "{d}/key2",
+                                "--new-secret-file", "{d}/key2"], FAILED, "wrong secret or file modified"),
+    "search without secret": case(["search", "--index", FLAT, PROBES, "--secret-env", "PSLERP_NO_SUCH_VARIABLE"],
+                                  FAILED, "environment variable PSLERP_NO_SUCH_VARIABLE is not set"),
+    "search wrong secret": case(["search", "--index", FLAT, PROBES, "--secret-file", "{d}/key2"], FAILED,
+                                "wrong secret or file modified"),
+    "search loose secret file": case(["search", "--index", FLAT, PROBES, "--secret-file", "{d}/key_loose"], FAILED,
+                                     "must not be readable or writable by group or others"),
+    "enroll no secret": case(["enroll", "{d}/gallery.npy", "--out", "{d}/never.pslerp"], USAGE,
+                             "writing an index file needs its secret", secret=False),
+    "enroll secret and unsealed": case(["enroll", "{d}/gallery.npy", "--out", "{d}/never.pslerp", "--unsealed",
+                                        "--secret-env", SECRET_ENV], USAGE, "or --unsealed, not both"),
     "enroll fvecs": case(["enroll", "{d}/fv/gallery.fvecs", "--ids", "{d}/fv/gallery_labels.ivecs", "--train",
-                          "{d}/fv/train.fvecs", "--seed", "5", "--batch", "7", "-o", "{d}/out/fvecs.pslerp"], OK),
+                          "{d}/fv/train.fvecs", "--seed", "5", "--batch", "7", "-o", "{d}/out/fvecs.pslerp",
+                          "--factory", FLAT_FACTORY, "--unsealed"], OK),
     "enroll ivf on enrolled": case(["enroll", "{d}/gallery.npy", "--factory", "IVF8,PSlerp8x16", "--train-on-enrolled",
                                     "--out", "{d}/out/on_enrolled.pslerp"],
                                    OK, "WARNING the IVF was trained on the enrolled features"),
@@ -203,14 +239,15 @@ CASES = {
                                  FAILED, "{d}/nothing.npy: no such file"),
     "info missing file": case(["info", "{d}/nothing.pslerp"], FAILED,
                               "cannot open index file '{d}/nothing.pslerp': no such file"),
-    "corrupt index": case(["info", "{d}/cut.pslerp"], FAILED, "index file '{d}/cut.pslerp': truncated index file"),
+    "corrupt index": case(["info", "{d}/cut.pslerp"], FAILED, "index file '{d}/cut.pslerp': truncated sealed file"),
     "empty index": case(["info", "{d}/empty.pslerp"], FAILED, "index file '{d}/empty.pslerp': truncated index file"),
     "garbage index": case(["info", "{d}/garbage.pslerp"], FAILED,
                           "index file '{d}/garbage.pslerp': not a pslerp index file"),
     "flipped index": case(["search", "--index", "{d}/flip.pslerp", PROBES], FAILED,
-                          "index file '{d}/flip.pslerp': checksum mismatch"),
+                          "index file '{d}/flip.pslerp': cannot open the sealed file: wrong secret or file modified"),
     "dedup flipped index": case(["dedup", "--index", "{d}/flip.pslerp", "{d}/batch.npy", "--threshold", "0.9",
-                                 "--enroll", "--save", "{d}/never.pslerp"], FAILED, "'{d}/flip.pslerp': checksum"),
+                                 "--enroll", "--save", "{d}/never.pslerp"], FAILED,
+                                "'{d}/flip.pslerp': cannot open the sealed file: wrong secret or file modified"),
     "fifo index": case(["search", "--index", "{d}/fifo.pslerp", PROBES], FAILED,
                        "cannot open index file '{d}/fifo.pslerp': not a regular file"),
     "folder index": case(["info", "{d}/folder"], FAILED, "cannot open index file '{d}/folder': not a regular file"),
@@ -264,7 +301,7 @@ CASES = {
 
 
 def run(*args):
-    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PSLERP_PROGRESS="0")
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", PSLERP_PROGRESS="0", **{SECRET_ENV: SECRET.hex()})
     try:
         return subprocess.run([str(CLI), *map(str, args)], capture_output=True, text=True, timeout=TIMEOUT, env=env)
     except subprocess.TimeoutExpired as e:
@@ -300,6 +337,7 @@ def _faces_reason(has_extract):
     return None
 
 
+
 @pytest.fixture(scope="module")
 def ctx(tmp_path_factory):
     """A synthetic gallery, probes and training features (written twice: .npy and .fvecs), enrolled
@@ -316,10 +354,12 @@ def ctx(tmp_path_factory):
         for r in first[:2]:
             assert "synth: 400 gallery, 40 mated + 40 non-mated probes, 640 training" in expect(r.result(), OK).stdout
         help_result = expect(first[2].result(), OK)
+        # Sealed galleries (with secret frames) for the cases, clear ones for byte comparisons.
         enrolments = [pool.submit(run, "enroll", d / "gallery.npy", "--ids", d / "gallery_labels.npy",
                                   "--factory", factory, "--train", d / "train.npy", "--out", d / f"{name}.pslerp",
-                                  "--seed", 5)
-                      for name, factory in (("flat", "PSlerp8x16"), ("ivf", f"IVF{NLIST},PSlerp8x16"))]
+                                  "--seed", 5, *sealing)
+                      for name, factory in (("flat", FLAT_FACTORY), ("ivf", IVF_FACTORY))
+                      for name, sealing in ((name, ("--secret-env", SECRET_ENV)), (name + "_clear", ("--unsealed",)))]
         for r in enrolments:
             assert f"enrolled {GALLERY} entries" in expect(r.result(), OK).stdout
 
@@ -361,6 +401,13 @@ def ctx(tmp_path_factory):
     (d / "folder").mkdir()
     (d / "folder.npy").mkdir()
     (d / "folder_pair_ids.npy").mkdir()  # search -o folder_pair: the scores must not be written either
+    # rekey: copies of the sealed and the clear gallery; a second secret (key2), one readable by others.
+    shutil.copyfile(d / "flat.pslerp", d / "rekey.pslerp")
+    shutil.copyfile(d / "flat_clear.pslerp", d / "rekey_clear.pslerp")
+    (d / "key2").write_text(bytes(range(101, 133)).hex() + "\n")
+    (d / "key2").chmod(0o600)
+    (d / "key_loose").write_text(SECRET.hex() + "\n")
+    (d / "key_loose").chmod(0o644)
     # Outputs that failed commands must leave as they are.
     shutil.copyfile(d / "flat.pslerp", d / "keep.pslerp")
     shutil.copyfile(d / "ivf.pslerp", d / "keep_dedup.pslerp")
@@ -485,7 +532,31 @@ def test_synth_writes_arrays(data):
 def test_enroll_from_fvecs_in_batches_is_the_same_index(data, results):
     """Same features (.fvecs instead of .npy), ids, training and seed, added 7 at a time: the same file."""
     assert f"enrolled {GALLERY} entries" in results["enroll fvecs"].stdout
-    assert (data / "out" / "fvecs.pslerp").read_bytes() == (data / "flat.pslerp").read_bytes()
+    assert (data / "out" / "fvecs.pslerp").read_bytes() == (data / "flat_clear.pslerp").read_bytes()
+
+
+def test_sealed_files(data, results, api):
+    """keygen writes a 0600 secret; info says a file is sealed without the secret; rekey re-seals in
+    place (the old secret no longer opens it, the new one gives the same answers)."""
+    key = data / "out" / "key"
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_text().strip()) == 64
+    r = expect(run("info", data / "flat.pslerp"), OK)
+    assert "file         SEALED" in r.stdout and "need the secret" in r.stdout and "entries" not in r.stdout
+    r = expect(run("info", data / "flat_clear.pslerp"), OK)
+    assert "NOT SEALED" in r.stdout and "is not sealed" in r.stderr
+    expect(run("search", "--index", data / "flat.pslerp", data / "probes.npy"), FAILED, ["no secret was given"])
+    assert "re-sealed" in results["rekey"].stdout and "re-sealed" in results["rekey clear"].stdout
+    new_secret = bytes(range(101, 133))
+    with pytest.raises(RuntimeError, match="wrong secret or file modified"):
+        api.read_index(str(data / "rekey.pslerp"), secret=SECRET)
+    rekeyed = api.read_index(str(data / "rekey.pslerp"), secret=new_secret)
+    original = api.read_index(str(data / "flat.pslerp"), secret=SECRET)
+    assert api.has_secret_frame(rekeyed) and api.has_secret_frame(original)
+    probes = np.load(data / "probes.npy")
+    for a, b in zip(rekeyed.search(probes, K), original.search(probes, K)):
+        np.testing.assert_array_equal(a, b)
+    clear = api.read_index(str(data / "rekey_clear.pslerp"), secret=SECRET)
+    assert clear.ntotal == GALLERY and not api.has_secret_frame(clear)
 
 
 def test_info_both_kinds(results):
@@ -494,6 +565,7 @@ def test_info_both_kinds(results):
     assert f"nlist        {NLIST}" in ivf and f"entries      {GALLERY}" in ivf
     for text in (flat, ivf):
         assert "dimension    128 (8 groups x 16)" in text and "SEEDED" in text and "centring     mean" in text
+        assert "file         SEALED" in text and "frame        secret" in text
 
 
 @pytest.mark.parametrize("kind", ["flat", "ivf"])
@@ -569,7 +641,7 @@ def test_failed_runs_write_nothing(ctx, results):
 
 
 def _load(api, path):
-    index = api.read_index(str(path))
+    index = api.read_index(str(path), secret=SECRET)
     assert index.ntotal == GALLERY
     return index
 
@@ -596,7 +668,39 @@ def assert_same_ranking(cli_ids, cli_scores, py_ids, py_scores, score_of=None):
         assert len(set(found.tolist())) == len(found), f"row {r}: an id twice"
 
 
-@pytest.mark.parametrize("kind,factory", [("flat", "PSlerp8x16"), ("ivf", f"IVF{NLIST},PSlerp8x16")])
+def test_default_scheme_through_the_cli(data, api, tmp_path):
+    """enroll with the default scheme (t = 0.9, cohort z-scores): the cohort model is fitted from
+    --train, or from --cohort; info says which; the file is Python's for the same steps, and
+    verify's scores are Python's."""
+    x, ids, train = data / "gallery.npy", data / "gallery_labels.npy", data / "train.npy"
+    out = tmp_path / "default.pslerp"
+    expect(run("enroll", x, "--ids", ids, "--train", train, "--out", out, "--seed", 5, "--unsealed"), OK)
+    info = expect(run("info", out), OK).stdout
+    assert "t=0.9" in info and "norm=cohort" in info, info
+    assert f"score norm   cohort z-scores against the train, fitted from {TRAIN} vectors" in info, info
+    index = api.index_factory(128, "PSlerp8x16")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        index.set_seed(5)
+    index.train(np.load(train))
+    index.add_with_ids(np.load(x), np.load(ids))
+    assert api.serialize_index(index, unsealed=True).tobytes() == out.read_bytes()
+    scores = tmp_path / "scores.npy"
+    expect(run("verify", "--index", out, data / "mated.npy", "--ids", data / "claimed.npy", "--threshold", "4",
+               "--out", scores), OK)
+    py = index.verify(np.load(data / "mated.npy"), np.load(data / "claimed.npy"))
+    np.testing.assert_allclose(np.load(scores), py, rtol=0, atol=TOL)
+    assert 0 < int((py >= 4).sum()) < MATED  # z-units: 4 splits the mated pairs here
+    other = tmp_path / "cohort.pslerp"
+    expect(run("enroll", x, "--ids", ids, "--train", train, "--cohort", data / "probes.npy", "--out", other,
+               "--unsealed"), OK)
+    assert f"user, fitted from {NPROBES} vectors" in expect(run("info", other), OK).stdout
+    expect(run("enroll", x, "--cohort", data / "mated.npy", "--out", tmp_path / "never.pslerp", "--unsealed"),
+           FAILED, ["at least 64"])
+    assert not (tmp_path / "never.pslerp").exists()
+
+
+@pytest.mark.parametrize("kind,factory", [("flat", FLAT_FACTORY), ("ivf", IVF_FACTORY)])
 def test_enroll_equals_python_enrolment(data, api, kind, factory):
     """The CLI's enroll --seed 5 writes the file Python writes for the same steps: index_factory,
     set_seed, train on --train, add_with_ids."""
@@ -606,7 +710,7 @@ def test_enroll_equals_python_enrolment(data, api, kind, factory):
         index.set_seed(5)
     index.train(np.load(data / "train.npy"))
     index.add_with_ids(np.load(data / "gallery.npy"), np.load(data / "gallery_labels.npy"))
-    assert api.serialize_index(index).tobytes() == (data / f"{kind}.pslerp").read_bytes()
+    assert api.serialize_index(index, unsealed=True).tobytes() == (data / f"{kind}_clear.pslerp").read_bytes()
 
 
 @pytest.mark.parametrize("name,kind,k,nprobe", [
@@ -650,8 +754,8 @@ def test_verify_equals_python(data, results, api):
     known[[3, 17]] = False
     cli = np.load(data / "out" / "unknown.npy")
     np.testing.assert_allclose(cli[known], ivf.verify(mated[known], unknown[known]), rtol=0, atol=TOL)
-    # both files were enrolled from the same features in the same order under seed 5: the same entries
-    np.testing.assert_allclose(cli[known], py[known], rtol=0, atol=TOL)
+    # (the two sealed galleries have different secret frames: their entries differ, so each file is
+    # compared with its own Python answers only)
     for i in (3, 17):
         with pytest.raises(RuntimeError, match=f"unknown id {unknown[i]}"):
             ivf.verify(mated[i], int(unknown[i]))
@@ -691,7 +795,7 @@ def test_dedup_equals_python(data, results, api):
     # Python enrolled the same items under the same ids; the CLI saved them (under other keys:
     # compare what they hold, each item scoring 1 against its own new entry).
     assert f"enrolled {len(py.unique)} new entries" in r.stdout
-    saved = api.read_index(str(data / "out" / "dedup.pslerp"))
+    saved = api.read_index(str(data / "out" / "dedup.pslerp"), secret=SECRET)
     assert saved.ntotal == GALLERY + len(py.unique) == index.ntotal
     assert all(saved.contains(int(i)) for i in py.enrolled_ids)
     np.testing.assert_allclose(saved.verify(batch[py.unique], py.enrolled_ids), 1.0, rtol=0, atol=TOL)
@@ -753,3 +857,81 @@ def test_extract_failures_write_nothing(ctx, results):
         pytest.skip("the pslerp binary was built without the extractor (no extract command)")
     assert "extract missing folder" in results and "extract mean" in results
     assert not (ctx.d / "never.npy").exists()
+
+
+# ----------------------------------------------------------------------------- eval
+
+
+class TestEval:
+    """pslerp eval: the evaluation report (report/report.h) from features and a labels file as
+    `pslerp extract --labels` writes it (identity<TAB>path)."""
+
+    @pytest.fixture(scope="class")
+    def evald(self, tmp_path_factory):
+        d = tmp_path_factory.mktemp("eval")
+        rng = np.random.default_rng(4)
+        centres = rng.normal(size=(30, 128))
+        x = (np.repeat(centres, 3, axis=0) + 0.7 * rng.normal(size=(90, 128))).astype(np.float32)
+        np.save(d / "x.npy", x)
+        names = [f"person_{i // 3}" for i in range(90)]
+        (d / "labels.tsv").write_text("".join(f"{n}\tfaces/{n}/{i}.jpg\n" for i, n in enumerate(names)))
+        (d / "short.txt").write_text("\n".join(names[:-1]) + "\n")
+        (d / "one.txt").write_text("ann\n" * 90)
+        bad = x.copy()
+        bad[4, 2] = np.nan
+        np.save(d / "nan.npy", bad)
+        return d
+
+    def test_report_and_plots(self, evald):
+        import json
+
+        out = evald / "out"
+        r = expect(run("eval", evald / "x.npy", "--labels", evald / "labels.tsv", "--out", out, "--seed", "3",
+                       "--sweep", "t=0.9;drop=none", "--max-pairs", "2000"), OK)
+        assert "eval: 90 rows, 30 identities" in r.stdout
+        text = (out / "report.md").read_text()
+        assert "'t=0.9;drop=none'" in text and "seed 3" in text
+        assert "| t=0.9 |" in text and "| drop=none |" in text
+        rep = json.loads((out / "report.json").read_text())
+        assert rep["data"]["identities"] == 30
+        assert rep["base"]["verification"]["protected"]["nonmated_pairs"] == 2000
+        assert [p["label"] for p in rep["sweep"]] == ["t=0.9", "drop=none"]
+        package = CLI.resolve().parent.parent / "python" / "pslerp" / "plots.py"
+        try:
+            import matplotlib  # noqa: F401
+            can_draw = package.is_file()
+        except ImportError:
+            can_draw = False
+        if can_draw:
+            assert "Plots were not drawn" not in text, text[-600:]
+            for png in ("det.png", "roc.png", "scores.png", "unlinkability.png", "rank1_gallery.png", "sweep.png"):
+                assert (out / png).stat().st_size > 1000, png
+        else:
+            assert "Plots were not drawn" in text
+
+    def test_same_seed_same_report(self, evald):
+        import json
+
+        reports = []
+        for name in ("a", "b"):
+            expect(run("eval", evald / "x.npy", "--labels", evald / "labels.tsv", "-o", evald / name, "--seed", "5",
+                       "--sweep", "none", "--no-plots", "--max-pairs", "1000"), OK)
+            rep = json.loads((evald / name / "report.json").read_text())
+            rep.pop("command")
+            reports.append(rep)
+        assert reports[0] == reports[1]
+        assert "Plots were not drawn: --no-plots" in (evald / "a" / "report.md").read_text()
+
+    @pytest.mark.parametrize("args, code, fragment", [
+        (["{d}/x.npy", "--labels", "{d}/short.txt"], FAILED, "has 89 labels for 90 feature rows"),
+        (["{d}/x.npy", "--labels", "{d}/one.txt"], FAILED, "at least two identities"),
+        (["{d}/nan.npy", "--labels", "{d}/labels.tsv"], FAILED, "feature 4 has a NaN"),
+        (["{d}/x.npy", "--labels", "{d}/labels.tsv", "--sweep", "tee=1"], USAGE, "--sweep: unknown option 'tee'"),
+        (["{d}/x.npy", "--labels", "{d}/labels.tsv", "--params", "groups=5"], USAGE, "do not divide"),
+        (["{d}/x.npy"], USAGE, "--labels is required"),
+    ])
+    def test_bad_input(self, evald, args, code, fragment):
+        out = evald / ("never_" + "".join(c for c in fragment if c.isalnum()))
+        sweep = [] if "--sweep" in args else ["--sweep", "none"]
+        expect(run("eval", *[fill(a, evald) for a in args], "--out", out, *sweep, "--no-plots"), code, [fragment])
+        assert not out.exists()

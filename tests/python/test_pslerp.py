@@ -197,7 +197,7 @@ def test_protect_outputs():
     tg = tmpl.reshape(40, G, DG)
     np.testing.assert_allclose(np.linalg.norm(tg, axis=2), 1.0, atol=1e-5)
     assert np.all(tg[~masks] == 0)
-    assert np.all((~masks).sum(axis=2) == 4)  # drop_count distinct draws per group
+    assert np.all((~masks).sum(axis=2) == p.drop_count)  # drop_count distinct draws per group
     np.testing.assert_allclose(np.linalg.norm(keys, axis=2), 1.0, atol=1e-6)
 
 
@@ -313,10 +313,34 @@ def test_index_basics(data):
     assert isinstance(index.verify(data.probes[0], 0), float)
 
 
+def test_cohort_normalisation(data):
+    """The default index normalises each entry's scores against a cohort model: train() fits it,
+    files keep it, and scores of the model's kind of non-mated probes centre on 0."""
+    index = seeded_index(f"IVF{NLIST},PSlerp8x16")
+    assert index.params.norm == "cohort"
+    info = index.cohort
+    assert info["source"] == "train" and info["fitted_from"] == len(train_features()) and len(info["sha256"]) == 64
+    index.add(data.gallery)
+    index = pslerp.deserialize_index(pslerp.serialize_index(index, unsealed=True))
+    assert index.cohort == info
+    best_nonmated, _ = index.search(data.probes[300:], 1, nprobe=NLIST)  # 50 unseen people's best of 300
+    mated = index.verify(data.probes[:50], data.probe_labels[:50])
+    assert np.median(mated) > np.median(best_nonmated) + 1  # z-units: sd about 1 per entry
+    flat = pslerp.index_factory(G * DG, "PSlerp8x16")
+    assert flat.cohort["source"] == "built-in"
+    with pytest.raises(ValueError, match="at least"):
+        flat.set_cohort(random_features(10, 3))
+    flat.set_cohort(train_features())
+    assert flat.cohort["source"] == "user"
+    with pytest.raises(RuntimeError, match="norm is 'none'"):
+        pslerp.index_factory(G * DG, "PSlerp8x16(norm=none)").set_cohort(train_features())
+
+
 def test_index_search_equals_match_all(data):
-    """An exhaustive index seeded with s stores what protect(x, seed=s) returns."""
-    p = pslerp.Params(G, DG)
-    index = seeded_index(seed=21)
+    """An exhaustive index seeded with s stores what protect(x, seed=s) returns (without score
+    normalisation, which the scheme's functions do not apply: test_cohort_normalisation)."""
+    p = pslerp.Params(G, DG, norm="none")
+    index = seeded_index("PSlerp8x16(norm=none)", seed=21)
     index.add(data.gallery)
     tmpl, k, m, w = pslerp.protect(data.gallery, p, seed=21)
     scores = pslerp.match_all(data.probes, tmpl, k, m, p, w)
@@ -399,13 +423,14 @@ def test_file_and_pickle_round_trips(description, data, tmp_path):
     index.add(data.gallery[:200])
     want = index.search(data.probes, 5)
     path = tmp_path / "gallery.pslerp"
-    pslerp.write_index(index, path)            # os.PathLike
-    pslerp.write_index(index, str(path) + "2")  # str
-    loaded = [pslerp.read_index(path), pslerp.read_index(str(path) + "2"),
+    secret = pslerp.generate_secret()
+    pslerp.write_index(index, path, secret=secret)            # os.PathLike
+    pslerp.write_index(index, str(path) + "2", unsealed=True)  # str, clear
+    loaded = [pslerp.read_index(path, secret=secret), pslerp.read_index(str(path) + "2"),
               pickle.loads(pickle.dumps(index)), index.clone(),
-              pslerp.deserialize_index(pslerp.serialize_index(index)),
-              pslerp.deserialize_index(pslerp.serialize_index(index).tobytes())]
-    blob = pslerp.serialize_index(index)
+              pslerp.deserialize_index(pslerp.serialize_index(index, secret=secret), secret=secret),
+              pslerp.deserialize_index(pslerp.serialize_index(index, unsealed=True).tobytes())]
+    blob = pslerp.serialize_index(index, secret=secret)
     assert blob.dtype == np.uint8 and blob.ndim == 1
     for other in loaded:
         assert type(other) is type(index)
@@ -428,7 +453,8 @@ def test_file_and_pickle_round_trips(description, data, tmp_path):
     np.testing.assert_array_equal(index.search(data.probes, 5)[1], loaded[0].search(data.probes, 5)[1])
     np.testing.assert_array_equal(index.verify(data.probes[:300], data.probe_labels[:300]),
                                   loaded[0].verify(data.probes[:300], data.probe_labels[:300]))
-    np.testing.assert_array_equal(pslerp.serialize_index(index), pslerp.serialize_index(loaded[0]))
+    np.testing.assert_array_equal(pslerp.serialize_index(index, unsealed=True),
+                                  pslerp.serialize_index(loaded[0], unsealed=True))
 
 
 @pytest.mark.parametrize("description", KINDS)
@@ -436,10 +462,10 @@ def test_loaded_seeded_index_draws_fresh_keys(description, data):
     """Two enrolments into copies of one seeded file must not get the same keys (issue 15.8)."""
     index = seeded_index(description)
     index.add(data.gallery[:100])
-    blob = pslerp.serialize_index(index)
+    blob = pslerp.serialize_index(index, unsealed=True)
     first, second = pslerp.deserialize_index(blob), pslerp.deserialize_index(blob)
     assert first.seed == second.seed == 11 and not first.seeded_stream
-    np.testing.assert_array_equal(pslerp.serialize_index(first), blob)  # the seed stays in the file
+    np.testing.assert_array_equal(pslerp.serialize_index(first, unsealed=True), blob)  # the seed stays in the file
     for other in (first, second, index):
         other.add(data.gallery[100:110])
     ids = np.arange(100, 110, dtype=np.int64)
@@ -451,7 +477,9 @@ def test_loaded_seeded_index_draws_fresh_keys(description, data):
 
 @pytest.mark.parametrize("description", KINDS)
 def test_deduplicate(description, data):
-    index = probe_all(seeded_index(description))
+    # Cosine scores, where only a copy reaches 0.999 at t = 0.7 (with cohort normalisation no
+    # constant threshold marks copies: each entry's own feature scores its own maximum).
+    index = probe_all(seeded_index(description + "(norm=none,t=0.7)"))
     index.add(data.gallery[:100])
     new = random_features(3, 77)
     batch = np.concatenate([data.gallery[:2], new, new[:1]])  # 2 enrolled, 3 new, 1 repeat
@@ -698,14 +726,14 @@ def test_bad_arrays_name_the_argument(description):
         (lambda: index.verify(x, np.zeros(4, np.int32)), "ids: expected int64"),
         (lambda: index.verify_batch(x, np.zeros(3, np.int64)), r"ids: expected shape \(4,\)"),
         (lambda: index.range_search(x, float("nan")), "thresh"),
-        (lambda: index.deduplicate(x.astype(np.float64)), "x: expected float32"),
+        (lambda: index.deduplicate(x.astype(np.float64), 5.0), "x: expected float32"),
         (lambda: index.train(np.zeros((0, D), np.float32)), "x: train needs at least one vector"),
     ]
     if isinstance(index, pslerp.IndexIVFProtectedSlerp):
         cases += [
             (lambda: index.search(x, 1, nprobe=0), "nprobe: must be >= 1"),
             (lambda: index.range_search(x, 0.5, nprobe=-2), "nprobe: must be >= 1"),
-            (lambda: index.deduplicate(x, nprobe=0), "nprobe: must be >= 1"),
+            (lambda: index.deduplicate(x, 5.0, nprobe=0), "nprobe: must be >= 1"),
             (lambda: setattr(index, "nprobe", 0), "nprobe: must be >= 1"),
         ]
     for call, msg in cases:
@@ -750,7 +778,7 @@ def test_bad_vectors_raise_value_error_everywhere(description):
             "verify one": lambda: index.verify(x[row], 0),
             "verify_batch": lambda: index.verify_batch(x, ids),
             "verify_identity": lambda: index.verify_identity(x[row], [0, 1]),
-            "deduplicate": lambda: index.deduplicate(x, enroll=True),
+            "deduplicate": lambda: index.deduplicate(x, 5.0, enroll=True),
         }
         for call_name, call in calls.items():
             with pytest.raises(ValueError, match=msg):
@@ -842,14 +870,79 @@ def test_bad_factory_and_files(tmp_path):
     with pytest.raises(RuntimeError, match=re.escape('not a pslerp index file (wrong magic, expected "PSLERPIX")')):
         pslerp.read_index(bad)
     for index in (seeded_index(), seeded_index(KINDS[1])):
-        blob = pslerp.serialize_index(index)
+        blob = pslerp.serialize_index(index, unsealed=True)
         n = blob.size
         with pytest.raises(RuntimeError, match=f"truncated index file: {n - 3} bytes, the header says {n}"):
             pslerp.deserialize_index(blob[:-3])
         with pytest.raises(ValueError, match="data: expected bytes or a contiguous 1-D uint8 array"):
             pslerp.deserialize_index(np.zeros(8, np.float32))
     with pytest.raises(TypeError, match=r"write_index\(\): incompatible function arguments"):
-        pslerp.write_index("not an index", tmp_path / "x.pslerp")
+        pslerp.write_index("not an index", tmp_path / "x.pslerp", unsealed=True)
+
+
+def test_sealed_files(data, tmp_path):
+    """Issue 11: sealed files, secrets given wrong, the secret frame, file modes."""
+    secret = pslerp.generate_secret()
+    assert isinstance(secret, bytes) and len(secret) == 32 and secret != pslerp.generate_secret()
+    index = pslerp.index_factory(D, "PSlerp8x16")
+    pslerp.enable_secret_frame(index)
+    assert pslerp.has_secret_frame(index)
+    index.train(train_features())
+    index.add(data.gallery[:300])
+    path = tmp_path / "g.pslerp"
+    pslerp.write_index(index, path, secret=secret)
+    assert path.stat().st_mode & 0o777 == 0o600
+    path.chmod(0o640)
+    pslerp.write_index(index, path, secret=bytearray(secret))
+    assert path.stat().st_mode & 0o777 == 0o640  # a re-saved file keeps its mode
+    loaded = pslerp.read_index(path, secret=secret)
+    assert pslerp.has_secret_frame(loaded)
+    want = index.search(data.probes[:50], 5)
+    got = loaded.search(data.probes[:50], 5)
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
+    assert pslerp.has_secret_frame(index.clone())
+    with pytest.raises(RuntimeError, match="the file is sealed and no secret was given"):
+        pslerp.read_index(path)
+    with pytest.raises(RuntimeError, match="wrong secret or file modified"):
+        pslerp.read_index(path, secret=pslerp.generate_secret())
+    blob = pslerp.serialize_index(index, secret=secret)
+    with pytest.raises(RuntimeError, match="truncated sealed file"):
+        pslerp.deserialize_index(blob[:-1], secret=secret)
+    flipped = blob.copy()
+    flipped[blob.size // 2] ^= 1
+    with pytest.raises(RuntimeError, match="wrong secret or file modified"):
+        pslerp.deserialize_index(flipped, secret=secret)
+    # A frame's seed exists only in sealed files.
+    with pytest.raises(RuntimeError, match="secret frame"):
+        pslerp.write_index(index, tmp_path / "clear.pslerp", unsealed=True)
+    with pytest.raises(RuntimeError, match="secret frame"):
+        pickle.dumps(index)
+    # Writing needs exactly one of secret= and unsealed=True; a secret is 32 bytes.
+    with pytest.raises(ValueError, match="a secret is required"):
+        pslerp.write_index(index, tmp_path / "x.pslerp")
+    with pytest.raises(ValueError, match="a secret is required"):
+        pslerp.serialize_index(index)
+    with pytest.raises(ValueError, match="not both"):
+        pslerp.write_index(index, tmp_path / "x.pslerp", secret=secret, unsealed=True)
+    for bad in (b"short", secret + b"x", "x" * 32, 12345, np.zeros(32, np.uint8)):
+        with pytest.raises(ValueError, match="secret must be bytes of length 32"):
+            pslerp.write_index(index, tmp_path / "x.pslerp", secret=bad)
+        with pytest.raises(ValueError, match="secret must be bytes of length 32"):
+            pslerp.read_index(path, secret=bad)
+    assert not (tmp_path / "x.pslerp").exists()
+    # A clear file is not accepted where a sealed one is expected.
+    plain = pslerp.index_factory(D, "PSlerp8x16")
+    plain.train(train_features())
+    pslerp.write_index(plain, tmp_path / "clear.pslerp", unsealed=True)
+    with pytest.raises(RuntimeError, match="not sealed, but a secret was given"):
+        pslerp.read_index(tmp_path / "clear.pslerp", secret=secret)
+    # The frame on an index with entries, or a trained IVF, is refused.
+    with pytest.raises(RuntimeError, match="already has a secret frame"):
+        pslerp.enable_secret_frame(index)
+    plain.add(data.gallery[:10])
+    with pytest.raises(RuntimeError, match="has entries"):
+        pslerp.enable_secret_frame(plain)
 
 
 # ----------------------------------------------------------------------------- evaluation, synth

@@ -270,7 +270,8 @@ def test_preset_counts_equal_numpy(name, p):
             assert all(len(np.unique(row)) == q.groups for row in used)  # no ties here
             np.testing.assert_array_equal((got == 12).sum(axis=1), q.groups // 2)
     else:
-        np.testing.assert_array_equal(got, 4)  # default: 4 distinct draws per group
+        np.testing.assert_array_equal(got, pslerp.Params().drop_count)  # default: drop_count distinct draws per group
+        assert pslerp.Params().drop_count == 2
 
 
 @pytest.mark.parametrize("groups", [8, 49])
