@@ -606,8 +606,10 @@ d must equal G * group_dim.)doc");
                 enable_secret_frame(i);
             },
             py::arg("index"),
-            "Gives an empty index (an IVF before train) a secret frame: a signed permutation per group from a "
-            "random seed kept only in sealed files. Scores are unchanged; templates are unlinkable across galleries.");
+            "Gives an empty index (an IVF before train) a secret frame: a random rotation per group from a "
+            "random seed kept only in sealed files. The scheme then works on rotated features (accuracy about "
+            "unchanged); without the seed, features estimated from stolen templates, keys and masks fail as probes, "
+            "though galleries can still be linked (README \"Security\").");
     m.def(
             "has_secret_frame", [](const faiss::Index& i) { return has_secret_frame(i); }, py::arg("index"),
             "Whether the index has a secret frame.");

@@ -1111,11 +1111,15 @@ void refuse_frame_unsealed(const faiss::Index& index, const char* what) {
 }
 
 void install_frame(ProtectedIndex& pi, const uint8_t* seed) {
-    const FrameMaps maps = derive_frame(seed, pi.params.groups, pi.params.group_dim);
+    const int G = pi.params.groups, d = pi.params.group_dim;
+    if (d > kMaxFrameGroupDim || int64_t(G) * d * d > kMaxFrameFloats) {
+        bad(absl::StrCat("secret frame: ", G, "x", d, " is too large for a frame (a ", d, "x", d,
+                         " matrix per group; at most ", kMaxFrameGroupDim, " coordinates per group and ",
+                         kMaxFrameFloats, " matrix entries in all)"));
+    }
+    pi.centering.frame_matrix = derive_frame(seed, G, d);
     pi.centering.frame_seed.assign(seed, seed + 32);
-    pi.centering.frame_source = maps.source;
-    pi.centering.frame_sign = maps.sign;
-    pi.centering.frame_group_dim = pi.params.group_dim;
+    pi.centering.frame_group_dim = d;
 }
 
 /// Once per process: a test or a fuzzer opens thousands of clear files.
@@ -1282,7 +1286,7 @@ void set_secret_frame(faiss::Index& index, const uint8_t* seed) {
         bad("set_secret_frame: the IVF index is trained; set the frame before train()");
     }
     if (pi.params.importance == ImportanceKind::kSelfAttention) {
-        bad("set_secret_frame: self-attention importance reads coordinates within a group, which the frame permutes; "
+        bad("set_secret_frame: self-attention importance reads coordinates within a group, which the frame rotates; "
             "use uniform or fixed importance with a frame");
     }
     install_frame(pi, seed);

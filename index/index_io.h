@@ -87,16 +87,19 @@
 // end that the stream was whole; search is unaffected. Writing builds the payload in memory
 // (a second copy of the index) and seals it.
 //
-// The secret frame: a signed permutation of the coordinates of each group (io/seal.h
-// derive_frame, from a random 32-byte seed per gallery), applied after the centring to every
-// enrolled feature and every probe (plugin/scheme.h Centering). Signed permutations rather
-// than general orthogonal matrices because they commute with the coordinate drop: with a frame
-// P the protected entry of x under key k and mask M is exactly P times the entry of x under
-// key P^T k and mask P^T M P, which have the same distribution as k and M; so every score is
-// one the scheme without the frame gives, and accuracy is unchanged (tests/cpp/test_seal.cpp).
-// A general rotation would turn the coordinate drop into a drop in a rotated basis, which
-// changes the scheme. Without the seed, the features recovered from stolen templates, keys and
-// masks are in the secret frame (bench/RESULTS.md "Sealed files", bench_seal).
+// The secret frame: a Haar-random orthogonal matrix per group of d coordinates (io/seal.h
+// derive_frame, from a random 32-byte seed per gallery; the matrices are re-derived at load and
+// never written), applied after the centring to every enrolled feature and every probe
+// (plugin/scheme.h Centering). The scheme then works on rotated features: the coordinate drop
+// acts in the rotated basis, so scores are not those of the same index without a frame, but
+// exactly those of the scheme without a frame given F x and F q (tests/cpp/test_seal.cpp). The
+// per-group cosine geometry is kept; accuracy can move a little, since the drop now removes
+// mixtures of the centred coordinates rather than single ones. A rotation, unlike a coordinate
+// permutation, leaves no coordinate magnitudes to compare across galleries: without the seed,
+// the features recovered from stolen templates, keys and masks are in an unknown rotated frame
+// and fail as probes, but two galleries still link along their principal axes, which any
+// orthogonal frame keeps (bench/RESULTS.md section 4, bench_seal). Self-attention importance,
+// which reads coordinates within a group, is refused with a frame.
 #pragma once
 
 #include <cstddef>

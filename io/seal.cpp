@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -392,45 +393,57 @@ absl::StatusOr<std::vector<uint8_t>> open_sealed(const ByteSource& src, const Se
 
 // ---- the frame -------------------------------------------------------------------------------
 
-FrameMaps derive_frame(const uint8_t* seed, int groups, int group_dim) {
-    init_sodium();
-    FrameMaps f;
-    const size_t D = size_t(groups) * size_t(group_dim);
-    f.source.resize(D);
-    f.sign.resize(D);
-    std::vector<uint32_t> words;
-    for (int g = 0; g < groups; ++g) {
-        const Subkey k(seed, uint64_t(g), kFrameContext);
-        // Enough 32-bit words for the signs, Fisher-Yates by rejection (rarely more than 2 per
-        // draw); a second batch is drawn from the next subkey id range if ever needed.
-        size_t used = 0;
-        uint64_t batch = 0;
-        auto next = [&]() -> uint32_t {
-            if (used == words.size()) {
-                words.assign(size_t(4 * group_dim + 8), 0);
-                const Subkey kb(k.k, batch++, kFrameContext);
-                randombytes_buf_deterministic(words.data(), words.size() * sizeof(uint32_t), kb.k);
-                used = 0;
-            }
-            return words[used++];
-        };
-        used = words.size();
-        int32_t* src = f.source.data() + size_t(g) * group_dim;
-        float* sign = f.sign.data() + size_t(g) * group_dim;
-        for (int i = 0; i < group_dim; ++i) src[i] = i;
-        for (int i = group_dim - 1; i > 0; --i) {
-            const uint32_t bound = uint32_t(i + 1);
-            const uint32_t limit = UINT32_MAX - UINT32_MAX % bound;
-            uint32_t r;
-            do r = next();
-            while (r >= limit);
-            std::swap(src[i], src[r % bound]);
-        }
-        for (int i = 0; i < group_dim; ++i) sign[i] = (next() & 1) ? -1.0f : 1.0f;
-        sodium_memzero(words.data(), words.size() * sizeof(uint32_t));
-        words.clear();
+std::vector<float> derive_frame(const uint8_t* seed, int groups, int group_dim) {
+    if (groups < 1 || group_dim < 1 || group_dim > kMaxFrameGroupDim ||
+        int64_t(groups) * group_dim * group_dim > kMaxFrameFloats) {
+        throw std::invalid_argument(absl::StrFormat("derive_frame: no frame for %d groups of %d", groups, group_dim));
     }
-    return f;
+    init_sodium();
+    const size_t d = size_t(group_dim), dd = d * d;
+    std::vector<float> frame(size_t(groups) * dd);
+    // Per group: d*d standard normals by Box-Muller from 53-bit uniforms of the group's stream,
+    // as the columns of A; modified Gram-Schmidt in double gives A = QR with R's diagonal the
+    // column norms, all positive, which is the sign choice that makes Q Haar-distributed.
+    std::vector<uint64_t> words(dd + 1);
+    std::vector<double> a(dd);  // column-major: column j at a[j*d]
+    for (int g = 0; g < groups; ++g) {
+        {
+            const Subkey k(seed, uint64_t(g), kFrameContext);
+            randombytes_buf_deterministic(words.data(), words.size() * sizeof(uint64_t), k.k);
+        }
+        constexpr double kTwoPi = 6.283185307179586476925286766559;
+        for (size_t i = 0; i < dd; i += 2) {
+            const double u1 = (double(words[i] >> 11) + 1.0) * 0x1.0p-53;  // (0, 1]
+            const double u2 = double(words[i + 1] >> 11) * 0x1.0p-53;       // [0, 1)
+            const double r = std::sqrt(-2.0 * std::log(u1));
+            a[i] = r * std::cos(kTwoPi * u2);
+            if (i + 1 < dd) a[i + 1] = r * std::sin(kTwoPi * u2);
+        }
+        for (size_t j = 0; j < d; ++j) {
+            double* q = a.data() + j * d;
+            for (size_t p = 0; p < j; ++p) {
+                const double* qp = a.data() + p * d;
+                double r = 0;
+                for (size_t i = 0; i < d; ++i) r += qp[i] * q[i];
+                for (size_t i = 0; i < d; ++i) q[i] -= r * qp[i];
+            }
+            double n = 0;
+            for (size_t i = 0; i < d; ++i) n += q[i] * q[i];
+            n = std::sqrt(n);
+            // A Gaussian matrix is singular with probability zero; a zero column here means a
+            // broken generator, and no frame is better than a wrong one.
+            if (!(n > 1e-12)) throw std::runtime_error("derive_frame: degenerate Gaussian draw");
+            for (size_t i = 0; i < d; ++i) q[i] /= n;
+        }
+        // F_g = Q, row-major: F[i][j] = Q[i][j] = a[j*d + i].
+        float* f = frame.data() + size_t(g) * dd;
+        for (size_t i = 0; i < d; ++i) {
+            for (size_t j = 0; j < d; ++j) f[i * d + j] = float(a[j * d + i]);
+        }
+    }
+    sodium_memzero(words.data(), words.size() * sizeof(uint64_t));
+    sodium_memzero(a.data(), a.size() * sizeof(double));
+    return frame;
 }
 
 }  // namespace pslerp

@@ -167,14 +167,14 @@ class SealedReader : public ByteSource {
 /// - PermissionDenied "... wrong secret or file modified" when authentication fails.
 absl::StatusOr<std::vector<uint8_t>> open_sealed(const ByteSource& src, const Secret& secret);
 
-/// A signed permutation per group of `group_dim` coordinates (the per-gallery secret frame,
-/// index/index_io.h), derived from a 32-byte `seed` with crypto_kdf (context "PSLRFRAM", one
-/// subkey per group) and libsodium's deterministic generator: y[g*d + i] = sign[g*d + i] *
-/// x[g*d + source[g*d + i]].
-struct FrameMaps {
-    std::vector<int32_t> source;  ///< groups * group_dim, indexes within the group
-    std::vector<float> sign;      ///< groups * group_dim, +1 or -1
-};
-FrameMaps derive_frame(const uint8_t* seed, int groups, int group_dim);
+/// The per-gallery secret frame (index/index_io.h): a Haar-random orthogonal group_dim x
+/// group_dim matrix F_g per group, derived from a 32-byte `seed` with crypto_kdf (context
+/// "PSLRFRAM", one subkey per group) and libsodium's deterministic generator (standard normals by
+/// Box-Muller, QR by modified Gram-Schmidt in double). Returns groups * group_dim * group_dim
+/// floats, row-major per group: y_g = F_g x_g. Throws std::invalid_argument past the limits below
+/// (callers check them first and give their own error).
+constexpr int kMaxFrameGroupDim = 1024;
+constexpr int64_t kMaxFrameFloats = int64_t(1) << 24;  ///< groups * group_dim^2: 64 MB, seconds to derive
+std::vector<float> derive_frame(const uint8_t* seed, int groups, int group_dim);
 
 }  // namespace pslerp

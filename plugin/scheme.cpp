@@ -211,8 +211,7 @@ void combination_weights(const Params& p, const float* w, float* out) {
 
 void Centering::take_frame(const Centering& other) {
     frame_seed = other.frame_seed;
-    frame_source = other.frame_source;
-    frame_sign = other.frame_sign;
+    frame_matrix = other.frame_matrix;
     frame_group_dim = other.frame_group_dim;
 }
 
@@ -233,14 +232,20 @@ void Centering::apply(const float* x, int64_t n, int dim, float* out) const {
         }
     }
     if (!has_frame()) return;
-    // The frame works in place on the centred output, group by group.
+    // The frame works in place on the centred output, group by group: Y_g = C_g F_g^T over
+    // blocks of rows (a matrix product rather than one matrix-vector product per row).
+    using RowMat = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using Block = Eigen::Map<RowMat, 0, Eigen::OuterStride<>>;
     const int d = frame_group_dim;
-    std::vector<float> g(d);
-    for (int64_t i = 0; i < n; ++i) {
-        float* y = out + i * dim;
+    constexpr int64_t kRows = 256;
+    RowMat tmp;
+    for (int64_t i0 = 0; i0 < n; i0 += kRows) {
+        const int64_t rows = std::min(kRows, n - i0);
         for (int b = 0; b < dim; b += d) {
-            std::copy(y + b, y + b + d, g.begin());
-            for (int j = 0; j < d; ++j) y[b + j] = frame_sign[b + j] * g[frame_source[b + j]];
+            Block y(out + i0 * dim + b, rows, d, Eigen::OuterStride<>(dim));
+            Eigen::Map<const RowMat> F(frame_matrix.data() + size_t(b) * d, d, d);
+            tmp.noalias() = y * F.transpose();
+            y = tmp;
         }
     }
 }

@@ -59,17 +59,17 @@ struct Centering {
     std::vector<float> mean;      ///< D, empty when untrained
     std::vector<float> rotation;  ///< D*D row-major, empty for none
 
-    /// The per-gallery secret frame (index/index_io.h): a signed permutation within each group
-    /// applied after the centring, y[j] = frame_sign[j] * c[g*d + frame_source[j]] for j in
-    /// group g. Empty for none. Set through index/index_io.h, saved only in sealed files.
+    /// The per-gallery secret frame (index/index_io.h): a random orthogonal d x d matrix F_g per
+    /// group, applied after the centring, y_g = F_g c_g. Empty for none. Set through
+    /// index/index_io.h from its seed (io/seal.h derive_frame); only the seed is saved, and only
+    /// in sealed files.
     std::vector<uint8_t> frame_seed;    ///< 32 bytes, or empty
-    std::vector<int32_t> frame_source;  ///< D indexes within their group, or empty
-    std::vector<float> frame_sign;      ///< D signs (+1 / -1), or empty
+    std::vector<float> frame_matrix;    ///< G * d * d, row-major per group, or empty
     int frame_group_dim = 0;
 
     bool trained() const { return !mean.empty(); }
-    bool has_frame() const { return !frame_source.empty(); }
-    /// Copies the frame (all four fields) of `other`; the mean and rotation are kept.
+    bool has_frame() const { return !frame_matrix.empty(); }
+    /// Copies the frame (all three fields) of `other`; the mean and rotation are kept.
     void take_frame(const Centering& other);
     bool same_frame(const Centering& other) const { return frame_seed == other.frame_seed; }
     /// @param x  n * D inputs; @param out  n * D outputs (may alias x)

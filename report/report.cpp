@@ -248,6 +248,9 @@ Enrolment enrol(const Params& p, const Data& data, const EvalOptions& o, uint64_
     std::vector<idx_t> ids(n);
     std::iota(ids.begin(), ids.end(), idx_t{0});
     e.index->add_with_ids(n, x, ids.data());
+    if (e.index->store.rows() != n) {
+        throw std::logic_error(absl::StrCat("enrol: ", e.index->store.rows(), " rows stored for ", n, " added"));
+    }
     const int D = p.dim(), K = p.key_dim(), G = p.groups;
     e.pr.n = n;
     e.pr.templates.resize(size_t(n) * D);
@@ -564,6 +567,17 @@ PointFigures run_point(const Data& data, const Params& p, const std::string& lab
             uo.bins = o.bins;
             l.same = value_or_throw(unlinkability(same, non, uo));
             l.other = value_or_throw(unlinkability(other, non, uo));
+            // The floor: non-mated against non-mated, split at random (seeded).
+            auto floor_of = [&](size_t m) {
+                std::vector<float> shuffled = non;
+                std::mt19937_64 g(split_seed(o) ^ 0xf1002ULL ^ m);
+                std::shuffle(shuffled.begin(), shuffled.end(), g);
+                if (m == 0 || m + 1 >= shuffled.size()) return 0.0;
+                const std::vector<float> a(shuffled.begin(), shuffled.begin() + m), b(shuffled.begin() + m, shuffled.end());
+                return value_or_throw(unlinkability(a, b, uo)).d_sys;
+            };
+            l.floor_same = floor_of(same.size());
+            l.floor_other = floor_of(other.size());
             l.same_pairs = n;
             l.other_pairs = int64_t(other.size());
             l.nonmated_pairs = int64_t(non.size());

@@ -123,6 +123,10 @@ struct LinkFigures {
     Unlinkability same;    ///< the same sample enrolled twice, against non-mated pairs
     Unlinkability other;   ///< different samples of the same person, against non-mated pairs
     int64_t same_pairs = 0, other_pairs = 0, nonmated_pairs = 0;
+    /// The estimator's floor at these counts: D_sys of non-mated scores against non-mated scores
+    /// (a seeded random split, the first part as large as the mated set). What an unlinkable
+    /// system measures here; below it a D_sys tells nothing.
+    double floor_same = 0, floor_other = 0;
 };
 
 struct Acceptance {

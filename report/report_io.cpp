@@ -141,7 +141,9 @@ std::string point_json(const PointFigures& f) {
     for (const LinkFigures& l : f.links) {
         links.push_back(absl::StrCat("{\"attacker\": ", jstr(l.attacker), ", \"uses\": ", jstr(l.uses),
                                      ", \"d_sys_same_sample\": ", jnum(l.same.d_sys), ", \"d_sys_other_samples\": ",
-                                     jnum(l.other.d_sys), ", \"same_pairs\": ", l.same_pairs, ", \"other_pairs\": ",
+                                     jnum(l.other.d_sys), ", \"floor_same_sample\": ", jnum(l.floor_same),
+                                     ", \"floor_other_samples\": ", jnum(l.floor_other), ", \"same_pairs\": ", l.same_pairs,
+                                     ", \"other_pairs\": ",
                                      l.other_pairs, ", \"nonmated_pairs\": ", l.nonmated_pairs, "}"));
     }
     for (const AttackFigures& a : f.attacks) {
@@ -386,11 +388,14 @@ absl::Status write_report_markdown(const EvalReport& r, const std::string& dir, 
                         "scores every cross-database pair. D_sys (Gomez-Barrero et al. 2018; ",
                     r.options.bins, " bins): 0 unlinkable, 1 fully linkable. Mated: the same sample in both databases, "
                     "or another sample of the same person; non-mated: different people.\n\n"
+                    "In brackets: the estimator's floor at these counts (D_sys of non-mated scores against non-mated "
+                    "scores, split at random), what a perfectly unlinkable system would measure here.\n\n"
                     "| attacker | uses | D_sys, same sample | D_sys, other samples | pairs (same / other / non-mated) |\n"
                     "|---|---|---|---|---|\n");
     for (const LinkFigures& l : b.links) {
-        absl::StrAppend(&s, "| ", l.attacker, " | ", l.uses, " | ", num(l.same.d_sys, 3), " | ", num(l.other.d_sys, 3),
-                        " | ", l.same_pairs, " / ", l.other_pairs, " / ", l.nonmated_pairs, " |\n");
+        absl::StrAppend(&s, "| ", l.attacker, " | ", l.uses, " | ", num(l.same.d_sys, 3), " (", num(l.floor_same, 3),
+                        ") | ", num(l.other.d_sys, 3), " (", num(l.floor_other, 3), ") | ", l.same_pairs, " / ",
+                        l.other_pairs, " / ", l.nonmated_pairs, " |\n");
     }
     absl::StrAppend(&s, "| reference: unprotected features compared directly | the raw features | - | ",
                     num(b.unprotected_d_sys, 3), " | - / ", b.unprot.report.roc.mated, " / ", b.unprot.report.roc.nonmated,

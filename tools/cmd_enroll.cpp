@@ -44,9 +44,10 @@ constexpr char kUsage[] =
         "they are stored in the index.\n"
         "The index file is sealed (encrypted and authenticated) under the secret of --secret-file\n"
         "(made by pslerp keygen) or of the environment variable --secret-env (64 hex digits), and a\n"
-        "sealed gallery gets a secret frame (a signed permutation per group, its seed only in the\n"
-        "sealed file): its templates cannot be linked to another gallery's. --unsealed writes a clear\n"
-        "file instead: anyone who reads it gets the keys and templates.\n"
+        "sealed gallery gets a secret frame (a random rotation per group, its seed only in the\n"
+        "sealed file): without the secret, features estimated from its entries fail as probes\n"
+        "(README \"Security\"). --unsealed writes a clear file instead: anyone who reads it gets\n"
+        "the keys and templates.\n"
         "--scheduler tcp://host:8786: sharded on a Dask cluster (README; with --help, its options).\n";
 
 absl::Status run(Args& args) {

@@ -87,7 +87,7 @@ absl::Status run(Args& args) {
     std::printf("centring     %s\n",
                 pi.centering.trained() ? (pi.centering.rotation.empty() ? "mean" : "mean + PCA") : "none");
     std::printf("frame        %s\n", pi.centering.has_frame()
-                                           ? "secret (a signed permutation per group; its seed is in the sealed file only)"
+                                           ? "secret (a random rotation per group; its seed is in the sealed file only)"
                                            : "none");
     if (pi.params.norm == Norm::kCohort) {
         std::printf("score norm   cohort z-scores against the %s (%d draws)\n", pi.cohort().describe().c_str(),

@@ -143,6 +143,11 @@ TEST(Report, ProtectionLowersLinkabilityAndInversion) {
     EXPECT_EQ(t0.label, "t=0");
     EXPECT_GT(t0.links[0].same.d_sys, 0.9);
     EXPECT_LT(t95.links[0].same.d_sys, 0.5);
+    // The estimator's floor (non-mated against non-mated) is far below a fully linkable system.
+    for (const LinkFigures& l : t0.links) {
+        EXPECT_GE(l.floor_same, 0.0);
+        EXPECT_LT(l.floor_other, 0.5) << l.attacker;
+    }
     EXPECT_GT(t0.attacks[0].protected_other.rate(), t95.attacks[0].protected_other.rate());
     EXPECT_LT(r->base.impostor_unprot.rate(), 0.02);
 }

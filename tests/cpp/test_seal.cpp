@@ -2,7 +2,8 @@
 // envelope (round trips, every single-byte flip and every truncation refused, missing / wrong /
 // truncated told apart), sealed index files (round trip, frame kept, unsealed writes and
 // secret-less reads refused where they must be, rekey), file modes (0600 new, mode and owner
-// kept on re-save), and the frame: a signed permutation per group that changes no score.
+// kept on re-save), and the frame: a Haar-random rotation per group, from its seed, under which
+// the index answers exactly as the unframed scheme given rotated features and probes.
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
@@ -266,8 +267,8 @@ TEST_F(SealTest, SealedRoundTripAnswersIdentically) {
         write_index(*index, path, s);
         auto loaded = read_index(path, s);
         EXPECT_TRUE(has_secret_frame(*loaded));
-        EXPECT_EQ(protected_of(*loaded).centering.frame_source, protected_of(*index).centering.frame_source);
-        EXPECT_EQ(protected_of(*loaded).centering.frame_sign, protected_of(*index).centering.frame_sign);
+        EXPECT_EQ(protected_of(*loaded).centering.frame_matrix, protected_of(*index).centering.frame_matrix);
+        EXPECT_EQ(protected_of(*loaded).centering.frame_seed, protected_of(*index).centering.frame_seed);
         const int64_t k = 5;
         std::vector<float> d1(50 * k), d2(50 * k);
         std::vector<faiss::Index::idx_t> l1(50 * k), l2(50 * k);
@@ -369,26 +370,115 @@ TEST_F(SealTest, ModesAreKeptOnResave) {
 
 // ---- the frame -------------------------------------------------------------------------------
 
-TEST_F(SealTest, FrameIsASignedPermutationPerGroupFromItsSeed) {
-    const Secret seed = fixed_secret(0x33);
-    const FrameMaps f = derive_frame(seed.bytes(), 4, 16);
-    const FrameMaps again = derive_frame(seed.bytes(), 4, 16);
-    EXPECT_EQ(f.source, again.source);
-    EXPECT_EQ(f.sign, again.sign);
-    int moved = 0, negative = 0;
-    for (int g = 0; g < 4; ++g) {
-        std::vector<int32_t> s(f.source.begin() + g * 16, f.source.begin() + (g + 1) * 16);
-        for (int i = 0; i < 16; ++i) moved += s[i] != i;
-        std::sort(s.begin(), s.end());
-        for (int i = 0; i < 16; ++i) EXPECT_EQ(s[i], i);
-        for (int i = 0; i < 16; ++i) negative += f.sign[g * 16 + i] < 0;
+/// max |F F^T - I| of the d x d row-major f, in double.
+double orthogonality_error(const float* f, int d) {
+    double worst = 0;
+    for (int i = 0; i < d; ++i) {
+        for (int j = 0; j < d; ++j) {
+            double s = 0;
+            for (int k = 0; k < d; ++k) s += double(f[i * d + k]) * f[j * d + k];
+            worst = std::max(worst, std::fabs(s - (i == j ? 1.0 : 0.0)));
+        }
     }
-    EXPECT_FALSE(std::equal(f.source.begin(), f.source.begin() + 16, f.source.begin() + 16))
-            << "groups get their own permutations";
-    EXPECT_GT(moved, 40);
-    EXPECT_GT(negative, 16);
-    EXPECT_LT(negative, 48);
-    EXPECT_NE(derive_frame(fixed_secret(0x34).bytes(), 4, 16).source, f.source);
+    return worst;
+}
+
+/// y = blockdiag(F_g) x for n vectors of G groups of d (the frame applied to raw vectors).
+std::vector<float> rotate(const std::vector<float>& frame, int G, int d, const std::vector<float>& x, int64_t n) {
+    const int D = G * d;
+    std::vector<float> y(x.size());
+    for (int64_t i = 0; i < n; ++i) {
+        for (int g = 0; g < G; ++g) {
+            const float* f = frame.data() + size_t(g) * d * d;
+            for (int r = 0; r < d; ++r) {
+                double s = 0;
+                for (int c = 0; c < d; ++c) s += double(f[r * d + c]) * x[i * D + g * d + c];
+                y[i * D + g * d + r] = float(s);
+            }
+        }
+    }
+    return y;
+}
+
+TEST_F(SealTest, FrameIsAHaarRotationPerGroupFromItsSeed) {
+    const Secret seed = fixed_secret(0x33);
+    const int G = 4, d = 16;
+    const std::vector<float> f = derive_frame(seed.bytes(), G, d);
+    ASSERT_EQ(f.size(), size_t(G * d * d));
+    EXPECT_EQ(f, derive_frame(seed.bytes(), G, d)) << "deterministic from the seed";
+    for (int g = 0; g < G; ++g) EXPECT_LT(orthogonality_error(f.data() + g * d * d, d), 1e-6) << "group " << g;
+    EXPECT_FALSE(std::equal(f.begin(), f.begin() + d * d, f.begin() + d * d)) << "groups get their own matrices";
+    const std::vector<float> other = derive_frame(fixed_secret(0x34).bytes(), G, d);
+    EXPECT_NE(other, f);
+    // A dense rotation, not a signed permutation: no row has a dominant entry.
+    int dominant = 0;
+    for (int r = 0; r < G * d; ++r) {
+        for (int c = 0; c < d; ++c) dominant += std::fabs(f[r * d + c]) > 0.9f;
+    }
+    EXPECT_EQ(dominant, 0);
+    // Odd d*d, large d and d=1 work; the limits are refused.
+    for (int dd : {7, 1, 256}) {
+        const std::vector<float> m = derive_frame(seed.bytes(), 1, dd);
+        EXPECT_LT(orthogonality_error(m.data(), dd), 1e-6) << dd;
+    }
+    EXPECT_THROW(derive_frame(seed.bytes(), 1, kMaxFrameGroupDim + 1), std::invalid_argument);
+    EXPECT_THROW(derive_frame(seed.bytes(), 64, 1024), std::invalid_argument);
+    // Haar on O(3): every entry is uniform on [-1, 1] (so each quarter of [-1, 1] holds a quarter
+    // of 3000 draws, sd 0.008), and the determinant is -1 for half of them. A QR without the
+    // sign fix, or a permutation, fails this.
+    const int n3 = 3000;
+    const std::vector<float> h = derive_frame(seed.bytes(), n3, 3);
+    for (int e : {0, 5, 8}) {
+        int quarter[4] = {0, 0, 0, 0};
+        for (int g = 0; g < n3; ++g) quarter[std::min(3, int((h[g * 9 + e] + 1.0f) * 2.0f))]++;
+        for (int b = 0; b < 4; ++b) EXPECT_NEAR(quarter[b] / double(n3), 0.25, 0.04) << "entry " << e << " bin " << b;
+    }
+    int negative = 0;
+    for (int g = 0; g < n3; ++g) {
+        const float* m = h.data() + g * 9;
+        const double det = m[0] * (m[4] * m[8] - m[5] * m[7]) - m[1] * (m[3] * m[8] - m[5] * m[6]) +
+                           m[2] * (m[3] * m[7] - m[4] * m[6]);
+        EXPECT_NEAR(std::fabs(det), 1.0, 1e-5);
+        negative += det < 0;
+    }
+    EXPECT_NEAR(negative / double(n3), 0.5, 0.05);
+}
+
+TEST_F(SealTest, FrameKeepsCosineGeometry) {
+    auto index = small(0, true);
+    const Centering& framed = protected_of(*index).centering;
+    ASSERT_TRUE(framed.has_frame());
+    Centering plain = framed;
+    plain.frame_seed.clear();
+    plain.frame_matrix.clear();
+    const int n = 30, D = 16, d = 8;
+    const auto x = gaussian(n, D, 7, 0.4f);
+    std::vector<float> c(n * D), y(n * D);
+    plain.apply(x.data(), n, D, c.data());
+    framed.apply(x.data(), n, D, y.data());
+    EXPECT_NE(c, y);
+    auto dot8 = [&](const float* a, const float* b) {
+        double s = 0;
+        for (int j = 0; j < d; ++j) s += double(a[j]) * b[j];
+        return s;
+    };
+    for (int i = 0; i < n; ++i) {
+        for (int g = 0; g < 2; ++g) {
+            const float *ci = c.data() + i * D + g * d, *yi = y.data() + i * D + g * d;
+            EXPECT_NEAR(std::sqrt(dot8(yi, yi)), std::sqrt(dot8(ci, ci)), 1e-5 * std::sqrt(dot8(ci, ci)));
+            const int j = (i + 1) % n;
+            const float *cj = c.data() + j * D + g * d, *yj = y.data() + j * D + g * d;
+            const double cos_c = dot8(ci, cj) / std::sqrt(dot8(ci, ci) * dot8(cj, cj));
+            const double cos_y = dot8(yi, yj) / std::sqrt(dot8(yi, yi) * dot8(yj, yj));
+            EXPECT_NEAR(cos_y, cos_c, 1e-5);
+        }
+    }
+    // In place as well, and exactly F_g times the centred vector.
+    std::vector<float> z = x;
+    framed.apply(z.data(), n, D, z.data());
+    EXPECT_EQ(z, y);
+    const auto fc = rotate(framed.frame_matrix, 2, d, c, n);
+    for (int i = 0; i < n * D; ++i) EXPECT_NEAR(fc[i], y[i], 1e-5);
 }
 
 TEST_F(SealTest, FrameRefusals) {
@@ -405,90 +495,62 @@ TEST_F(SealTest, FrameRefusals) {
     EXPECT_THROW(enable_secret_frame(*attention), faiss::FaissException);
 }
 
-// With frame P (a signed permutation per group), the entry the index stores for x under key k
-// and mask M is P times the entry the scheme without a frame stores for x under key P^T k and
-// mask P^T M P, and every score is the same: the frame changes which keys and masks an entry
-// has, never what a score is.
+// The frame is a rotation of the inputs: an index with frame F answers exactly as the same
+// index without a frame (same key seed) trained on, enrolling and probed with F x (raw vectors
+// rotated group by group). Scores are not those of the unframed index on x: the drop then acts on
+// rotated coordinates.
 TEST_F(SealTest, FrameKeepsEveryScore) {
     const int G = 3, d = 16, D = G * d;
     const int64_t n = 40, nq = 25;
-    // norm=none: the match_all reference gives the plain combined cosine.
-    for (const char* factory : {"PSlerp3x16(norm=none)", "PSlerp3x16(norm=none,drop=importance,mapping=budget,drop_count=5)"}) {
-        auto index = index_factory(D, factory);
-        ProtectedIndex& pi = protected_of(*index);
-        const Params p = pi.params;
-        pi.set_seed(11);
-        const Secret seed = fixed_secret(0x55);
-        set_secret_frame(*index, seed.bytes());
+    for (const char* factory : {"PSlerp3x16(norm=none)", "PSlerp3x16", "PSlerp3x16(norm=none,drop=importance,mapping=budget,drop_count=5)"}) {
+        auto framed = index_factory(D, factory);
+        auto plain = index_factory(D, factory);
+        auto unrotated = index_factory(D, factory);
+        protected_of(*framed).set_seed(11);
+        protected_of(*plain).set_seed(11);
+        protected_of(*unrotated).set_seed(11);
+        set_secret_frame(*framed, fixed_secret(0x55).bytes());
+        const std::vector<float>& F = protected_of(*framed).centering.frame_matrix;
+        ASSERT_EQ(F.size(), size_t(G * d * d));
+
         const auto xt = gaussian(100, D, 4, 0.5f);
-        index->train(100, xt.data());
         const auto x = gaussian(n, D, 5, 0.5f);
-        index->add(n, x.data());
         // y: noisy copies of the enrolled x, so mated scores are high and the test means something.
         auto y = gaussian(nq, D, 6, 0.0f);
         for (int64_t i = 0; i < nq * D; ++i) y[i] = x[i] + 0.3f * y[i];
+        framed->train(100, xt.data());
+        framed->add(n, x.data());
+        plain->train(100, rotate(F, G, d, xt, 100).data());
+        plain->add(n, rotate(F, G, d, x, n).data());
+        unrotated->train(100, xt.data());
+        unrotated->add(n, x.data());
 
-        // Centred, without and with the frame.
-        Centering plain = pi.centering;
-        plain.frame_seed.clear();
-        plain.frame_source.clear();
-        plain.frame_sign.clear();
-        std::vector<float> xc(n * D), xf(n * D), yc(nq * D), yf(nq * D);
-        plain.apply(x.data(), n, D, xc.data());
-        pi.centering.apply(x.data(), n, D, xf.data());
-        plain.apply(y.data(), nq, D, yc.data());
-        pi.centering.apply(y.data(), nq, D, yf.data());
-        // What the index stored: protect() of the framed features under its seeded streams.
-        auto framed = protect(p, xf.data(), n, RandomSource(11));
-        ASSERT_TRUE(framed.ok());
-        // The same entries without the frame: keys P^T k, masks P^T M P.
-        const auto& src = pi.centering.frame_source;
-        const auto& sign = pi.centering.frame_sign;
-        std::vector<float> keys(framed->keys.size());
-        std::vector<uint8_t> masks(framed->masks.size());
-        for (int64_t j = 0; j < n; ++j) {
-            for (int g = 0; g < G; ++g) {
-                for (int i = 0; i < d; ++i) {
-                    const size_t at = size_t(j) * D + g * d + i;   // framed coordinate
-                    const size_t to = size_t(j) * D + g * d + src[g * d + i];  // where it came from
-                    keys[to] = sign[g * d + i] * framed->keys[at];
-                    masks[to] = framed->masks[at];
-                }
-            }
-        }
-        ProtectInputs in;
-        in.keys = keys.data();
-        in.masks = masks.data();
-        auto unframed = protect(p, xc.data(), n, RandomSource(11), in);
-        ASSERT_TRUE(unframed.ok());
-        for (int64_t j = 0; j < n; ++j) {
-            for (int g = 0; g < G; ++g) {
-                for (int i = 0; i < d; ++i) {
-                    const size_t at = size_t(j) * D + g * d + i;
-                    const size_t to = size_t(j) * D + g * d + src[g * d + i];
-                    ASSERT_NEAR(framed->templates[at], sign[g * d + i] * unframed->templates[to], 2e-6f);
-                }
-            }
-        }
-        auto s_framed = match_all(p, yf.data(), nq, framed->templates.data(), framed->keys.data(),
-                                  framed->masks.data(), framed->weights.data(), n);
-        auto s_plain = match_all(p, yc.data(), nq, unframed->templates.data(), unframed->keys.data(),
-                                 unframed->masks.data(), unframed->weights.data(), n);
-        ASSERT_TRUE(s_framed.ok() && s_plain.ok());
-        // And the index (closed-form kernels) answers those scores.
-        std::vector<float> dist(nq * n);
-        std::vector<faiss::Index::idx_t> lab(nq * n);
-        index->search(nq, y.data(), n, dist.data(), lab.data());
+        std::vector<float> d1(nq * n), d2(nq * n), d3(nq * n);
+        std::vector<faiss::Index::idx_t> l1(nq * n), l2(nq * n), l3(nq * n);
+        framed->search(nq, y.data(), n, d1.data(), l1.data());
+        plain->search(nq, rotate(F, G, d, y, nq).data(), n, d2.data(), l2.data());
+        unrotated->search(nq, y.data(), n, d3.data(), l3.data());
+        // Cosines to 1e-5; cohort z-scores divide them by the cohort's spread (about 0.1 here).
+        const float tol = protected_of(*framed).params.norm == Norm::kCohort ? 1e-4f : 1e-5f;
         int mated_top1 = 0;
+        double moved = 0;
         for (int64_t q = 0; q < nq; ++q) {
-            mated_top1 += lab[q * n] == q;
+            mated_top1 += l1[q * n] == q;
+            // Every entry's score, by label (near ties may order differently).
+            std::vector<float> s1(n), s2(n), s3(n);
             for (int64_t j = 0; j < n; ++j) {
-                ASSERT_NEAR((*s_framed)[q * n + j], (*s_plain)[q * n + j], 2e-6f) << factory;
-                const int64_t e = lab[q * n + j];
-                ASSERT_NEAR(dist[q * n + j], (*s_plain)[q * n + e], 1e-5f) << factory;
+                s1[l1[q * n + j]] = d1[q * n + j];
+                s2[l2[q * n + j]] = d2[q * n + j];
+                s3[l3[q * n + j]] = d3[q * n + j];
+            }
+            for (int64_t j = 0; j < n; ++j) {
+                ASSERT_NEAR(s1[j], s2[j], tol) << factory << " query " << q << " entry " << j;
+                moved = std::max(moved, double(std::fabs(s1[j] - s3[j])));
             }
         }
         EXPECT_GE(mated_top1, nq - 2) << factory;
+        // And the frame is not the identity on scores: the drop acts on rotated coordinates.
+        EXPECT_GT(moved, 1e-3) << factory;
     }
 }
 
