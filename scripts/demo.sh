@@ -23,7 +23,8 @@ if [[ -d "$faces" && -x build/tools/pslerp ]] && ./build/tools/pslerp --help 2>&
   ./build/tools/pslerp extract "$faces" --aligned --model-dir models -o "$out/faces.npy" --labels "$out/labels.txt"
   ./build/tools/pslerp keygen --out "$out/faces.key"
   ./build/tools/pslerp enroll "$out/faces.npy" --out "$out/faces.pslerp" --factory PSlerp8x16 --secret-file "$out/faces.key"
-  echo "(each photo is also enrolled: rank 1 is itself; ranks 2-3 are the closest other entries)"
+  echo "(each photo is also enrolled: the top ranks are its own entry and the same person's other photos;"
+  echo " scores are cohort z-scores, so another photo of the person can outrank the photo's own entry)"
   ./build/tools/pslerp search --index "$out/faces.pslerp" --secret-file "$out/faces.key" "$out/faces.npy" -k 3
   ./build/tools/pslerp info "$out/faces.pslerp" --secret-file "$out/faces.key"
   rm -rf "$out"
