@@ -118,14 +118,28 @@ mutation kernel_avx2_newton_step index/kernels/scan_avx2.cpp \
     '_mm256_sub_ps(_mm256_set1_ps(1.5f), half_d_r2)' \
     '_mm256_sub_ps(_mm256_set1_ps(1.0f), half_d_r2)' $AVX2_TESTS
 mutation kernel_avx2_query_pair_tail index/kernels/scan_avx2.cpp \
-    'for (; qi + 2 <= nq; qi += 2) {' \
-    'for (; qi + 2 < nq; qi += 2) {' $AVX2_TESTS
+    'for (; qi + 2 <= nq; qi += 2) clamped' \
+    'for (; qi + 2 < nq; qi += 2) clamped' $AVX2_TESTS
 mutation kernel_avx2_odd_query_tail index/kernels/scan_avx2.cpp \
-    'if (qi < nq) {' \
-    'if (qi + 1 < nq) {' $AVX2_TESTS
+    'if (qi < nq) clamped' \
+    'if (qi + 1 < nq) clamped' $AVX2_TESTS
 mutation kernel_avx2_padded_lanes_weighted index/kernels/scan_avx2.cpp \
-    'const __m256 low = _mm256_and_ps(weighted, _mm256_cmp_ps(c[n], _mm256_set1_ps(kAntipodalCosF), _CMP_LT_OQ));' \
+    'const __m256 low = _mm256_and_ps(used, _mm256_cmp_ps(c[n], _mm256_set1_ps(kAntipodalCosF), _CMP_LT_OQ));' \
     'const __m256 low = _mm256_cmp_ps(c[n], _mm256_set1_ps(kAntipodalCosF), _CMP_LT_OQ);' $AVX2_TESTS
+mutation kernel_avx2_no_offset index/kernels/scan_avx2.cpp \
+    'for (int n = 0; n < NQ; ++n) *outs[n] = hsum8(score[n]) + offset;' \
+    'for (int n = 0; n < NQ; ++n) *outs[n] = hsum8(score[n]);' $AVX2_TESTS gtest:test_cohort
+mutation kernel_scalar_no_offset index/kernels/scan_scalar.cpp \
+    'if constexpr (!kPerGroup) *out = score + E.offsets[j * E.offset_stride];' \
+    'if constexpr (!kPerGroup) *out = score;' $SCALAR_TESTS scalar:test_cohort
+
+# -- cohort score normalisation
+mutation cohort_no_group_sd index/cohort.cpp \
+    'const double wn = w[g] / (sd[g] * S);' \
+    'const double wn = w[g] / S;' gtest:test_cohort
+mutation cohort_offset_sign index/cohort.cpp \
+    'b -= static_cast<double>(w[g]) * mu[g];' \
+    'b += static_cast<double>(w[g]) * mu[g];' gtest:test_cohort
 mutation kernel_avx2_mask_select index/kernels/scan_avx2.cpp \
     'const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);' \
     'const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 128, 64);' $AVX2_TESTS

@@ -971,6 +971,7 @@ def _cli(argv: Sequence[str]) -> int:
     e.add_argument("features"), e.add_argument("--out", "-o", required=True)
     e.add_argument("--factory", default="PSlerp8x16"), e.add_argument("--ids"), e.add_argument("--train")
     e.add_argument("--train-on-enrolled", action="store_true"), e.add_argument("--no-train", action="store_true")
+    e.add_argument("--cohort", help="features of other people to fit the score normalisation's cohort model from")
     e.add_argument("--shards", type=int), e.add_argument("--batch", type=int, default=20000)
     e.add_argument("--seed", type=int, help="tests only")
     e.add_argument("--unsealed", action="store_true", help="write clear files (anyone who reads them gets the keys)")
@@ -992,6 +993,8 @@ def _cli(argv: Sequence[str]) -> int:
                 raise ValueError(f"{a.features}: expected (n, d) features and as many ids, got {x.shape} "
                                  f"and {ids.shape}")
             idx = ShardedIndex(client, x.shape[1], a.factory, a.shards, secret=secret, seed=a.seed)
+            if a.cohort:
+                idx.set_cohort(_load_array(a.cohort, np.float32))
             if a.train:
                 idx.train(_load_array(a.train, np.float32))
             elif not a.no_train:

@@ -2,6 +2,7 @@
 // reports both (kernels() checks at first use).
 #include <immintrin.h>
 
+#include <type_traits>
 #include <vector>
 
 #include "index/kernels/coeffs.h"
@@ -140,6 +141,16 @@ int64_t score_entry(const Entries& E, int64_t j, const Expanded& x, const float*
     return clamped;
 }
 
+// Calls f(qi, std::integral_constant<int, NQ>) for queries [0, nq): two at a time, then the
+// odd one.
+template <class F>
+int64_t by_query_pairs(int64_t nq, const F& f) {
+    int64_t clamped = 0, qi = 0;
+    for (; qi + 2 <= nq; qi += 2) clamped += f(qi, std::integral_constant<int, 2>());
+    if (qi < nq) clamped += f(qi, std::integral_constant<int, 1>());
+    return clamped;
+}
+
 template <bool kShared>
 int64_t score_range_t(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
                       int64_t ld) {
@@ -148,17 +159,13 @@ int64_t score_range_t(const Entries& E, const float* queries, int64_t nq, int64_
     int64_t clamped = 0;
     for (int64_t j = j0; j < j1; ++j) {
         expand<kShared>(E, j, x);
-        int64_t qi = 0;
-        for (; qi + 2 <= nq; qi += 2) {
-            const float* qs[2] = {queries + qi * qsz, queries + (qi + 1) * qsz};
-            float* outs[2] = {out + qi * ld + (j - j0), out + (qi + 1) * ld + (j - j0)};
-            clamped += score_entry<kShared, 2>(E, j, x, qs, outs);
-        }
-        if (qi < nq) {
-            const float* qs[1] = {queries + qi * qsz};
-            float* outs[1] = {out + qi * ld + (j - j0)};
-            clamped += score_entry<kShared, 1>(E, j, x, qs, outs);
-        }
+        clamped += by_query_pairs(nq, [&](int64_t qi, auto pair) {
+            constexpr int NQ = decltype(pair)::value;
+            const float* qs[NQ];
+            float* outs[NQ];
+            for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * ld + (j - j0);
+            return score_entry<kShared, NQ>(E, j, x, qs, outs);
+        });
     }
     return clamped;
 }
@@ -191,18 +198,13 @@ int64_t group_cosines_t(const Entries& E, const float* queries, int64_t nq, int6
     const size_t qsz = E.layout.query_floats(), gs = E.layout.group_floats();
     Expanded x(E.layout.vec_floats());
     expand<kShared>(E, j, x);
-    int64_t clamped = 0, qi = 0;
-    for (; qi + 2 <= nq; qi += 2) {
-        const float* qs[2] = {queries + qi * qsz, queries + (qi + 1) * qsz};
-        float* outs[2] = {out + qi * gs, out + (qi + 1) * gs};
-        clamped += score_entry<kShared, 2, true>(E, j, x, qs, outs);
-    }
-    if (qi < nq) {
-        const float* qs[1] = {queries + qi * qsz};
-        float* outs[1] = {out + qi * gs};
-        clamped += score_entry<kShared, 1, true>(E, j, x, qs, outs);
-    }
-    return clamped;
+    return by_query_pairs(nq, [&](int64_t qi, auto pair) {
+        constexpr int NQ = decltype(pair)::value;
+        const float* qs[NQ];
+        float* outs[NQ];
+        for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * gs;
+        return score_entry<kShared, NQ, true>(E, j, x, qs, outs);
+    });
 }
 
 int64_t group_cosines(const Entries& E, const float* queries, int64_t nq, int64_t j, float* out) {
