@@ -91,13 +91,8 @@ int main(int argc, char** argv) try {
         const std::string opts = index_options.empty() ? "" : "(" + index_options + ")";
         for (int64_t N : ns) {
             // Samples 0, 1, 2 of identities 0..N-1; two training sets of other identities.
-            std::vector<float> x0(N * D), x1(N * D), x2(N * D);
-#pragma omp parallel for
-            for (int64_t i = 0; i < N; ++i) {
-                synth_one(cfg, model, i, 0, x0.data() + i * D);
-                synth_one(cfg, model, i, 1, x1.data() + i * D);
-                synth_one(cfg, model, i, 2, x2.data() + i * D);
-            }
+            const std::vector<std::vector<float>> samples = three_samples(cfg, model, N);
+            const std::vector<float>&x0 = samples[0], &x1 = samples[1], &x2 = samples[2];  // samples 0, 1, 2
             const std::vector<float> t1 = value_or_die(synth_identities(cfg, 20000000, n_train)).x;
             const std::vector<float> t2 = value_or_die(synth_identities(cfg, 30000000, n_train)).x;
             std::mt19937_64 rng(seed);

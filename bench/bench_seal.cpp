@@ -244,13 +244,8 @@ int main(int argc, char** argv) try {
     const int D = int(dim), G = D / 16, d = 16;
     const SynthConfig cfg = bench::synth_config(dim, seed);
     const SynthModel model = value_or_die(synth_model(cfg));
-    std::vector<float> x0(N * D), x1(N * D), x2(N * D);
-#pragma omp parallel for
-    for (int64_t i = 0; i < N; ++i) {
-        synth_one(cfg, model, i, 0, x0.data() + i * D);
-        synth_one(cfg, model, i, 1, x1.data() + i * D);
-        synth_one(cfg, model, i, 2, x2.data() + i * D);
-    }
+    const std::vector<std::vector<float>> samples = three_samples(cfg, model, N);
+    const std::vector<float>&x0 = samples[0], &x1 = samples[1], &x2 = samples[2];  // samples 0, 1, 2
     const std::vector<float> t1 = value_or_die(synth_identities(cfg, 20000000, n_train)).x;
     std::mt19937_64 rng(seed);
     std::vector<std::pair<int64_t, int64_t>> nonmated;

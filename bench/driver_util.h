@@ -142,6 +142,18 @@ inline double rate_at_or_above(const std::vector<float>& s, double t) {
     return double(std::count_if(s.begin(), s.end(), [&](float v) { return v >= t; })) / double(s.size());
 }
 
+/// Samples 0, 1 and 2 of identities 0..n-1 (n * D floats each): an enrolment, a second
+/// enrolment or probe, and "another photo" of every person (the attack drivers).
+inline std::vector<std::vector<float>> three_samples(const SynthConfig& cfg, const SynthModel& model, int64_t n) {
+    const int D = cfg.dim();
+    std::vector<std::vector<float>> x(3, std::vector<float>(size_t(n) * D));
+#pragma omp parallel for
+    for (int64_t i = 0; i < n; ++i) {
+        for (int s = 0; s < 3; ++s) synth_one(cfg, model, i, s, x[s].data() + i * D);
+    }
+    return x;
+}
+
 /// The drivers' synthetic config: G = dim / 16 groups of 16, seeded, generator defaults.
 inline SynthConfig synth_config(int64_t dim, uint64_t seed) {
     if (dim % 16 != 0) {

@@ -216,7 +216,7 @@ void ProtectedIndex::cohort_from_training(idx_t n, const float* x) {
                              CohortSource::kUser);
         return;
     }
-    if (n < std::max<int64_t>(kMinCohortFit, 4 * int64_t(params.group_dim))) return;  // keeps the built-in model
+    if (n < min_cohort_fit(params)) return;  // keeps the built-in model
     cohort_ = fit_cohort(params, n, normalized_probes(n, x, "train: x").data(), CohortSource::kTrain);
 }
 

@@ -45,7 +45,7 @@ Cohort builtin_cohort(const Params& p) {
 
 Cohort fit_cohort(const Params& p, int64_t n, const float* xn, CohortSource source) {
     const int G = p.groups, d = p.group_dim, D = p.dim();
-    const int64_t fewest = std::max<int64_t>(kMinCohortFit, 4 * int64_t(d));
+    const int64_t fewest = min_cohort_fit(p);
     if (n < fewest) {
         throw InvalidInputError(absl::StrCat("pslerp: cohort: ", n, " vectors; the score normalisation's model needs at "
                                              "least ", fewest, " (of people who are not enrolled)"));
@@ -107,7 +107,7 @@ void check_cohort(const Params& p, Cohort& c) {
         if (c.moments.size() != size_t(G) * d * d) {
             bad(absl::StrCat(c.moments.size(), " values, expected ", G, " matrices of ", d, "x", d));
         }
-        if (c.fitted_from < std::max<int64_t>(kMinCohortFit, 4 * int64_t(d))) {
+        if (c.fitted_from < min_cohort_fit(p)) {
             bad(absl::StrCat("fitted from ", c.fitted_from, " vectors, fewer than any fit takes"));
         }
         std::vector<double> L;

@@ -28,6 +28,7 @@
 // well as the training features themselves: bench/RESULTS.md section 4.)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,8 +49,10 @@ const char* cohort_source_name(CohortSource source);
 /// Standard deviations below this are raised to it (a group whose cosine hardly varies, e.g.
 /// t = 1), which bounds w'_g by w_g / (kMinCohortSd W) (see kMaxCohortGain in index/storage.h).
 inline constexpr double kMinCohortSd = 1e-2;
-/// Fewest vectors a cohort model is fitted from (and at least 4 d).
+/// Fewest vectors a cohort model is fitted from (and at least 4 d: min_cohort_fit()).
 inline constexpr int64_t kMinCohortFit = 64;
+/// Fewest vectors fit_cohort() takes for this scheme: max(kMinCohortFit, 4 d).
+inline int64_t min_cohort_fit(const Params& p) { return std::max<int64_t>(kMinCohortFit, 4 * int64_t(p.group_dim)); }
 /// Seed of the cohort's draws (the same for every index: the model makes the difference).
 inline constexpr uint64_t kCohortSeed = 0x636f686f7274ULL;  // "cohort"
 

@@ -233,7 +233,7 @@ struct Enrolment {
 /// Fits the index's cohort model as a deployment's train() would (index/cohort.h).
 void fit_cohort_model(IndexProtectedSlerp& index, const Data& data) {
     const int64_t m = int64_t(data.cohort.size()) / data.dim;
-    if (index.params.norm == Norm::kCohort && m >= std::max<int64_t>(kMinCohortFit, 4 * index.params.group_dim)) {
+    if (index.params.norm == Norm::kCohort && m >= min_cohort_fit(index.params)) {
         index.set_cohort(m, data.cohort.data());
     }
 }

@@ -258,15 +258,20 @@ std::string identification_md(const EvalReport& r, const PointFigures& f) {
     return s;
 }
 
+/// The base point, then the sweep's points.
+std::vector<const PointFigures*> all_points(const EvalReport& r) {
+    std::vector<const PointFigures*> points = {&r.base};
+    for (const PointFigures& f : r.sweep) points.push_back(&f);
+    return points;
+}
+
 std::string sweep_md(const EvalReport& r) {
     std::string s =
             "| point | scheme | EER prot / unprot | TAR@FAR1e-3 prot / unprot | rank-1 prot / unprot | "
             "D_sys template cosine (same / other sample) | D_sys strongest template-only attacker (same) | "
             "best projection attack accepted: protected / unprotected (other samples) | template probe accepted (protected, other) |\n"
             "|---|---|---|---|---|---|---|---|---|\n";
-    std::vector<const PointFigures*> points = {&r.base};
-    for (const PointFigures& f : r.sweep) points.push_back(&f);
-    for (const PointFigures* f : points) {
+    for (const PointFigures* f : all_points(r)) {
         const TarAtFar* tp = tar_at(f->prot, 1e-3);
         const TarAtFar* tu = tar_at(f->unprot, 1e-3);
         absl::StrAppend(&s, "| ", f->label, " | ", scheme_text(f->params), " | ", pct(f->prot.report.eer.eer), " / ",
@@ -286,9 +291,7 @@ std::string sweep_csv(const EvalReport& r) {
             "rank1_protected,rank1_unprotected,dsys_template_same,dsys_template_other,dsys_masked_same,"
             "dsys_stolen_keys_same,projection_accept_protected,projection_accept_unprotected,template_accept_protected,"
             "cosine_undone_to_raw\n";
-    std::vector<const PointFigures*> points = {&r.base};
-    for (const PointFigures& f : r.sweep) points.push_back(&f);
-    for (const PointFigures* f : points) {
+    for (const PointFigures* f : all_points(r)) {
         const TarAtFar* tp = tar_at(f->prot, 1e-3);
         const TarAtFar* tu = tar_at(f->unprot, 1e-3);
         absl::StrAppend(&s, f->label, ",\"", scheme_text(f->params), "\",", f->params.groups, ",", jnum(f->params.t), ",",

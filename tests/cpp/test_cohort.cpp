@@ -21,15 +21,6 @@ namespace {
 
 using testing_util::random_features;
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const faiss::FaissException& e) {
-        return e.what();
-    }
-    return "";
-}
-
 Params cohort_params(int G, int d, uint64_t = 0) {
     Params p = Params::defaults(G, d);
     p.norm = Norm::kCohort;

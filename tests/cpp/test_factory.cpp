@@ -19,14 +19,10 @@
 
 #include "index/factory.h"
 #include "index/index_io.h"
+#include "test_util.h"
 
 namespace pslerp {
 namespace {
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-    if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
-}
 
 enum class Kind { kFlat, kIVFFlatQuantizer, kIVFHNSWQuantizer };
 

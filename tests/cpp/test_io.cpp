@@ -48,16 +48,12 @@
 #include "index/factory.h"
 #include "index/index_io.h"
 #include "io/digest.h"
+#include "test_util.h"
 
 namespace pslerp {
 namespace {
 
 namespace fs = std::filesystem;
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-    if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
-}
 
 /// Message of the FaissException that loading `bytes` throws ("" if it loads).
 std::string load_error(const std::vector<uint8_t>& bytes, size_t size) {

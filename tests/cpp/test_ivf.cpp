@@ -28,21 +28,6 @@
 namespace pslerp {
 namespace {
 
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-    if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
-}
-
-template <typename F>
-std::string error_of(F&& f) {
-    try {
-        f();
-    } catch (const faiss::FaissException& e) {
-        return e.what();
-    }
-    return "";
-}
-
 struct Pair {
     std::unique_ptr<faiss::Index> ivf_owner;
     IndexIVFProtectedSlerp* ivf;

@@ -26,16 +26,12 @@
 #include "io/seal.h"
 #include "plugin/protect.h"
 #include "plugin/scheme.h"
+#include "test_util.h"
 
 namespace pslerp {
 namespace {
 
 namespace fs = std::filesystem;
-
-::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
-    if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-    return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
-}
 
 Secret fixed_secret(uint8_t fill) {
     std::vector<uint8_t> b(32, fill);

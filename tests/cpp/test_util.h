@@ -4,11 +4,35 @@
 #include <faiss/Index.h>
 #include <faiss/impl/AuxIndexStructures.h>
 
+#include <gtest/gtest.h>
+
 #include <cstdint>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "index/ProtectedIndex.h"
+
+namespace pslerp {
+
+/// Success when `text` contains `part`, else a failure quoting both.
+inline ::testing::AssertionResult Contains(const std::string& text, const std::string& part) {
+    if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << "'" << text << "' does not contain '" << part << "'";
+}
+
+/// The message of the faiss::FaissException that f() throws, or "" when it throws none.
+template <typename F>
+std::string error_of(F&& f) {
+    try {
+        f();
+    } catch (const faiss::FaissException& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace pslerp
 
 namespace pslerp::testing_util {
 
