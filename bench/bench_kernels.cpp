@@ -1,13 +1,16 @@
 // Google Benchmark of the scoring kernels (index/kernels/scan.h): score_range over a block of
-// entries for 1 and 256 prepared queries, and score_list over scattered entries (the refine
-// step of coarse search), for the scalar and the AVX2 tables, G x d in {8x16, 32x16}. The
-// counter "t_per_entry" is the time per (query, entry) pair; FAISS's fvec_inner_products_ny
-// over the same number of raw vectors is the flat-scan reference in the same binary.
+// entries for 1 to 256 prepared queries, and score_list over scattered entries (the refine
+// step of coarse search), for the scalar, the AVX2 and the batched (AVX2 + sgemm) tables, G x d
+// in {8x16, 32x16}, fp32 and fp16 storage. The counter "t_per_entry" is the time per (query,
+// entry) pair. References in the same binary, over the same number of raw vectors: FAISS's
+// fvec_inner_products_ny (single query) and knn_inner_product (256 queries: sgemm and heaps).
 //
 //   build-bench/bench/bench_kernels --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
+#include <map>
+#include <memory>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -35,7 +38,13 @@ struct Fixture {
     std::vector<float> raw;      // raw gallery (flat reference)
     std::vector<int64_t> scattered;
 
-    explicit Fixture(int groups) : params(Params::defaults(groups, 16)), store(params) {
+    static Params params_of(int groups, bool half) {
+        Params p = Params::defaults(groups, 16);
+        p.storage = half ? Storage::kFp16 : Storage::kFp32;
+        return p;
+    }
+
+    Fixture(int groups, bool half) : params(params_of(groups, half)), store(params) {
         SynthConfig cfg;
         cfg.groups = groups;
         cfg.group_dim = 16;
@@ -64,23 +73,26 @@ struct Fixture {
     }
 };
 
-Fixture& fixture(int groups) {
-    static Fixture f8(8), f32(32);
-    return groups == 8 ? f8 : f32;
+// Built at first use: 8x16 or 32x16, fp32 or fp16 storage.
+Fixture& fixture(int groups, bool half = false) {
+    static std::map<std::pair<int, bool>, std::unique_ptr<Fixture>> built;
+    auto& f = built[{groups, half}];
+    if (!f) f = std::make_unique<Fixture>(groups, half);
+    return *f;
 }
 
 const kernels::KernelTable* table(int which) {
-    return which == 0 ? &kernels::scalar_kernels() : kernels::avx2_kernels();
+    return which == 0 ? &kernels::scalar_kernels() : which == 1 ? kernels::avx2_kernels() : kernels::batch_kernels();
 }
 
-// args: table (0 scalar, 1 avx2), G, batch
+// args: table (0 scalar, 1 avx2, 2 avx2 + sgemm), G, batch, fp16 storage
 void BM_ScoreRange(benchmark::State& state) {
     const kernels::KernelTable* K = table(int(state.range(0)));
     if (!K) {
         state.SkipWithError("AVX2/FMA not available on this CPU");
         return;
     }
-    Fixture& f = fixture(int(state.range(1)));
+    Fixture& f = fixture(int(state.range(1)), state.range(3) != 0);
     const int64_t nq = state.range(2);
     const kernels::Entries E = f.store.view();
     std::vector<float> out(nq * kEntries);
@@ -95,14 +107,14 @@ void BM_ScoreRange(benchmark::State& state) {
     state.SetLabel(K->name);
 }
 
-// args: table, G (one query, 512 scattered entries)
+// args: table, G, fp16 storage (one query, 512 scattered entries)
 void BM_ScoreList(benchmark::State& state) {
     const kernels::KernelTable* K = table(int(state.range(0)));
     if (!K) {
         state.SkipWithError("AVX2/FMA not available on this CPU");
         return;
     }
-    Fixture& f = fixture(int(state.range(1)));
+    Fixture& f = fixture(int(state.range(1)), state.range(2) != 0);
     const kernels::Entries E = f.store.view();
     std::vector<float> out(f.scattered.size());
     for (auto _ : state) {
@@ -130,17 +142,43 @@ void BM_FaissInnerProducts(benchmark::State& state) {
                                                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
 }
 
+// FAISS's batched flat search over the same raw block (sgemm, then top-10 heaps), 256 queries:
+// the reference for the batched kernel, per (query, entry) pair.
+void BM_FaissBatch(benchmark::State& state) {
+    Fixture& f = fixture(int(state.range(0)));
+    const int D = f.params.dim();
+    const size_t nq = 256, k = 10;
+    std::vector<float> dis(nq * k);
+    std::vector<int64_t> ids(nq * k);
+    for (auto _ : state) {
+        faiss::float_minheap_array_t res = {nq, k, ids.data(), dis.data()};
+        faiss::knn_inner_product(f.raw.data(), f.raw.data(), D, nq, kEntries, &res);
+        benchmark::DoNotOptimize(dis.data());
+    }
+    const double pairs = double(nq) * kEntries;
+    state.SetItemsProcessed(int64_t(state.iterations() * pairs));
+    state.counters["t_per_entry"] =
+            benchmark::Counter(pairs * state.iterations(), benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+}
+
 void RangeArgs(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"avx2", "G", "batch"});
-    for (int t : {0, 1})
-        for (int g : {8, 32})
-            for (int nq : {1, 256}) b->Args({t, g, nq});
+    b->ArgNames({"kernel", "G", "batch", "fp16"});
+    for (int half : {0, 1})
+        for (int t : {0, 1, 2})
+            for (int g : {8, 32})
+                for (int nq : {1, 8, 32, 256}) {
+                    if (t == 0 && nq != 1 && nq != 256) continue;  // the oracle: ends only
+                    if (t == 2 && nq == 1) continue;              // score_block never sends one query there
+                    if (half && nq != 1 && nq != 256) continue;
+                    b->Args({t, g, nq, half});
+                }
 }
 
 void ListArgs(benchmark::internal::Benchmark* b) {
-    b->ArgNames({"avx2", "G"});
-    for (int t : {0, 1})
-        for (int g : {8, 32}) b->Args({t, g});
+    b->ArgNames({"avx2", "G", "fp16"});
+    for (int half : {0, 1})
+        for (int t : {0, 1})
+            for (int g : {8, 32}) b->Args({t, g, half});
 }
 
 }  // namespace
@@ -148,6 +186,7 @@ void ListArgs(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_ScoreRange)->Apply(RangeArgs)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ScoreList)->Apply(ListArgs)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_FaissInnerProducts)->ArgName("G")->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_FaissBatch)->ArgName("G")->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
     benchmark::AddCustomContext("simd_level", kernels::simd_level());

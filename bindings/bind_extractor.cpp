@@ -66,7 +66,8 @@ may be called from several threads (the GIL is released). Errors raise RuntimeEr
 ValueError; a bad image in extract_files never stops the batch.)doc")
             .def(py::init([](const std::string& model_dir, bool aligned, int groups, int group_dim,
                              bool normalize_groups, const std::string& torchscript_path, int input_size,
-                             int batch_size, int num_threads, bool verify_checksum, int min_image_side) {
+                             int batch_size, int num_threads, bool verify_checksum, int min_image_side,
+                             int torch_threads, int detect_max_side) {
                      ExtractorOptions o;
                      o.model_dir = model_dir;
                      o.aligned = aligned;
@@ -79,6 +80,8 @@ ValueError; a bad image in extract_files never stops the batch.)doc")
                      o.num_threads = num_threads;
                      o.verify_checksum = verify_checksum;
                      o.min_image_side = min_image_side;
+                     o.torch_threads = torch_threads;
+                     o.align.detect_max_side = detect_max_side;
                      absl::StatusOr<std::unique_ptr<Extractor>> ex;
                      {
                          py::gil_scoped_release nogil;
@@ -90,7 +93,8 @@ ValueError; a bad image in extract_files never stops the batch.)doc")
                  py::arg("model_dir") = "", py::kw_only(), py::arg("aligned") = false, py::arg("groups") = 8,
                  py::arg("group_dim") = 16, py::arg("normalize_groups") = true, py::arg("torchscript_path") = "",
                  py::arg("input_size") = 150, py::arg("batch_size") = 32, py::arg("num_threads") = 0,
-                 py::arg("verify_checksum") = true, py::arg("min_image_side") = 40)
+                 py::arg("verify_checksum") = true, py::arg("min_image_side") = 40, py::arg("torch_threads") = 0,
+                 py::arg("detect_max_side") = AlignOptions().detect_max_side)
             .def_property_readonly("dim", &Extractor::dim, "groups * group_dim")
             .def_property_readonly("groups", &Extractor::groups)
             .def_property_readonly("group_dim", &Extractor::group_dim)

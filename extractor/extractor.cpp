@@ -3,14 +3,21 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <mutex>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "plugin/params.h"
 #include "plugin/scheme.h"
+#include "util/timing.h"
 
 namespace pslerp {
+
+namespace {
+// num_threads / torch_threads above this are refused (a typo, not a machine).
+constexpr int kMaxThreads = 4096;
+}  // namespace
 
 const char* face_outcome_name(FaceOutcome outcome) {
     switch (outcome) {
@@ -34,7 +41,8 @@ struct Extractor::Impl {
     ExtractorOptions options;
     std::unique_ptr<FaceModel> model;
     std::unique_ptr<FaceAligner> aligner;  // null in aligned mode
-    int threads = 1;
+    int threads = 1;        // extract_files' workers
+    int torch_threads = 1;  // LibTorch intra-op threads
 
     // A chip ready for the model (input_size^2 * 3 floats), or the reason there is none.
     struct Prepared {
@@ -42,6 +50,8 @@ struct Extractor::Impl {
         std::string message;
         int num_faces = 0;
         std::vector<float> chip;
+        double decode_seconds = 0;
+        AlignTiming timing;
     };
 
     Prepared prepare(const RgbImage& image) const {
@@ -59,7 +69,9 @@ struct Extractor::Impl {
             p.outcome = FaceOutcome::kOk;
             return p;
         }
-        auto face = aligner->align(image);
+        AlignTiming timing;
+        auto face = aligner->align(image, &timing);
+        p.timing = timing;
         if (!face.ok()) {
             p.outcome = absl::IsNotFound(face.status()) ? FaceOutcome::kNoFace : FaceOutcome::kFailed;
             p.message = std::string(face.status().message());
@@ -74,16 +86,21 @@ struct Extractor::Impl {
     }
 
     Prepared prepare_file(const std::string& path) const {
+        const double t0 = thread_cpu_seconds();
         auto image = decode_image_file(path);
+        const double decoded = thread_cpu_seconds() - t0;
         if (!image.ok()) {
             Prepared p;
             p.outcome = FaceOutcome::kUnreadable;
             // ExtractResult::path names the file; the message says only what is wrong.
             p.message = std::string(image.status().message());
             if (absl::StartsWith(p.message, path + ": ")) p.message.erase(0, path.size() + 2);
+            p.decode_seconds = decoded;
             return p;
         }
-        return prepare(*image);
+        Prepared p = prepare(*image);
+        p.decode_seconds = decoded;
+        return p;
     }
 
     // Embeds the prepared chips of `items` in one forward pass and fills the results.
@@ -136,9 +153,15 @@ absl::StatusOr<std::unique_ptr<Extractor>> Extractor::create(const ExtractorOpti
     if (options.groups < 0 || options.group_dim < 0) return absl::InvalidArgumentError("groups and group_dim must not be negative");
     auto impl = std::make_unique<Impl>();
     impl->options = options;
+    if (options.num_threads < 0 || options.num_threads > kMaxThreads || options.torch_threads < 0 ||
+        options.torch_threads > kMaxThreads)
+        return absl::InvalidArgumentError(absl::StrCat("num_threads and torch_threads must be 0 (default) to ",
+                                                       kMaxThreads, ", got ", options.num_threads, " and ",
+                                                       options.torch_threads));
     impl->threads = options.num_threads > 0 ? options.num_threads
                                              : std::max(1, static_cast<int>(std::thread::hardware_concurrency()));
-    set_torch_threads(impl->threads);
+    impl->torch_threads = options.torch_threads > 0 ? options.torch_threads : 1;
+    set_torch_threads(impl->torch_threads);
 
     absl::StatusOr<std::unique_ptr<FaceModel>> model =
         options.torchscript_path.empty()
@@ -210,24 +233,56 @@ absl::StatusOr<std::vector<float>> Extractor::extract_file(const std::string& pa
 }
 
 std::vector<ExtractResult> Extractor::extract_files(const std::vector<std::string>& paths,
-                                                    const ProgressCallback& progress) const {
+                                                    const ProgressCallback& progress, ExtractStats* stats) const {
+    const double start = now_seconds();
     std::vector<ExtractResult> results(paths.size());
     for (size_t i = 0; i < paths.size(); ++i) results[i].path = paths[i];
-    const size_t batch = static_cast<size_t>(impl_->options.batch_size);
-    for (size_t first = 0; first < paths.size(); first += batch) {
-        const size_t count = std::min(batch, paths.size() - first);
-        std::vector<Impl::Prepared> items(count);
-        std::atomic<size_t> next{0};
-        auto work = [&] {
-            for (size_t i = next++; i < count; i = next++) items[i] = impl_->prepare_file(paths[first + i]);
-        };
-        const int workers = std::min<int>(impl_->threads, static_cast<int>(count));
-        std::vector<std::thread> pool;
-        for (int t = 1; t < workers; ++t) pool.emplace_back(work);
-        work();
-        for (auto& t : pool) t.join();
-        impl_->embed(items, results, first, *this);
-        if (progress) progress(static_cast<int64_t>(first + count), static_cast<int64_t>(paths.size()));
+    if (paths.empty()) {
+        if (stats != nullptr) *stats = ExtractStats{};
+        return results;
+    }
+    // Batches of at most batch_size files, small enough that every worker gets one.
+    const size_t workers = std::min(static_cast<size_t>(impl_->threads), paths.size());
+    const size_t batch = std::min(static_cast<size_t>(impl_->options.batch_size), (paths.size() + workers - 1) / workers);
+    const size_t num_batches = (paths.size() + batch - 1) / batch;
+    std::atomic<size_t> next_batch{0};
+    std::mutex mutex;  // guards totals, done and the progress call
+    ExtractStats totals;
+    int64_t done = 0;
+    auto work = [&] {
+        // LibTorch's thread count is per thread under OpenMP: set it where the forward passes run.
+        set_torch_threads(impl_->torch_threads);
+        ExtractStats mine;
+        for (size_t b = next_batch++; b < num_batches; b = next_batch++) {
+            const size_t first = b * batch, count = std::min(batch, paths.size() - first);
+            std::vector<Impl::Prepared> items(count);
+            for (size_t i = 0; i < count; ++i) {
+                items[i] = impl_->prepare_file(paths[first + i]);
+                mine.decode += items[i].decode_seconds;
+                mine.detect += items[i].timing.detect;
+                mine.landmarks += items[i].timing.landmarks;
+            }
+            const double t0 = thread_cpu_seconds();
+            impl_->embed(items, results, first, *this);
+            mine.network += thread_cpu_seconds() - t0;
+            std::lock_guard<std::mutex> lock(mutex);
+            done += static_cast<int64_t>(count);
+            if (progress) progress(done, static_cast<int64_t>(paths.size()));
+        }
+        std::lock_guard<std::mutex> lock(mutex);
+        totals.decode += mine.decode;
+        totals.detect += mine.detect;
+        totals.landmarks += mine.landmarks;
+        totals.network += mine.network;
+    };
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < workers; ++t) pool.emplace_back(work);
+    work();
+    for (auto& t : pool) t.join();
+    if (stats != nullptr) {
+        *stats = totals;
+        stats->images = static_cast<int64_t>(paths.size());
+        stats->wall = now_seconds() - start;
     }
     return results;
 }

@@ -4,9 +4,18 @@
 //   auto results = (*ex)->extract_files(paths, progress); // one ExtractResult per path
 //
 // Thread safety: an Extractor is immutable after create(); every method is const and may be
-// called from several threads at once. create() sets LibTorch's process-wide intra-op thread
-// count to `num_threads`. Errors are returned (absl::Status or a per-image outcome), never
-// thrown; a bad image never stops a batch.
+// called from several threads at once. create() and the workers of extract_files() set
+// LibTorch's process-wide intra-op thread count to `torch_threads`. Errors are returned
+// (absl::Status or a per-image outcome), never thrown; a bad image never stops a batch.
+//
+// Threads (measured in bench/RESULTS.md, section 6): extract_files() runs `num_threads` workers
+// (default: one per core), each taking a batch of files through decode, detection, alignment
+// AND the network, so that every stage runs on every core and nothing waits for a phase to end.
+// LibTorch gets 1 intra-op thread by default: its OpenMP threads would compete with the workers
+// for the same cores and, under OpenMP's default active waiting, spin between forward passes
+// (on 2 cores, 1 worker: 15.6 images/s with 1 LibTorch thread, 8.8 with 2; 2 workers: as fast
+// or faster with 1). A caller that embeds chips only (embed_chips) may want more: set
+// torch_threads.
 #pragma once
 
 #include <cstdint>
@@ -44,7 +53,11 @@ struct ExtractorOptions {
     int min_image_side = 40;
 
     int batch_size = 32;   ///< chips per forward pass
-    int num_threads = 0;   ///< decode/detect workers and LibTorch threads; 0: all cores
+    /// Workers of extract_files (each decodes, detects, aligns and embeds); 0: one per core.
+    int num_threads = 0;
+    /// LibTorch's intra-op threads (process-wide, set by create() and by each worker); 0: 1
+    /// (see the class comment).
+    int torch_threads = 0;
 
     /// Features are the raw output split into groups x group_dim (groups * group_dim must be
     /// the model's output dimension); 0 for both: groups of 16.
@@ -78,8 +91,21 @@ struct ExtractResult {
     bool ok() const { return outcome == FaceOutcome::kOk || outcome == FaceOutcome::kSeveralFaces; }
 };
 
-/// Called after each batch with (images done, images total).
+/// Called after each batch with (images done, images total); from the worker that finished
+/// the batch, one call at a time, `done` increasing.
 using ProgressCallback = std::function<void(int64_t done, int64_t total)>;
+
+/// Where extract_files' time went: CPU seconds of the worker threads per stage, summed over
+/// the workers (so other load on the machine does not inflate them; LibTorch's own threads,
+/// when torch_threads > 1, are not counted), plus the wall time of the call.
+struct ExtractStats {
+    int64_t images = 0;
+    double decode = 0;     ///< reading and decoding the files
+    double detect = 0;     ///< conversion, pyramid reduction (detect_max_side), HOG detection
+    double landmarks = 0;  ///< 68 landmarks and the aligned chip
+    double network = 0;    ///< chip preparation, forward passes, grouping
+    double wall = 0;       ///< the whole call
+};
 
 class Extractor {
   public:
@@ -97,10 +123,12 @@ class Extractor {
     absl::StatusOr<std::vector<float>> extract_file(const std::string& path) const;
     /// Features of the (largest) face of a decoded image.
     ExtractResult extract_image(const RgbImage& image) const;
-    /// One result per path, in order; decoding and detection run on num_threads workers,
-    /// inference in batches of batch_size.
+    /// One result per path, in order; num_threads workers each take batch_size files at a
+    /// time through decode, detection, alignment and one forward pass. `stats`, if not null,
+    /// receives the time per stage (counted only when asked for).
     std::vector<ExtractResult> extract_files(const std::vector<std::string>& paths,
-                                             const ProgressCallback& progress = nullptr) const;
+                                             const ProgressCallback& progress = nullptr,
+                                             ExtractStats* stats = nullptr) const;
 
     /// Raw descriptors (n * raw_dim) of already-cropped face chips (padded and resized as in
     /// aligned mode, no detection).

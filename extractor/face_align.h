@@ -20,8 +20,22 @@ struct AlignOptions {
     /// -1: once when the image has fewer than 600 x 600 pixels, else never.
     int upsample = -1;
     /// When nothing is found, detect again on the image framed by a zero border of this
-    /// fraction of its larger side (finds faces that fill a tight crop); 0 disables.
+    /// fraction of its larger side (finds faces that fill a tight crop); 0 disables. 0 to 1.
     double retry_border = 0.25;
+    /// Detect on a reduced copy: an image whose larger side exceeds this (and that is not
+    /// upsampled) is reduced to this side (block average, then bilinear) for detection, and for
+    /// the retry its framed version likewise; the box is mapped back, and the landmarks and
+    /// the chip come from the full-resolution pixels around it. Faces smaller than about
+    /// 80 * (larger side) / detect_max_side pixels are then missed (200 px in an 1800 px
+    /// photo at 720). Images within the bound take the full-resolution path unchanged.
+    /// 0: always full resolution; else 160 to 65536. Default measured: bench/RESULTS.md, section 6.
+    int detect_max_side = 720;
+};
+
+/// CPU seconds one align() call spent (its thread), for throughput figures (see ExtractStats).
+struct AlignTiming {
+    double detect = 0;     ///< conversion, reduction, detection (with the retry)
+    double landmarks = 0;  ///< the 68 landmarks and the chip
 };
 
 /// A detected and aligned face.
@@ -38,8 +52,9 @@ class FaceAligner {
     static absl::StatusOr<std::unique_ptr<FaceAligner>> create(const AlignOptions& options);
     ~FaceAligner();
 
-    /// NotFound when no face is detected; the chip otherwise.
-    absl::StatusOr<AlignedFace> align(const RgbImage& image) const;
+    /// NotFound when no face is detected; the chip otherwise. `timing`, if not null, receives
+    /// the seconds spent (also when no face is found).
+    absl::StatusOr<AlignedFace> align(const RgbImage& image, AlignTiming* timing = nullptr) const;
 
   private:
     struct Impl;

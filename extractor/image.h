@@ -58,6 +58,10 @@ absl::StatusOr<RgbImage> decode_image_file(const std::string& path);
 
 /// Writes a PNG (for inspecting chips and for tests).
 absl::Status write_png(const RgbImage& image, const std::string& path);
+/// Writes a JPEG of `quality` 1..100 (test and benchmark photos).
+absl::Status write_jpeg(const RgbImage& image, const std::string& path, int quality = 90);
+/// The image resampled bilinearly (dlib) to width x height (1 to kMaxImagePixels pixels).
+absl::StatusOr<RgbImage> resize_image(const RgbImage& image, int width, int height);
 
 /// face-api's preprocessing of an already-cropped face: zero-pad to a centred square (the
 /// extra pixel of an odd difference goes before the image), then resize bilinearly to

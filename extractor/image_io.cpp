@@ -3,6 +3,7 @@
 // Every header is checked (dimensions against kMaxImagePixels, truncation) before a pixel
 // buffer is allocated; every error starts with the file's name.
 #include <dlib/image_io.h>
+#include <dlib/image_transforms/interpolation.h>
 #include <webp/decode.h>
 
 #include <algorithm>
@@ -471,6 +472,27 @@ absl::Status write_png(const RgbImage& image, const std::string& path) {
         return absl::InternalError(absl::StrCat("cannot write ", path, ": ", e.what()));
     }
     return absl::OkStatus();
+}
+
+absl::Status write_jpeg(const RgbImage& image, const std::string& path, int quality) {
+    if (image.width <= 0 || image.height <= 0) return absl::InvalidArgumentError("cannot write an empty image");
+    if (quality < 1 || quality > 100) return absl::InvalidArgumentError(absl::StrCat("JPEG quality must be 1 to 100, got ", quality));
+    try {
+        dlib::save_jpeg(internal::to_dlib(image), path, quality);
+    } catch (const std::exception& e) {
+        return absl::InternalError(absl::StrCat("cannot write ", path, ": ", e.what()));
+    }
+    return absl::OkStatus();
+}
+
+absl::StatusOr<RgbImage> resize_image(const RgbImage& image, int width, int height) {
+    if (image.width <= 0 || image.height <= 0) return absl::InvalidArgumentError("cannot resize an empty image");
+    if (width <= 0 || height <= 0 || static_cast<int64_t>(width) * height > kMaxImagePixels)
+        return absl::InvalidArgumentError(absl::StrCat("cannot resize to ", width, "x", height, " (1 to ",
+                                                       kMaxImagePixels, " pixels)"));
+    DlibImage out(height, width);
+    dlib::resize_image(internal::to_dlib(image), out);
+    return internal::from_dlib(out);
 }
 
 }  // namespace pslerp

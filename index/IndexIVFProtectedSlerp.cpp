@@ -23,14 +23,10 @@ namespace pslerp {
 namespace {
 
 constexpr size_t kScanBlock = 256;   // codes scored per kernel call
-constexpr size_t kQueryChunk = 32;   // queries sharing each loaded code (batched search)
+constexpr size_t kQueryChunk = 256;  // queries per kernel call (batched search; kernels::score_block)
 
 size_t code_size_of(const Params& p) {
-    kernels::Layout L;
-    L.groups = p.groups;
-    L.group_dim = p.group_dim;
-    L.shared_key = p.key_mode == KeyMode::kShared;
-    return kernels::code_layout(L).code_size;
+    return kernels::code_layout(layout_of(p)).code_size;
 }
 
 // Scores one prepared query against the codes of one list with the kernels of
@@ -352,7 +348,6 @@ template <typename Visit>
 void IndexIVFProtectedSlerp::scan_lists(const ListPlan& plan, const float* xn, const faiss::IDSelector* sel,
                                         Visit&& visit) const {
     const size_t qf = layout.query_floats();
-    const kernels::KernelTable& K = kernels::kernels();
     int64_t clamped = 0;
 #pragma omp parallel num_threads(plan.threads) reduction(+ : clamped)
     {
@@ -373,8 +368,8 @@ void IndexIVFProtectedSlerp::scan_lists(const ListPlan& plan, const float* xn, c
                 }
                 for (size_t j0 = 0; j0 < size; j0 += kScanBlock) {
                     const size_t j1 = std::min(size, j0 + kScanBlock);
-                    clamped += K.score_range(E, kq.data(), int64_t(nq), int64_t(j0), int64_t(j1), tile.data(),
-                                             int64_t(kScanBlock));
+                    clamped += kernels::score_block(E, kq.data(), int64_t(nq), int64_t(j0), int64_t(j1),
+                                                    tile.data(), int64_t(kScanBlock));
                     for (size_t qi = 0; qi < nq; ++qi) {
                         const idx_t query = plan.members[m0 + qi];
                         const float* s = tile.data() + qi * kScanBlock;

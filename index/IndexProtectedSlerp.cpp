@@ -22,7 +22,7 @@ namespace pslerp {
 namespace {
 
 constexpr int64_t kRowBlock = 256;  // entries scored per kernel call
-constexpr int64_t kQueryChunk = 32; // queries sharing each loaded entry
+constexpr int64_t kQueryChunk = 256; // queries per kernel call (kernels::score_block)
 
 // The exhaustive index takes a plain SearchParameters (its IDSelector); IVF parameters would
 // be silently meaningless here, so they are refused.
@@ -44,7 +44,6 @@ int scan_threads(int64_t rows) {
 // visit(thread, q0, nq, r0, r1, scores) with scores[qi * kRowBlock + (r - r0)].
 template <typename Visit>
 int64_t scan_tiles(const EntryStorage& store, const float* kq, idx_t n, int nt, Visit&& visit) {
-    const kernels::KernelTable& K = kernels::kernels();
     const kernels::Entries E = store.view();
     const size_t qf = store.layout.query_floats();
     const int64_t rows = store.rows();
@@ -52,13 +51,16 @@ int64_t scan_tiles(const EntryStorage& store, const float* kq, idx_t n, int nt, 
 #pragma omp parallel num_threads(nt) reduction(+ : clamped)
     {
         const int tid = omp_get_thread_num();
-        const int64_t begin = rows * tid / nt, end = rows * (tid + 1) / nt;
+        // Thread ranges start at whole row blocks, so that every split scores an entry in the
+        // same kernel block (kernels::score_block: equal answers whatever the thread count).
+        const int64_t begin = rows * tid / nt / kRowBlock * kRowBlock;
+        const int64_t end = tid + 1 == nt ? rows : rows * (tid + 1) / nt / kRowBlock * kRowBlock;
         std::vector<float> tile(kQueryChunk * kRowBlock);
         for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
             const int64_t r1 = std::min(end, r0 + kRowBlock);
             for (idx_t q0 = 0; q0 < n; q0 += kQueryChunk) {
                 const idx_t nq = std::min<idx_t>(kQueryChunk, n - q0);
-                clamped += K.score_range(E, kq + q0 * qf, nq, r0, r1, tile.data(), kRowBlock);
+                clamped += kernels::score_block(E, kq + q0 * qf, nq, r0, r1, tile.data(), kRowBlock);
                 visit(tid, q0, nq, r0, r1, tile.data());
             }
         }

@@ -90,6 +90,7 @@ ProtectedIndex::ProtectedIndex(const Params& p) : params(p) {
     layout.groups = p.groups;
     layout.group_dim = p.group_dim;
     layout.shared_key = p.key_mode == KeyMode::kShared;
+    layout.half = p.storage == Storage::kFp16;
 }
 
 ProtectedIndex::~ProtectedIndex() = default;

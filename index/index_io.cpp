@@ -243,11 +243,17 @@ struct Body {
         s.pod<int32_t>(st.layout.group_dim);
         s.u8(st.layout.shared_key);
         s.pod<uint64_t>(st.rows());
-        s.vec(st.templates);
-        s.vec(st.keys);
-        s.vec(st.masks);
-        s.vec(st.ke);
-        s.vec(st.kmk);
+        if (st.layout.half) {
+            s.vec(st.templates_h);
+            s.vec(st.keys_h);
+            s.vec(st.masks);
+        } else {
+            s.vec(st.templates);
+            s.vec(st.keys);
+            s.vec(st.masks);
+            s.vec(st.ke);
+            s.vec(st.kmk);
+        }
         s.vec(st.weights);
         s.vec(st.offsets);
         s.vec(st.ids);
@@ -427,9 +433,12 @@ Cursor open_section(Cursor& file, const char* tag, const char* what) {
     return file.sub(length, absl::StrCat("section '", tag, "' (", what, ")"));
 }
 
-/// Params fields that versions 1 and 2 lack (their files: no score normalisation).
-bool field_since_v3(const char* name) {
-    return std::strcmp(name, "norm") == 0 || std::strcmp(name, "cohort_size") == 0;
+/// The format version that added a Params field: 3 for the score normalisation, 4 for the
+/// storage type (older files: no normalisation, fp32); 1 for the others.
+uint32_t field_since(const char* name) {
+    if (std::strcmp(name, "norm") == 0 || std::strcmp(name, "cohort_size") == 0) return 3;
+    if (std::strcmp(name, "storage") == 0) return 4;
+    return 1;
 }
 
 Params read_params(Cursor c, uint32_t version) {
@@ -439,7 +448,7 @@ Params read_params(Cursor c, uint32_t version) {
     Params::visit([&](auto f) {
         using T = typename decltype(f)::type;
         T& v = p.*f.member;
-        if (version < 3 && field_since_v3(f.name)) return;
+        if (version < field_since(f.name)) return;
         if constexpr (std::is_enum_v<T>) {
             v = c.en<T>(f.name, int(enum_names<T>().size()) - 1);
         } else if constexpr (std::is_same_v<T, bool>) {
@@ -510,11 +519,17 @@ EntryStorage read_storage(Cursor st, const Params& params, uint32_t version) {
         bad(absl::StrCat("section 'STOR' (storage): ", rows, " rows of ", row_bytes,
                          " bytes cannot fit in the ", st.left(), " bytes left"));
     }
-    store.templates = st.vec<float>("templates", {rows * L.vec_floats()});
-    store.keys = st.vec<float>("keys", {rows * L.key_floats()});
-    store.masks = st.vec<uint8_t>("masks", {rows * L.mask_bytes()});
-    store.ke = st.vec<float>("ke", {rows * L.group_floats()});
-    store.kmk = st.vec<float>("kmk", {rows * L.group_floats()});
+    if (L.half) {
+        store.templates_h = st.vec<uint16_t>("templates", {rows * L.vec_floats()});
+        store.keys_h = st.vec<uint16_t>("keys", {rows * L.key_floats()});
+        store.masks = st.vec<uint8_t>("masks", {rows * L.mask_bytes()});
+    } else {
+        store.templates = st.vec<float>("templates", {rows * L.vec_floats()});
+        store.keys = st.vec<float>("keys", {rows * L.key_floats()});
+        store.masks = st.vec<uint8_t>("masks", {rows * L.mask_bytes()});
+        store.ke = st.vec<float>("ke", {rows * L.group_floats()});
+        store.kmk = st.vec<float>("kmk", {rows * L.group_floats()});
+    }
     store.weights = st.vec<float>("weights", {rows * L.group_floats()});
     store.offsets = version >= 3 ? st.vec<float>("offsets", {rows}) : std::vector<float>(rows, 0.0f);
     store.ids = st.vec<int64_t>("ids", {rows});

@@ -19,7 +19,8 @@
 //            groups, group_dim, t, t_minus_importance, key_mode, drop, drop_count,
 //            drop_with_replacement, mapping, drop_min, drop_max, interval_bounds,
 //            interval_counts, intervals_by_median, fill, importance, importance_weights,
-//            attention_wq, attention_wk, attention_temperature, weighting. A field added to
+//            attention_wq, attention_wk, attention_temperature, weighting; version 3 adds
+//            norm and cohort_size, version 4 storage (older files: fp32). A field added to
 //            Params, or moved, is a new format version.
 //     "CENT" Centering: vec<f32> mean (0 or D), vec<f32> rotation (0 or D*D, row-major)
 //     "OPTS" u8 kind (0 exhaustive, 1 IVF), u8 train_pca, u64 streams_used, u8 has_seed,
@@ -29,11 +30,13 @@
 //     "STOR" EntryStorage: i32 groups, i32 group_dim, u8 shared_key (the kernels' layout),
 //            u64 rows, then vec<f32> templates, vec<f32> keys, vec<u8> masks, vec<f32> ke,
 //            vec<f32> kmk, vec<f32> weights, vec<i64> ids, vec<u8> removed, each of
-//            rows * (per-row size of the layout) elements
+//            rows * (per-row size of the layout) elements (version 3: vec<f32> offsets after
+//            the weights). With storage fp16 (version 4): templates and keys are vec<u16>
+//            halves, and ke and kmk are absent (the kernels recompute them)
 //   IVF:
 //     "QUAN" vec<u8>: the quantizer as faiss::write_index writes it (nlist centroids, L2)
 //     "LIST" u64 nlist, u64 code_size, then per list: u64 n, i64 ids[n], u8 codes[n * code_size]
-//            (codes in kernels::code_layout())
+//            (codes in kernels::code_layout(), which has the halves' layout for fp16)
 //   end-8   8     u64 checksum: pslerp's 64-bit hash (io_checksum) of every byte before it
 //
 // Version 1 (exhaustive only, with the retired coarse stage: OPTS also held k_factor,
@@ -115,7 +118,7 @@
 namespace pslerp {
 
 /// Format version written by this build.
-constexpr uint32_t kIndexFormatVersion = 3;
+constexpr uint32_t kIndexFormatVersion = 4;
 
 /// Writes `index` (an IndexProtectedSlerp or IndexIVFProtectedSlerp) to `path` atomically,
 /// sealed under `secret` (non-empty; see "Sealed files" above).

@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <type_traits>
 
 #include "absl/strings/str_format.h"
+#include "index/kernels/half.h"
 
 namespace pslerp {
 
@@ -15,6 +17,15 @@ size_t interleaved(const kernels::Layout& L, int g, int i) {
 }
 
 }  // namespace
+
+kernels::Layout layout_of(const Params& p) {
+    kernels::Layout L;
+    L.groups = p.groups;
+    L.group_dim = p.group_dim;
+    L.shared_key = p.key_mode == KeyMode::kShared;
+    L.half = p.storage == Storage::kFp16;
+    return L;
+}
 
 void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, float* te, float* tk,
                   uint8_t* tm, float* ke, float* kmk, float* w, float* offset) {
@@ -49,25 +60,46 @@ void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr
     }
 }
 
+void encode_entry_half(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint16_t* te,
+                       uint16_t* tk, uint8_t* tm, float* w, float* offset) {
+    std::vector<float> te32(L.vec_floats()), tk32(L.key_floats()), ke(L.group_floats()), kmk(L.group_floats());
+    encode_entry(p, L, pr, i, te32.data(), tk32.data(), tm, ke.data(), kmk.data(), w, offset);
+    std::transform(te32.begin(), te32.end(), te, kernels::float_to_half);
+    std::transform(tk32.begin(), tk32.end(), tk, kernels::float_to_half);
+}
+
 void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint8_t* code) {
     const kernels::CodeLayout c = kernels::code_layout(L);
     std::fill(code, code + c.code_size, uint8_t{0});
     float* f = reinterpret_cast<float*>(code);
+    if (L.half) {
+        encode_entry_half(p, L, pr, i, reinterpret_cast<uint16_t*>(f + c.template_offset),
+                          reinterpret_cast<uint16_t*>(f + c.key_offset), code + c.mask_offset, f + c.weights_offset,
+                          f + c.score_offset);
+        return;
+    }
     encode_entry(p, L, pr, i, f + c.template_offset, f + c.key_offset, code + c.mask_offset, f + c.ke_offset,
                  f + c.kmk_offset, f + c.weights_offset, f + c.score_offset);
 }
 
-absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) {
+namespace {
+
+inline double value(const float* p, size_t i) { return p[i]; }
+inline double value(const uint16_t* p, size_t i) { return kernels::half_to_float(p[i]); }
+
+// check_entry() for templates and keys of element type T (float, or half with no ke and kmk).
+template <class T>
+absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j, const T* te, const T* tk) {
     // Tolerances: values are float, their sums double; a stored entry matches exactly, these
-    // leave room for another summation order.
+    // leave room for another summation order. Halves are within 2^-11 relative of the unit-norm
+    // floats, so norms stay within 5e-4 of 1.
     constexpr double kNormTol = 1e-3, kDotTol = 1e-4, kWeightTol = 1e-3;
+    constexpr bool kHalf = std::is_same_v<T, uint16_t>;
     const kernels::Layout& L = e.layout;
     const int G = L.groups, d = L.group_dim, lanes = kernels::kLanes;
-    const float* te = e.templates + j * e.template_stride;
-    const float* tk = e.keys + j * e.key_stride;
     const uint8_t* tm = e.masks + j * e.mask_stride;
-    const float* ke = e.ke + j * e.group_stride;
-    const float* kmk = e.kmk + j * e.group_stride;
+    const float* ke = kHalf ? nullptr : e.ke + j * e.group_stride;
+    const float* kmk = kHalf ? nullptr : e.kmk + j * e.group_stride;
     const float* w = e.weights + j * e.group_stride;
     const float offset = e.offsets[j * e.offset_stride];
     const bool cohort = p.norm == Norm::kCohort;
@@ -80,8 +112,8 @@ absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) 
         int kept = 0, dropped_nonzero = -1;
         for (int i = 0; i < d; ++i) {
             const size_t o = (static_cast<size_t>(b) * d + i) * lanes + l;
-            const double t = te[o];
-            const double k = L.shared_key ? tk[i] : tk[o];
+            const double t = value(te, o);
+            const double k = value(tk, L.shared_key ? size_t(i) : o);
             const bool m = (tm[b * d + i] >> l) & 1;
             if (!std::isfinite(t)) return invalid(absl::StrFormat("template: group %d coordinate %d is %g", g, i, t));
             if (!std::isfinite(k)) return invalid(absl::StrFormat("key: group %d coordinate %d is %g", g, i, k));
@@ -103,6 +135,10 @@ absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) 
                 dropped_nonzero = i;
             }
         }
+        if (padded && kHalf) {
+            if (w[g] != 0) return invalid(absl::StrFormat("weights: padded lane %d holds %g, expected 0", g, w[g]));
+            continue;
+        }
         if (padded) {
             if (ke[g] != 0 || kmk[g] != 1 || w[g] != 0) {
                 return invalid(absl::StrFormat("ke, kmk or weights: padded lane %d holds %g, %g, %g, expected 0, 1, 0",
@@ -123,11 +159,15 @@ absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) 
             return invalid(
                     absl::StrFormat("template: group %d has norm %g over its kept coordinates, expected 1", g, norm));
         }
-        if (!(std::abs(ke[g] - sum_ke) <= kDotTol)) {
-            return invalid(absl::StrFormat("ke (<k, M e>) of group %d is %g, the entry gives %g", g, ke[g], sum_ke));
-        }
-        if (!(std::abs(kmk[g] - sum_kmk) <= kDotTol)) {
-            return invalid(absl::StrFormat("kmk (<k, M k>) of group %d is %g, the entry gives %g", g, kmk[g], sum_kmk));
+        if constexpr (!kHalf) {
+            if (!(std::abs(ke[g] - sum_ke) <= kDotTol)) {
+                return invalid(
+                        absl::StrFormat("ke (<k, M e>) of group %d is %g, the entry gives %g", g, ke[g], sum_ke));
+            }
+            if (!(std::abs(kmk[g] - sum_kmk) <= kDotTol)) {
+                return invalid(
+                        absl::StrFormat("kmk (<k, M k>) of group %d is %g, the entry gives %g", g, kmk[g], sum_kmk));
+            }
         }
         const double max_weight = cohort ? kMaxCohortGain : 1.0 + kWeightTol;
         if (!(w[g] >= 0.0f && w[g] <= max_weight)) {
@@ -152,6 +192,15 @@ absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) 
     return absl::OkStatus();
 }
 
+}  // namespace
+
+absl::Status check_entry(const Params& p, const kernels::Entries& e, int64_t j) {
+    if (e.layout.half) {
+        return check_entry(p, e, j, e.templates_h + j * e.template_stride, e.keys_h + j * e.key_stride);
+    }
+    return check_entry(p, e, j, e.templates + j * e.template_stride, e.keys + j * e.key_stride);
+}
+
 std::pair<int64_t, absl::Status> first_bad_entry(const Params& p, const kernels::Entries& e, int64_t n) {
     std::atomic<int64_t> first{n};
 #pragma omp parallel for schedule(static) if (n > 1024)
@@ -164,49 +213,63 @@ std::pair<int64_t, absl::Status> first_bad_entry(const Params& p, const kernels:
     return {j, j < n ? check_entry(p, e, j) : absl::OkStatus()};
 }
 
-EntryStorage::EntryStorage(const Params& p) {
-    layout.groups = p.groups;
-    layout.group_dim = p.group_dim;
-    layout.shared_key = p.key_mode == KeyMode::kShared;
+EntryStorage::EntryStorage(const Params& p) : layout(layout_of(p)) {}
+
+template <class Self, class F>
+void EntryStorage::each_array(Self& s, F&& f) {
+    const kernels::Layout& L = s.layout;
+    const size_t h = L.half ? 1 : 0, full = 1 - h;
+    f(s.templates, full * L.vec_floats());
+    f(s.keys, full * L.key_floats());
+    f(s.templates_h, h * L.vec_floats());
+    f(s.keys_h, h * L.key_floats());
+    f(s.masks, L.mask_bytes());
+    f(s.ke, full * L.group_floats());
+    f(s.kmk, full * L.group_floats());
+    f(s.weights, L.group_floats());
+    f(s.offsets, 1);
+    f(s.ids, 1);
+    f(s.removed, 1);
 }
 
 void EntryStorage::append(const Params& p, const Protected& pr, const int64_t* new_ids) {
     const kernels::Layout& L = layout;
     const int64_t r0 = rows(), n = pr.n;
-    templates.resize((r0 + n) * L.vec_floats(), 0.0f);
-    keys.resize((r0 + n) * L.key_floats(), 0.0f);
-    masks.resize((r0 + n) * L.mask_bytes(), 0);
-    ke.resize((r0 + n) * L.group_floats(), 0.0f);
-    kmk.resize((r0 + n) * L.group_floats(), 1.0f);
-    weights.resize((r0 + n) * L.group_floats(), 0.0f);
-    offsets.resize(r0 + n, 0.0f);
-    ids.insert(ids.end(), new_ids, new_ids + n);
-    removed.resize(r0 + n, 0);
+    each_array(*this, [&](auto& v, size_t width) { v.resize((r0 + n) * width); });
+    std::copy_n(new_ids, n, ids.begin() + r0);
+    const size_t vf = L.vec_floats(), kf = L.key_floats(), mb = L.mask_bytes(), gf = L.group_floats();
 #pragma omp parallel for if (n > 1024)
     for (int64_t i = 0; i < n; ++i) {
         const int64_t r = r0 + i;
-        encode_entry(p, L, pr, i, templates.data() + r * L.vec_floats(), keys.data() + r * L.key_floats(),
-                     masks.data() + r * L.mask_bytes(), ke.data() + r * L.group_floats(),
-                     kmk.data() + r * L.group_floats(), weights.data() + r * L.group_floats(),
-                     offsets.data() + r);
+        if (L.half) {
+            encode_entry_half(p, L, pr, i, templates_h.data() + r * vf, keys_h.data() + r * kf, masks.data() + r * mb,
+                              weights.data() + r * gf, offsets.data() + r);
+        } else {
+            encode_entry(p, L, pr, i, templates.data() + r * vf, keys.data() + r * kf, masks.data() + r * mb,
+                         ke.data() + r * gf, kmk.data() + r * gf, weights.data() + r * gf, offsets.data() + r);
+        }
     }
 }
 
 void EntryStorage::template_row(const Params& p, int64_t r, float* out) const {
-    const float* te = templates.data() + r * layout.vec_floats();
+    const size_t base = r * layout.vec_floats();
     for (int g = 0; g < p.groups; ++g) {
-        for (int j = 0; j < p.group_dim; ++j) out[g * p.group_dim + j] = te[interleaved(layout, g, j)];
+        for (int j = 0; j < p.group_dim; ++j) {
+            const size_t o = base + interleaved(layout, g, j);
+            out[g * p.group_dim + j] = layout.half ? kernels::half_to_float(templates_h[o]) : templates[o];
+        }
     }
 }
 
 void EntryStorage::key_row(const Params& p, int64_t r, float* out) const {
-    const float* tk = keys.data() + r * layout.key_floats();
+    const size_t base = r * layout.key_floats();
+    auto at = [&](size_t o) { return layout.half ? kernels::half_to_float(keys_h[base + o]) : keys[base + o]; };
     if (layout.shared_key) {
-        std::copy(tk, tk + p.group_dim, out);
+        for (int j = 0; j < p.group_dim; ++j) out[j] = at(j);
         return;
     }
     for (int g = 0; g < p.groups; ++g) {
-        for (int j = 0; j < p.group_dim; ++j) out[g * p.group_dim + j] = tk[interleaved(layout, g, j)];
+        for (int j = 0; j < p.group_dim; ++j) out[g * p.group_dim + j] = at(interleaved(layout, g, j));
     }
 }
 
@@ -225,76 +288,64 @@ void EntryStorage::weight_row(const Params& p, int64_t r, float* out) const {
 
 std::vector<int64_t> EntryStorage::compact() {
     std::vector<int64_t> kept;
-    const kernels::Layout& L = layout;
-    auto move_row = [](auto& v, size_t width, int64_t from, int64_t to) {
-        std::copy_n(v.begin() + from * width, width, v.begin() + to * width);
-    };
     for (int64_t r = 0; r < rows(); ++r) {
         if (removed[r]) continue;
         const int64_t to = static_cast<int64_t>(kept.size());
         if (to != r) {
-            move_row(templates, L.vec_floats(), r, to);
-            move_row(keys, L.key_floats(), r, to);
-            move_row(masks, L.mask_bytes(), r, to);
-            move_row(ke, L.group_floats(), r, to);
-            move_row(kmk, L.group_floats(), r, to);
-            move_row(weights, L.group_floats(), r, to);
-            offsets[to] = offsets[r];
-            ids[to] = ids[r];
+            each_array(*this, [&](auto& v, size_t width) {
+                std::copy_n(v.begin() + r * width, width, v.begin() + to * width);
+            });
         }
         kept.push_back(r);
     }
-    const int64_t n = static_cast<int64_t>(kept.size());
-    templates.resize(n * L.vec_floats());
-    keys.resize(n * L.key_floats());
-    masks.resize(n * L.mask_bytes());
-    ke.resize(n * L.group_floats());
-    kmk.resize(n * L.group_floats());
-    weights.resize(n * L.group_floats());
-    offsets.resize(n);
-    ids.resize(n);
-    removed.assign(n, 0);
+    truncate(static_cast<int64_t>(kept.size()));
+    removed.assign(kept.size(), 0);
     return kept;
 }
 
 void EntryStorage::truncate(int64_t r) {
-    const kernels::Layout& L = layout;
-    templates.resize(r * L.vec_floats());
-    keys.resize(r * L.key_floats());
-    masks.resize(r * L.mask_bytes());
-    ke.resize(r * L.group_floats());
-    kmk.resize(r * L.group_floats());
-    weights.resize(r * L.group_floats());
-    offsets.resize(r);
-    ids.resize(r);
-    removed.resize(r);
+    each_array(*this, [&](auto& v, size_t width) { v.resize(r * width); });
 }
 
 void EntryStorage::clear() {
-    templates.clear();
-    keys.clear();
-    masks.clear();
-    ke.clear();
-    kmk.clear();
-    weights.clear();
-    offsets.clear();
-    ids.clear();
-    removed.clear();
+    each_array(*this, [](auto& v, size_t) { v.clear(); });
 }
 
 size_t EntryStorage::bytes_per_row() const {
-    const kernels::Layout& L = layout;
-    return sizeof(float) * (L.vec_floats() + L.key_floats() + 3 * L.group_floats() + 1) + L.mask_bytes() +
-           sizeof(int64_t) + 1;
+    size_t bytes = 0;
+    each_array(*this, [&](const auto& v, size_t width) { bytes += width * sizeof(v[0]); });
+    return bytes;
 }
 
 bool EntryStorage::consistent() const {
     const size_t n = ids.size();
+    bool ok = true;
+    each_array(*this, [&](const auto& v, size_t width) { ok = ok && v.size() == n * width; });
+    return ok;
+}
+
+kernels::Entries EntryStorage::view_from(int64_t r0) const {
     const kernels::Layout& L = layout;
-    return templates.size() == n * L.vec_floats() && keys.size() == n * L.key_floats() &&
-           masks.size() == n * L.mask_bytes() && ke.size() == n * L.group_floats() &&
-           kmk.size() == n * L.group_floats() && weights.size() == n * L.group_floats() && offsets.size() == n &&
-           removed.size() == n;
+    kernels::Entries e;
+    e.layout = L;
+    e.template_stride = L.vec_floats();
+    e.key_stride = L.key_floats();
+    e.mask_stride = L.mask_bytes();
+    e.group_stride = L.group_floats();
+    e.offset_stride = 1;
+    if (L.half) {
+        e.templates_h = templates_h.data() + r0 * e.template_stride;
+        e.keys_h = keys_h.data() + r0 * e.key_stride;
+    } else {
+        e.templates = templates.data() + r0 * e.template_stride;
+        e.keys = keys.data() + r0 * e.key_stride;
+        e.ke = ke.data() + r0 * e.group_stride;
+        e.kmk = kmk.data() + r0 * e.group_stride;
+    }
+    e.masks = masks.data() + r0 * e.mask_stride;
+    e.weights = weights.data() + r0 * e.group_stride;
+    e.offsets = offsets.data() + r0;
+    return e;
 }
 
 }  // namespace pslerp

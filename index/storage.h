@@ -13,24 +13,31 @@
 
 namespace pslerp {
 
+/// The kernels' layout of one entry under p (shape, key mode, storage type).
+kernels::Layout layout_of(const Params& p);
+
 /// Writes entry i of `pr` in the kernels' interleaved layout: template te, keys tk, mask bits
 /// tm, the per-group constants ke, kmk and weights w (sizes from the layout; padded lanes are
 /// zero, kmk 1) and the score offset (0; Norm::kCohort sets weights and offset afterwards, see
 /// index/cohort.h).
 void encode_entry(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, float* te, float* tk,
                   uint8_t* tm, float* ke, float* kmk, float* w, float* offset);
-/// The same entry as one code of kernels::code_layout(L).code_size bytes (IVF lists); the code
-/// must be 4-byte aligned.
+/// The same with the template and keys rounded to half (Storage::kFp16; no ke and kmk).
+void encode_entry_half(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint16_t* te,
+                       uint16_t* tk, uint8_t* tm, float* w, float* offset);
+/// The same entry as one code of kernels::code_layout(L).code_size bytes (IVF lists), in fp32
+/// or half as L.half says; the code must be 4-byte aligned.
 void encode_code(const Params& p, const kernels::Layout& L, const Protected& pr, int64_t i, uint8_t* code);
 
 /// Checks entry j of `e` against what encode_entry() writes, so that nothing read from outside
 /// (a file, another index) can make scores leave [-1, 1] or a search misbehave:
-/// - every value finite;
+/// - every value finite (half storage: no Inf or NaN half);
 /// - templates of unit norm over each group's kept coordinates (or zero), and zero where a
 ///   coordinate is dropped when p.fill is kZero;
-/// - keys of unit norm per group (once when shared);
-/// - ke and kmk equal to <k_g, M e_g> and <k_g, M k_g> recomputed from them (so |ke| <= 1 and
-///   kmk in [0, 1]);
+/// - keys of unit norm per group (once when shared); norms within 1e-3, which covers half
+///   rounding (at most 2^-11 relative);
+/// - ke and kmk, when stored (fp32), equal to <k_g, M e_g> and <k_g, M k_g> recomputed from them
+///   (so |ke| <= 1 and kmk in [0, 1]);
 /// - combination weights >= 0 summing to 1 (combination_weights() gives 1/G or the
 ///   normalised importance) and offset 0; with Norm::kCohort, weights >= 0 whose sum is at
 ///   most kMaxCohortGain (the cohort's rescaling) and |offset| at most their sum, so that
@@ -48,10 +55,14 @@ std::pair<int64_t, absl::Status> first_bad_entry(const Params& p, const kernels:
 /// deviations it divides by, which keeps legitimate entries far below it).
 inline constexpr double kMaxCohortGain = 1e4;
 
+/// Entries of one index. With layout.half (Storage::kFp16) templates_h and keys_h replace
+/// templates and keys, and ke and kmk are empty (the kernels recompute them).
 struct EntryStorage {
     kernels::Layout layout;
     std::vector<float> templates;  ///< rows * vec_floats, interleaved
     std::vector<float> keys;       ///< rows * key_floats
+    std::vector<uint16_t> templates_h;  ///< layout.half: rows * vec_floats halves
+    std::vector<uint16_t> keys_h;       ///< layout.half: rows * key_floats halves
     std::vector<uint8_t> masks;    ///< rows * mask_bytes (bit per coordinate)
     std::vector<float> ke;         ///< rows * group_floats: <k_g, M e_g>
     std::vector<float> kmk;        ///< rows * group_floats: <k_g, M k_g> (1 in padded lanes)
@@ -83,33 +94,14 @@ struct EntryStorage {
     bool consistent() const;
 
     /// The entries from row r0 on (entry j of the view is row r0 + j).
-    kernels::Entries view_from(int64_t r0) const {
-        kernels::Entries e = view();
-        e.templates += r0 * e.template_stride;
-        e.keys += r0 * e.key_stride;
-        e.masks += r0 * e.mask_stride;
-        e.ke += r0 * e.group_stride;
-        e.kmk += r0 * e.group_stride;
-        e.weights += r0 * e.group_stride;
-        e.offsets += r0 * e.offset_stride;
-        return e;
-    }
+    kernels::Entries view_from(int64_t r0) const;
+    kernels::Entries view() const { return view_from(0); }
 
-    kernels::Entries view() const {
-        return {layout,
-                templates.data(),
-                keys.data(),
-                masks.data(),
-                ke.data(),
-                kmk.data(),
-                weights.data(),
-                offsets.data(),
-                layout.vec_floats(),
-                layout.key_floats(),
-                layout.mask_bytes(),
-                layout.group_floats(),
-                1};
-    }
+private:
+    /// Calls f(array, elements per row) for every per-row array; arrays the storage type does
+    /// not use get 0 per row.
+    template <class Self, class F>
+    static void each_array(Self& s, F&& f);
 };
 
 }  // namespace pslerp

@@ -103,6 +103,11 @@ const std::vector<std::string>& enum_names<Norm>() {
     static const std::vector<std::string> names = {"none", "cohort"};
     return names;
 }
+template <>
+const std::vector<std::string>& enum_names<Storage>() {
+    static const std::vector<std::string> names = {"fp32", "fp16"};
+    return names;
+}
 
 Params Params::defaults(int groups, int group_dim) {
     Params p;
@@ -283,6 +288,7 @@ std::string Params::describe() const {
         if (option == "drop_min" || option == "drop_max") return by_importance && mapping == DropMapping::kFunction;
         if (option == "temperature") return importance == ImportanceKind::kSelfAttention && attention_temperature != 1.0f;
         if (option == "cohort") return norm == Norm::kCohort;
+        if (option == "storage") return storage != Storage::kFp32;
         return true;
     };
     std::vector<std::string> parts;

@@ -56,6 +56,13 @@ enum class Norm : uint8_t {
     kCohort = 1,
 };
 
+/// Element type of the stored templates and keys (an index concern: protect() always gives
+/// fp32). fp16 halves the bytes an entry costs; docs/DESIGN.md "Half-precision storage".
+enum class Storage : uint8_t {
+    kFp32 = 0,  ///< float
+    kFp16 = 1,  ///< IEEE half; the per-group constants are then recomputed by the kernels
+};
+
 struct Params;
 
 /// One field of Params as visit() presents it. Enum fields are spelled with their names
@@ -70,7 +77,7 @@ struct ParamField {
 };
 
 /// The names of an enum's values, indexed by value (KeyMode, DropPolicy, DropMapping, Fill,
-/// ImportanceKind, Weighting, Norm).
+/// ImportanceKind, Weighting, Norm, Storage).
 template <class E>
 const std::vector<std::string>& enum_names();
 
@@ -128,6 +135,8 @@ struct Params {
     static constexpr int kMinCohort = 16;
     static constexpr int kMaxCohort = 1 << 16;
 
+    Storage storage = Storage::kFp32;
+
     int dim() const { return groups * group_dim; }
     /// Floats of key material stored per entry.
     int key_dim() const { return key_mode == KeyMode::kShared ? group_dim : dim(); }
@@ -144,9 +153,10 @@ struct Params {
 
     /// Applies one option `name=value` (factory strings, CLI): t, preset, drop, drop_count,
     /// mapping, key, fill, importance, weighting, replacement, drop_min, drop_max, temperature,
-    /// norm, cohort.
+    /// norm, cohort, storage.
     absl::Status set(const std::string& name, const std::string& value);
-    /// The string form of an enum option (key, drop, mapping, fill, importance, weighting, norm), as
+    /// The string form of an enum option (key, drop, mapping, fill, importance, weighting, norm,
+    /// storage), as
     /// set() parses it; empty for an unknown name.
     std::string get(const std::string& name) const;
     /// The options in use, as `name=value,...`, for `info`, repr and factory strings.
@@ -204,6 +214,9 @@ void Params::visit(V&& v) {
                        "Score normalisation per entry: 'cohort' (z-score against a cohort of other identities) or 'none'."});
     v(ParamField<int>{"cohort_size", "cohort", &Params::cohort_size,
                       "'cohort' norm: cohort vectors each entry is scored against at enrolment."});
+    // Format version 4 and later.
+    v(ParamField<Storage>{"storage", "storage", &Params::storage,
+                          "Stored templates and keys: 'fp32' or 'fp16' (half the bytes; scores within 1e-3)."});
 }
 
 }  // namespace pslerp

@@ -98,8 +98,8 @@ mutation kernel_scalar_mask_bit index/kernels/scan_scalar.cpp \
     'const float m = (bits >> l) & 1 ? 1.0f : 0.0f;' \
     'const float m = (bits >> l) & 2 ? 1.0f : 0.0f;' $SCALAR_TESTS
 mutation kernel_scalar_shared_key_lane index/kernels/scan_scalar.cpp \
-    'const float k = L.shared_key ? ky[i] : ky[o + l];' \
-    'const float k = L.shared_key ? ky[i] : ky[o];' $SCALAR_TESTS
+    'const float k = L.shared_key ? load(ky, i) : load(ky, o + l);' \
+    'const float k = L.shared_key ? load(ky, i) : load(ky, o);' $SCALAR_TESTS
 mutation kernel_scalar_clamp_count_sign index/kernels/scan_scalar.cpp \
     'clamped += c[l] < kAntipodalCosF;' \
     'clamped += c[l] > kAntipodalCosF;' $SCALAR_TESTS
@@ -108,13 +108,13 @@ mutation kernel_query_square index/kernels/scan.cpp \
     'q2[o] = xn[g * d + i];' $AVX2_TESTS
 
 # -- kernels: AVX2
-mutation kernel_avx2_no_lower_clamp index/kernels/scan_avx2.cpp \
-    'c = _mm256_min_ps(_mm256_max_ps(c, _mm256_set1_ps(kAntipodalCosF)), one);' \
-    'c = _mm256_min_ps(c, one);' $AVX2_TESTS
-mutation kernel_avx2_b_uses_1mt index/kernels/scan_avx2.cpp \
+mutation kernel_avx2_no_lower_clamp index/kernels/simd_avx2.h \
+    'return _mm256_min_ps(_mm256_max_ps(c, _mm256_set1_ps(kAntipodalCosF)), _mm256_set1_ps(1.0f));' \
+    'return _mm256_min_ps(c, _mm256_set1_ps(1.0f));' $AVX2_TESTS
+mutation kernel_avx2_b_uses_1mt index/kernels/simd_avx2.h \
     'const __m256 b = _mm256_mul_ps(t, poly_sinc8(_mm256_mul_ps(t, theta)));' \
     'const __m256 b = _mm256_mul_ps(t, poly_sinc8(_mm256_mul_ps(u, theta)));' $AVX2_TESTS
-mutation kernel_avx2_newton_step index/kernels/scan_avx2.cpp \
+mutation kernel_avx2_newton_step index/kernels/simd_avx2.h \
     '_mm256_sub_ps(_mm256_set1_ps(1.5f), half_d_r2)' \
     '_mm256_sub_ps(_mm256_set1_ps(1.0f), half_d_r2)' $AVX2_TESTS
 mutation kernel_avx2_query_pair_tail index/kernels/scan_avx2.cpp \
@@ -141,8 +141,37 @@ mutation cohort_offset_sign index/cohort.cpp \
     'b -= static_cast<double>(w[g]) * mu[g];' \
     'b += static_cast<double>(w[g]) * mu[g];' gtest:test_cohort
 mutation kernel_avx2_mask_select index/kernels/scan_avx2.cpp \
-    'const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);' \
-    'const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 128, 64);' $AVX2_TESTS
+    'for (int l = 0; l < kLanes; ++l) lanes[bits][l] = (bits >> l) & 1 ? 0xffffffffu : 0u;' \
+    'for (int l = 0; l < kLanes; ++l) lanes[bits][l] = (bits >> (l ^ 7)) & 1 ? 0xffffffffu : 0u;' $AVX2_TESTS
+
+# -- batched kernel (issue 12): the sparse corrections over the dropped coordinates
+mutation batch_qmk_correction index/kernels/batch_avx2.cpp \
+    'qmk[u] = _mm256_fnmadd_ps(qv, kv, qmk[u]);' \
+    'qmk[u] = _mm256_fmadd_ps(qv, kv, qmk[u]);' gtest:test_index
+mutation batch_qqm_correction index/kernels/batch_avx2.cpp \
+    'qqm[u] = _mm256_fnmadd_ps(qv, qv, qqm[u]);' \
+    'qqm[u] = _mm256_fmadd_ps(qv, qv, qqm[u]);' gtest:test_index
+mutation batch_fill_correction index/kernels/batch_avx2.cpp \
+    'if (filled) qe[u] = _mm256_fnmadd_ps(qv, tv, qe[u]);' \
+    'if (!filled) qe[u] = _mm256_fnmadd_ps(qv, tv, qe[u]);' gtest:test_index
+mutation batch_per_t_poly index/kernels/batch_avx2.cpp \
+    'b[k] = float(double(kSinc[k]) * std::pow(double(t), 2 * k + 1));' \
+    'b[k] = float(double(kSinc[k]) * std::pow(double(t), 2 * k + 2));' gtest:test_index
+
+# -- half-precision storage (issue 12): conversion, and the per-group constants the kernels
+# recompute from the rounded entry
+mutation half_round_ties_up index/kernels/half.h \
+    'return kept + (rest > halfway || (rest == halfway && (kept & 1u)));' \
+    'return kept + (rest >= halfway);' gtest:test_fp16
+mutation half_subnormal_scale index/kernels/half.h \
+    'float f = static_cast<float>(mantissa) * 5.9604644775390625e-8f;' \
+    'float f = static_cast<float>(mantissa) * 1.1920928955078125e-7f;' gtest:test_fp16
+mutation kernel_avx2_half_ke index/kernels/scan_avx2.cpp \
+    'ke = _mm256_fmadd_ps(mk, me, ke);' \
+    'ke = _mm256_fmadd_ps(mk, mk, ke);' gtest:test_fp16
+mutation kernel_scalar_half_kmk index/kernels/scan_scalar.cpp \
+    'kmk[l] += k * k * m;' \
+    'kmk[l] += k * k;' gtest:test_fp16
 
 # -- scheme
 mutation scheme_no_lower_clamp plugin/scheme.cpp \

@@ -16,7 +16,8 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: pslerp extract <folder|images...> -o features.npy [--labels labels.txt] [--aligned]\n"
-    "                      [--model-dir DIR] [--threads N] [--batch 32] [--groups 8 --group-dim 16]\n"
+    "                      [--model-dir DIR] [--threads N] [--torch-threads 1] [--detect-max-side 720]\n"
+    "                      [--batch 32] [--groups 8 --group-dim 16]\n"
     "                      [--raw] [--strict] [--torchscript model.pt --input-size 150\n"
     "                       --mean 122.782,117.001,104.298 --std 255,255,255]\n"
     "Detects, aligns and embeds the largest face of each image: JPEG, PNG, BMP, WebP or PGM/PPM,\n"
@@ -26,6 +27,11 @@ constexpr char kUsage[] =
     "--labels one line per row: identity<TAB>path. --aligned takes images as already-cropped\n"
     "faces (no detection). Images without a usable face are listed on stderr and skipped\n"
     "(--strict: fail instead).\n"
+    "--threads N: workers that each decode, detect, align and embed a batch (default: one per\n"
+    "core); --torch-threads: LibTorch's threads per forward pass (default 1). Larger photos are\n"
+    "searched for faces on a copy reduced to --detect-max-side pixels, then aligned from the full\n"
+    "resolution; faces under about 80 x (photo side) / (that side) pixels are missed (0: detect at\n"
+    "full resolution).\n"
     "The face-api weights come from --model-dir, else $PSLERP_MODEL_DIR, else ./models\n"
     "(scripts/fetch_model.sh fetches them).\n";
 
@@ -49,13 +55,15 @@ absl::Status run(Args& args, std::string& summary) {
     opt.torchscript_path = args.str("torchscript");
     // --threads was checked and applied by run_command; the extractor takes it too.
     absl::StatusOr<int64_t> threads = args.integer("threads", 0, 1, max_threads());
+    absl::StatusOr<int64_t> torch_threads = args.integer("torch-threads", 0, 1, max_threads());
+    absl::StatusOr<int64_t> detect_max_side = args.integer("detect-max-side", opt.align.detect_max_side, 0, 65536);
     absl::StatusOr<int64_t> batch = args.integer("batch", 32, 1, 4096);
     absl::StatusOr<int64_t> groups = args.integer("groups", 0, 1, 4096);
     absl::StatusOr<int64_t> group_dim = args.integer("group-dim", 0, 1, 4096);
     absl::StatusOr<int64_t> input_size = args.integer("input-size", opt.input_size, 8, 4096);
     const std::string mean = args.str("mean"), std_dev = args.str("std");
-    for (const absl::Status& st : {out.status(), threads.status(), batch.status(), groups.status(),
-                                   group_dim.status(), input_size.status()}) {
+    for (const absl::Status& st : {out.status(), threads.status(), torch_threads.status(), detect_max_side.status(),
+                                   batch.status(), groups.status(), group_dim.status(), input_size.status()}) {
         if (!st.ok()) return st;
     }
     if (absl::Status st = args.finish(); !st.ok()) return st;
@@ -65,6 +73,11 @@ absl::Status run(Args& args, std::string& summary) {
     if (!std_dev.empty())
         if (absl::Status st = parse_triple("std", std_dev, &opt.normalization.std); !st.ok()) return st;
     opt.num_threads = static_cast<int>(*threads);
+    opt.torch_threads = static_cast<int>(*torch_threads);
+    opt.align.detect_max_side = static_cast<int>(*detect_max_side);
+    if (opt.align.detect_max_side != 0 && opt.align.detect_max_side < 160)
+        return usage_error(absl::StrCat("--detect-max-side must be 0 (full resolution) or 160 to 65536, got ",
+                                        opt.align.detect_max_side));
     opt.batch_size = static_cast<int>(*batch);
     // Neither given: the extractor's default split (groups of 16).
     opt.groups = static_cast<int>(*groups);

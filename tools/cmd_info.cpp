@@ -83,6 +83,9 @@ absl::Status run(Args& args) {
     std::printf("index        %s\n", describe_index(ix).c_str());
     std::printf("dimension    %ld (%d groups x %d)\n", long(ix.d), pi.params.groups, pi.params.group_dim);
     std::printf("parameters   %s\n", pi.params.describe().c_str());
+    std::printf("storage      %s\n", pi.params.storage == Storage::kFp16
+                                           ? "fp16 templates and keys (per-group constants recomputed when scoring)"
+                                           : "fp32");
     std::printf("entries      %ld (next id %ld)\n", long(ix.ntotal), long(pi.next_id()));
     std::printf("centring     %s\n",
                 pi.centering.trained() ? (pi.centering.rotation.empty() ? "mean" : "mean + PCA") : "none");

@@ -37,6 +37,7 @@ class Params:
     attention_wk: List[float]
     attention_temperature: float
     weighting: str  # "uniform" | "importance"
+    storage: str  # "fp32" | "fp16" (index storage of templates and keys)
     def __init__(self, groups: int = 8, group_dim: int = 16, t: Optional[float] = None,
                  key_mode: Optional[str] = None, drop: Optional[str] = None, fill: Optional[str] = None,
                  **options: Any) -> None: ...
@@ -224,7 +225,7 @@ class Extractor:
     def __init__(self, model_dir: str = "", *, aligned: bool = False, groups: int = 8, group_dim: int = 16,
                  normalize_groups: bool = True, torchscript_path: str = "", input_size: int = 150,
                  batch_size: int = 32, num_threads: int = 0, verify_checksum: bool = True,
-                 min_image_side: int = 40) -> None: ...
+                 min_image_side: int = 40, torch_threads: int = 0, detect_max_side: int = 720) -> None: ...
     @property
     def dim(self) -> int: ...
     @property

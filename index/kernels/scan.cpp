@@ -3,6 +3,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "index/kernels/half.h"
+
 namespace pslerp::kernels {
 
 const KernelTable& kernels() {
@@ -18,10 +20,16 @@ const KernelTable& kernels() {
 CodeLayout code_layout(const Layout& L) {
     CodeLayout c{};
     c.template_offset = 0;
-    c.key_offset = L.vec_floats();
-    c.ke_offset = c.key_offset + L.key_floats();
-    c.kmk_offset = c.ke_offset + L.group_floats();
-    c.weights_offset = c.kmk_offset + L.group_floats();
+    if (L.half) {
+        // halves, each array padded to whole floats
+        c.key_offset = (L.vec_floats() + 1) / 2;
+        c.weights_offset = c.key_offset + (L.key_floats() + 1) / 2;
+    } else {
+        c.key_offset = L.vec_floats();
+        c.ke_offset = c.key_offset + L.key_floats();
+        c.kmk_offset = c.ke_offset + L.group_floats();
+        c.weights_offset = c.kmk_offset + L.group_floats();
+    }
     c.score_offset = c.weights_offset + L.group_floats();
     c.mask_offset = (c.score_offset + 1) * sizeof(float);
     c.code_size = (c.mask_offset + L.mask_bytes() + 3) / 4 * 4;
@@ -34,16 +42,45 @@ Entries code_entries(const Layout& L, const uint8_t* codes) {
     const size_t stride = c.code_size / sizeof(float);
     Entries e;
     e.layout = L;
-    e.templates = f + c.template_offset;
-    e.keys = f + c.key_offset;
-    e.ke = f + c.ke_offset;
-    e.kmk = f + c.kmk_offset;
+    if (L.half) {
+        e.templates_h = reinterpret_cast<const uint16_t*>(f + c.template_offset);
+        e.keys_h = reinterpret_cast<const uint16_t*>(f + c.key_offset);
+        e.template_stride = e.key_stride = c.code_size / sizeof(uint16_t);
+    } else {
+        e.templates = f + c.template_offset;
+        e.keys = f + c.key_offset;
+        e.ke = f + c.ke_offset;
+        e.kmk = f + c.kmk_offset;
+        e.template_stride = e.key_stride = stride;
+    }
     e.weights = f + c.weights_offset;
     e.offsets = f + c.score_offset;
     e.masks = codes + c.mask_offset;
-    e.template_stride = e.key_stride = e.group_stride = e.offset_stride = stride;
+    e.group_stride = e.offset_stride = stride;
     e.mask_stride = c.code_size;
     return e;
+}
+
+void unpack_row(const Entries& e, int64_t j, float* templ, float* key) {
+    const Layout& L = e.layout;
+    if (L.half) {
+        const uint16_t* th = e.templates_h + j * e.template_stride;
+        const uint16_t* kh = e.keys_h + j * e.key_stride;
+        for (size_t i = 0; i < L.vec_floats(); ++i) templ[i] = half_to_float(th[i]);
+        for (size_t i = 0; i < L.key_floats(); ++i) key[i] = half_to_float(kh[i]);
+        return;
+    }
+    std::memcpy(templ, e.templates + j * e.template_stride, L.vec_floats() * sizeof(float));
+    std::memcpy(key, e.keys + j * e.key_stride, L.key_floats() * sizeof(float));
+}
+
+int64_t score_block(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
+                    int64_t ld) {
+    const KernelTable& chosen = kernels();
+    if (nq >= kBatchMinQueries && &chosen == avx2_kernels()) {
+        return batch_kernels()->score_range(e, queries, nq, j0, j1, out, ld);
+    }
+    return chosen.score_range(e, queries, nq, j0, j1, out, ld);
 }
 
 const char* simd_level() {

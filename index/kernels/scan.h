@@ -24,6 +24,9 @@ struct Layout {
     int groups = 0;
     int group_dim = 0;
     bool shared_key = false;
+    /// Templates and keys stored as IEEE half (Storage::kFp16); ke and kmk are then not stored
+    /// but recomputed by the kernels from the rounded values.
+    bool half = false;
 
     int blocks() const { return (groups + kLanes - 1) / kLanes; }
     /// floats per entry of the template (and of keys when per-group)
@@ -40,7 +43,8 @@ struct Layout {
 /// Read-only view of stored entries. Entry j of each array starts at j * its stride: the
 /// flat index keeps one array per field (structure of arrays, strides = the field sizes of
 /// Layout), an IVF list keeps whole entries one after another (one code per entry, every
-/// stride = the code size; see code_layout()).
+/// stride = the code size; see code_layout()). With layout.half, templates_h and keys_h hold
+/// the templates and keys, and templates, keys, ke and kmk are null.
 struct Entries {
     Layout layout;
     const float* templates = nullptr;  ///< vec_floats per entry
@@ -50,18 +54,22 @@ struct Entries {
     const float* kmk = nullptr;        ///< <k_g, M_g k_g>, group_floats per entry
     const float* weights = nullptr;    ///< combination weights, group_floats per entry
     const float* offsets = nullptr;    ///< one float per entry, added to its score (Norm::kCohort)
-    size_t template_stride = 0;        ///< floats from one entry's template to the next
-    size_t key_stride = 0;             ///< floats between keys
+    size_t template_stride = 0;        ///< elements (floats, or halves) from one entry's template to the next
+    size_t key_stride = 0;             ///< elements between keys
     size_t mask_stride = 0;            ///< bytes between masks
     size_t group_stride = 0;           ///< floats between per-group constants (ke, kmk, weights)
     size_t offset_stride = 0;          ///< floats between offsets
+    const uint16_t* templates_h = nullptr;  ///< layout.half: vec_floats halves per entry
+    const uint16_t* keys_h = nullptr;       ///< layout.half: key_floats halves per entry
 };
 
 /// One entry stored as a single code (IVF lists): template, keys, ke, kmk, weights, offset
 /// (floats), then the mask bytes, padded to a multiple of 4 bytes so that the next code's
-/// floats stay aligned to 4.
+/// floats stay aligned to 4. With layout.half: template and keys as halves (each padded to a
+/// whole number of floats), no ke and kmk (their offsets are then 0 and unused), weights,
+/// offset, masks.
 struct CodeLayout {
-    size_t template_offset, key_offset, ke_offset, kmk_offset, weights_offset, score_offset;  ///< in floats
+    size_t template_offset, key_offset, ke_offset, kmk_offset, weights_offset, score_offset;  ///< in floats (4 bytes)
     size_t mask_offset;                                                        ///< in bytes
     size_t code_size;                                                          ///< in bytes
 };
@@ -97,10 +105,28 @@ const KernelTable& kernels();
 const KernelTable& scalar_kernels();
 /// nullptr when the CPU lacks AVX2/FMA.
 const KernelTable* avx2_kernels();
+/// The AVX2 table with score_range taken by the batched kernel (batch_avx2.cpp, any number of
+/// queries); nullptr when the CPU lacks AVX2/FMA. score_block() chooses between the two.
+const KernelTable* batch_kernels();
 /// Name of the instruction set in use ("avx2" or "scalar"), for benchmarks and `info`.
 const char* simd_level();
 
 /// Writes one prepared query from a probe's normalised groups xn (G*d) and slerp weights t (G).
 void prepare_query(const Layout& layout, const float* xn, const float* t, float* out);
+
+/// Entry j's template and key as fp32 in the interleaved layout (vec_floats() and
+/// key_floats() floats), whatever the storage type (the batch kernel reads entries this way).
+void unpack_row(const Entries& e, int64_t j, float* templ, float* key);
+
+/// Fewest queries for which score_block() takes the batched (GEMM) path.
+inline constexpr int64_t kBatchMinQueries = 32;
+
+/// Scores entries [j0, j1) against nq prepared queries, with ScoreRangeFn's contract. At least
+/// kBatchMinQueries queries on an AVX2 CPU go through the batched kernel (batch_avx2.cpp:
+/// per-group sgemm of queries against keys and templates, then the closed form with sparse
+/// corrections for the dropped coordinates); fewer, or PSLERP_SIMD=scalar, go to
+/// kernels().score_range. Every path equals the scalar kernel to within 1e-5 in fp32.
+int64_t score_block(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
+                    int64_t ld);
 
 }  // namespace pslerp::kernels

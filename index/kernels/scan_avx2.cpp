@@ -1,94 +1,159 @@
-// AVX2 + FMA kernel. Compiled with -mavx2 -mfma for this file only; used only when the CPU
-// reports both (kernels() checks at first use).
+// AVX2 + FMA kernel (F16C for half storage). Compiled with -mavx2 -mfma -mf16c for this file
+// only; used only when the CPU reports all three (kernels() checks at first use).
 #include <immintrin.h>
 
 #include <type_traits>
 #include <vector>
 
 #include "index/kernels/coeffs.h"
+#include "index/kernels/half.h"
 #include "index/kernels/scan.h"
+#include "index/kernels/simd_avx2.h"
 
 namespace pslerp::kernels {
 
 namespace {
 
-inline __m256 poly_acos8(__m256 c) {
-    const __m256 x = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), c);
-    __m256 p = _mm256_set1_ps(kAcos[7]);
-    for (int i = 6; i >= 0; --i) p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(kAcos[i]));
-    const __m256 r = _mm256_mul_ps(_mm256_sqrt_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), x)), p);
-    const __m256 negative = _mm256_cmp_ps(c, _mm256_setzero_ps(), _CMP_LT_OQ);
-    return _mm256_blendv_ps(r, _mm256_sub_ps(_mm256_set1_ps(kPi), r), negative);
+using namespace avx2;
+
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline float load1(const float* p) { return *p; }
+inline float load1(const uint16_t* p) { return _cvtsh_ss(*p); }
+
+// Every mask byte as eight lanes, all ones where bit l (group 8 * block + l) is set: one load
+// per mask byte in the kernels' innermost loop (8 KiB, stays in L1).
+struct MaskTable {
+    alignas(32) uint32_t lanes[256][kLanes];
+    constexpr MaskTable() : lanes{} {
+        for (int bits = 0; bits < 256; ++bits) {
+            for (int l = 0; l < kLanes; ++l) lanes[bits][l] = (bits >> l) & 1 ? 0xffffffffu : 0u;
+        }
+    }
+};
+constexpr MaskTable kMaskTable;
+
+inline __m256 mask8(uint8_t bits) {
+    return _mm256_load_ps(reinterpret_cast<const float*>(kMaskTable.lanes[bits]));
 }
 
-inline __m256 poly_sinc8(__m256 x) {
-    const __m256 u = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(kSinc[9]);
-    for (int i = 8; i >= 0; --i) p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(kSinc[i]));
-    return p;
-}
+// An entry as score_entry reads it, straight from storage (floats or halves): at(bi, i) gives
+// the key k, M*e, M*k and M at mask byte bi (coordinate i of block bi / d). ke and kmk of
+// block b: constants(b) in fp32; with half storage (kSumsConstants) the reader sums them from
+// the rounded values as it goes (in registers: kept in this struct they would go through
+// memory at every coordinate). One query reads an entry this way; several share an Expanded
+// copy.
+template <bool kShared, class T>
+struct Direct {
+    static constexpr bool kSumsConstants = std::is_same_v<T, uint16_t>;
+    const T* tm;
+    const T* ky;
+    const uint8_t* mb;
+    const float* ke_stored;   // fp32 only
+    const float* kmk_stored;  // fp32 only
 
-// Eight lanes of coeffs.h group_cosine().
-inline __m256 group_cosine8(__m256 c, __m256 t, __m256 qe, __m256 qmk, __m256 qqm, __m256 ke, __m256 kmk) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    c = _mm256_min_ps(_mm256_max_ps(c, _mm256_set1_ps(kAntipodalCosF)), one);
-    const __m256 theta = poly_acos8(c);
-    const __m256 u = _mm256_sub_ps(one, t);
-    const __m256 a = _mm256_mul_ps(u, poly_sinc8(_mm256_mul_ps(u, theta)));
-    const __m256 b = _mm256_mul_ps(t, poly_sinc8(_mm256_mul_ps(t, theta)));
-    const __m256 ab = _mm256_mul_ps(a, b);
-    __m256 den2 = _mm256_mul_ps(_mm256_mul_ps(b, b), kmk);
-    den2 = _mm256_fmadd_ps(_mm256_add_ps(ab, ab), qmk, den2);
-    den2 = _mm256_fmadd_ps(_mm256_mul_ps(a, a), qqm, den2);
-    den2 = _mm256_max_ps(den2, _mm256_set1_ps(1e-30f));
-    const __m256 num = _mm256_fmadd_ps(a, qe, _mm256_mul_ps(b, ke));
-    // 1/sqrt by the hardware estimate and one Newton step (relative error about 1e-7).
-    const __m256 r = _mm256_rsqrt_ps(den2);
-    const __m256 half_d_r2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), den2), _mm256_mul_ps(r, r));
-    const __m256 refined = _mm256_mul_ps(r, _mm256_sub_ps(_mm256_set1_ps(1.5f), half_d_r2));
-    return _mm256_mul_ps(num, refined);
-}
+    Direct(const Entries& E, const T* templates, const T* keys, int64_t j)
+            : tm(templates + j * E.template_stride),
+              ky(keys + j * E.key_stride),
+              mb(E.masks + j * E.mask_stride),
+              ke_stored(kSumsConstants ? nullptr : E.ke + j * E.group_stride),
+              kmk_stored(kSumsConstants ? nullptr : E.kmk + j * E.group_stride) {}
 
-inline float hsum8(__m256 v) {
-    const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    const __m128 h = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(h, _mm_shuffle_ps(h, h, 1)));
-}
-
-// One entry with its mask applied once: M*e, M*k and M as floats, reused by every query.
-struct Expanded {
-    std::vector<float> me, mk, mf;
-    explicit Expanded(size_t n) : me(n), mk(n), mf(n) {}
+    void at(size_t bi, int i, __m256& k, __m256& me, __m256& mk, __m256& mf) const {
+        const __m256 m = mask8(mb[bi]);
+        k = kShared ? _mm256_set1_ps(load1(ky + i)) : load8(ky + bi * kLanes);
+        me = _mm256_and_ps(m, load8(tm + bi * kLanes));
+        mk = _mm256_and_ps(m, k);
+        mf = _mm256_and_ps(m, _mm256_set1_ps(1.0f));
+    }
+    void constants(int b, __m256& ke, __m256& kmk) const {
+        ke = _mm256_loadu_ps(ke_stored + b * kLanes);
+        kmk = _mm256_loadu_ps(kmk_stored + b * kLanes);
+    }
 };
 
-template <bool kShared>
-void expand(const Entries& E, int64_t j, Expanded& x) {
-    const Layout& L = E.layout;
-    const int d = L.group_dim;
-    const float* tm = E.templates + j * E.template_stride;
-    const float* ky = E.keys + j * E.key_stride;
-    const uint8_t* mb = E.masks + j * E.mask_stride;
-    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (size_t bi = 0; bi < L.mask_bytes(); ++bi) {
-        const size_t o = bi * kLanes;
-        const __m256 m = _mm256_castsi256_ps(
-                _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(mb[bi]), sel), sel));
-        const __m256 k = kShared ? _mm256_set1_ps(ky[bi % d]) : _mm256_loadu_ps(ky + o);
-        _mm256_storeu_ps(x.me.data() + o, _mm256_and_ps(m, _mm256_loadu_ps(tm + o)));
-        _mm256_storeu_ps(x.mk.data() + o, _mm256_and_ps(m, k));
-        _mm256_storeu_ps(x.mf.data() + o, _mm256_and_ps(m, one));
+// ke and kmk summed coordinate by coordinate (half storage), or nothing.
+template <bool kSum>
+struct ConstantSums {
+    __m256 ke = _mm256_setzero_ps(), kmk = _mm256_setzero_ps();
+    void add(__m256 me, __m256 mk) {
+        if constexpr (kSum) {
+            ke = _mm256_fmadd_ps(mk, me, ke);
+            kmk = _mm256_fmadd_ps(mk, mk, kmk);
+        }
+    }
+};
+
+// One entry with its mask applied once (M*e, M*k and M as floats), reused by every query; for
+// half storage also the key as floats and ke and kmk.
+struct Expanded {
+    std::vector<float> me, mk, mf, k, ke, kmk;
+    const float* key = nullptr;  // the key as floats: stored (fp32) or k
+    const float* ke_row = nullptr;
+    const float* kmk_row = nullptr;
+    explicit Expanded(const Layout& L)
+            : me(L.vec_floats()), mk(L.vec_floats()), mf(L.vec_floats()), k(L.half ? L.key_floats() : 0),
+              ke(L.half ? L.group_floats() : 0), kmk(L.half ? L.group_floats() : 0) {}
+};
+
+template <bool kShared, class T>
+void expand(const Entries& E, const T* templates, const T* keys, int64_t j, Expanded& x) {
+    constexpr bool kHalf = std::is_same_v<T, uint16_t>;
+    const int d = E.layout.group_dim;
+    const Direct<kShared, T> src(E, templates, keys, j);
+    for (int b = 0; b < E.layout.blocks(); ++b) {
+        ConstantSums<kHalf> sums;
+        for (int i = 0; i < d; ++i) {
+            const size_t bi = static_cast<size_t>(b) * d + i, o = bi * kLanes;
+            __m256 k, me, mk, mf;
+            src.at(bi, i, k, me, mk, mf);
+            sums.add(me, mk);
+            _mm256_storeu_ps(x.me.data() + o, me);
+            _mm256_storeu_ps(x.mk.data() + o, mk);
+            _mm256_storeu_ps(x.mf.data() + o, mf);
+            if constexpr (kHalf && !kShared) _mm256_storeu_ps(x.k.data() + o, k);
+        }
+        if constexpr (kHalf) {
+            _mm256_storeu_ps(x.ke.data() + b * kLanes, sums.ke);
+            _mm256_storeu_ps(x.kmk.data() + b * kLanes, sums.kmk);
+        }
+    }
+    if constexpr (kHalf) {
+        if constexpr (kShared) {
+            for (int i = 0; i < d; ++i) x.k[i] = load1(src.ky + i);
+        }
+        x.key = x.k.data(), x.ke_row = x.ke.data(), x.kmk_row = x.kmk.data();
+    } else {
+        x.key = src.ky, x.ke_row = src.ke_stored, x.kmk_row = src.kmk_stored;
     }
 }
 
-// Scores NQ queries (1 or 2) against one expanded entry; the entry's loads serve them all.
-// *outs[n] gets the weighted sum plus the entry's offset, or with kPerGroup outs[n][0 ..
-// group_floats) the unweighted cosines (padded lanes 0).
-template <bool kShared, int NQ, bool kPerGroup = false>
-int64_t score_entry(const Entries& E, int64_t j, const Expanded& x, const float* const* qs, float* const* outs) {
+// score_entry's reading of an Expanded entry (the same values as Direct gives).
+template <bool kShared>
+struct FromExpanded {
+    static constexpr bool kSumsConstants = false;
+    const Expanded& x;
+    void at(size_t bi, int i, __m256& k, __m256& me, __m256& mk, __m256& mf) const {
+        const size_t o = bi * kLanes;
+        k = kShared ? _mm256_set1_ps(x.key[i]) : _mm256_loadu_ps(x.key + o);
+        me = _mm256_loadu_ps(x.me.data() + o);
+        mk = _mm256_loadu_ps(x.mk.data() + o);
+        mf = _mm256_loadu_ps(x.mf.data() + o);
+    }
+    void constants(int b, __m256& ke, __m256& kmk) const {
+        ke = _mm256_loadu_ps(x.ke_row + b * kLanes);
+        kmk = _mm256_loadu_ps(x.kmk_row + b * kLanes);
+    }
+};
+
+// Scores NQ queries (1 or 2) against entry j, read through `src` (Direct or FromExpanded); the
+// entry's loads serve them all. *outs[n] gets the weighted sum plus the entry's offset, or with
+// kPerGroup outs[n][0 .. group_floats) the unweighted cosines (padded lanes 0).
+// kD: the group dimension when known at compile time (the innermost loop then unrolls), else 0.
+template <int NQ, bool kPerGroup = false, int kD = 0, class Src>
+int64_t score_entry(const Entries& E, int64_t j, const Src& src, const float* const* qs, float* const* outs) {
     const Layout& L = E.layout;
-    const int d = L.group_dim;
-    const float* ky = E.keys + j * E.key_stride;
+    const int d = kD ? kD : L.group_dim;
     const size_t V = L.vec_floats();
     const size_t gj = j * E.group_stride;
     __m256 score[NQ];
@@ -97,12 +162,13 @@ int64_t score_entry(const Entries& E, int64_t j, const Expanded& x, const float*
     for (int b = 0; b < L.blocks(); ++b) {
         __m256 c[NQ], qe[NQ], qmk[NQ], qqm[NQ];
         for (int n = 0; n < NQ; ++n) c[n] = qe[n] = qmk[n] = qqm[n] = _mm256_setzero_ps();
+        ConstantSums<Src::kSumsConstants> sums;
+#pragma GCC unroll 16
         for (int i = 0; i < d; ++i) {
-            const size_t o = (static_cast<size_t>(b) * d + i) * kLanes;
-            const __m256 k = kShared ? _mm256_set1_ps(ky[i]) : _mm256_loadu_ps(ky + o);
-            const __m256 me = _mm256_loadu_ps(x.me.data() + o);
-            const __m256 mk = _mm256_loadu_ps(x.mk.data() + o);
-            const __m256 mf = _mm256_loadu_ps(x.mf.data() + o);
+            const size_t bi = static_cast<size_t>(b) * d + i, o = bi * kLanes;
+            __m256 k, me, mk, mf;
+            src.at(bi, i, k, me, mk, mf);
+            sums.add(me, mk);
             for (int n = 0; n < NQ; ++n) {
                 const __m256 q = _mm256_loadu_ps(qs[n] + o);
                 c[n] = _mm256_fmadd_ps(q, k, c[n]);
@@ -111,8 +177,8 @@ int64_t score_entry(const Entries& E, int64_t j, const Expanded& x, const float*
                 qqm[n] = _mm256_fmadd_ps(_mm256_loadu_ps(qs[n] + V + o), mf, qqm[n]);
             }
         }
-        const __m256 ke = _mm256_loadu_ps(E.ke + gj + b * kLanes);
-        const __m256 kmk = _mm256_loadu_ps(E.kmk + gj + b * kLanes);
+        __m256 ke = sums.ke, kmk = sums.kmk;
+        if constexpr (!Src::kSumsConstants) src.constants(b, ke, kmk);
         const __m256 w = _mm256_loadu_ps(E.weights + gj + b * kLanes);
         // Lanes that count: weighted groups, or with kPerGroup every real group.
         __m256 used;
@@ -151,72 +217,100 @@ int64_t by_query_pairs(int64_t nq, const F& f) {
     return clamped;
 }
 
-template <bool kShared>
-int64_t score_range_t(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
-                      int64_t ld) {
-    const size_t qsz = E.layout.query_floats();
-    Expanded x(E.layout.vec_floats());
-    int64_t clamped = 0;
-    for (int64_t j = j0; j < j1; ++j) {
-        expand<kShared>(E, j, x);
-        clamped += by_query_pairs(nq, [&](int64_t qi, auto pair) {
-            constexpr int NQ = decltype(pair)::value;
-            const float* qs[NQ];
-            float* outs[NQ];
-            for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * ld + (j - j0);
-            return score_entry<kShared, NQ>(E, j, x, qs, outs);
-        });
+// Calls f(std::bool_constant<shared key>, templates, keys) with the entries' key mode and
+// element type (float or half) as compile-time types.
+template <class F>
+int64_t by_layout(const Entries& E, const F& f) {
+    if (E.layout.half) {
+        return E.layout.shared_key ? f(std::true_type(), E.templates_h, E.keys_h)
+                                   : f(std::false_type(), E.templates_h, E.keys_h);
     }
-    return clamped;
+    return E.layout.shared_key ? f(std::true_type(), E.templates, E.keys) : f(std::false_type(), E.templates, E.keys);
 }
+
+// Calls f(std::integral_constant<int, d>) with the group dimension d as a compile-time
+// constant where it is the default (16), else with 0 (read at run time).
+template <class F>
+int64_t by_group_dim(const Entries& E, const F& f) {
+    if (E.layout.group_dim == 16) return f(std::integral_constant<int, 16>());
+    return f(std::integral_constant<int, 0>());
+}
+
+template <class P>
+using Element = std::remove_const_t<std::remove_pointer_t<P>>;
 
 int64_t score_range(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
                     int64_t ld) {
-    return E.layout.shared_key ? score_range_t<true>(E, queries, nq, j0, j1, out, ld)
-                               : score_range_t<false>(E, queries, nq, j0, j1, out, ld);
+    return by_layout(E, [&](auto shared, auto templates, auto keys) {
+        constexpr bool kShared = decltype(shared)::value;
+        using T = Element<decltype(templates)>;
+        int64_t clamped = 0;
+        if (nq == 1) {  // nothing to reuse: each entry straight from storage
+            return by_group_dim(E, [&](auto dim) {
+                int64_t n_clamped = 0;
+                for (int64_t j = j0; j < j1; ++j) {
+                    float* outs[1] = {out + (j - j0)};
+                    n_clamped += score_entry<1, false, dim.value>(E, j, Direct<kShared, T>(E, templates, keys, j),
+                                                                  &queries, outs);
+                }
+                return n_clamped;
+            });
+        }
+        const size_t qsz = E.layout.query_floats();
+        Expanded x(E.layout);
+        for (int64_t j = j0; j < j1; ++j) {
+            expand<kShared>(E, templates, keys, j, x);
+            clamped += by_query_pairs(nq, [&](int64_t qi, auto pair) {
+                constexpr int NQ = decltype(pair)::value;
+                const float* qs[NQ];
+                float* outs[NQ];
+                for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * ld + (j - j0);
+                return score_entry<NQ>(E, j, FromExpanded<kShared>{x}, qs, outs);
+            });
+        }
+        return clamped;
+    });
 }
 
 int64_t score_list(const Entries& E, const float* query, const int64_t* pos, int64_t n, float* out) {
-    Expanded x(E.layout.vec_floats());
-    int64_t clamped = 0;
-    for (int64_t i = 0; i < n; ++i) {
-        const float* qs[1] = {query};
-        float* outs[1] = {out + i};
-        if (E.layout.shared_key) {
-            expand<true>(E, pos[i], x);
-            clamped += score_entry<true, 1>(E, pos[i], x, qs, outs);
-        } else {
-            expand<false>(E, pos[i], x);
-            clamped += score_entry<false, 1>(E, pos[i], x, qs, outs);
-        }
-    }
-    return clamped;
-}
-
-template <bool kShared>
-int64_t group_cosines_t(const Entries& E, const float* queries, int64_t nq, int64_t j, float* out) {
-    const size_t qsz = E.layout.query_floats(), gs = E.layout.group_floats();
-    Expanded x(E.layout.vec_floats());
-    expand<kShared>(E, j, x);
-    return by_query_pairs(nq, [&](int64_t qi, auto pair) {
-        constexpr int NQ = decltype(pair)::value;
-        const float* qs[NQ];
-        float* outs[NQ];
-        for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * gs;
-        return score_entry<kShared, NQ, true>(E, j, x, qs, outs);
+    return by_layout(E, [&](auto shared, auto templates, auto keys) {
+        constexpr bool kShared = decltype(shared)::value;
+        using T = Element<decltype(templates)>;
+        return by_group_dim(E, [&](auto dim) {
+            int64_t clamped = 0;
+            for (int64_t i = 0; i < n; ++i) {
+                float* outs[1] = {out + i};
+                clamped += score_entry<1, false, dim.value>(E, pos[i], Direct<kShared, T>(E, templates, keys, pos[i]),
+                                                            &query, outs);
+            }
+            return clamped;
+        });
     });
 }
 
 int64_t group_cosines(const Entries& E, const float* queries, int64_t nq, int64_t j, float* out) {
-    return E.layout.shared_key ? group_cosines_t<true>(E, queries, nq, j, out)
-                               : group_cosines_t<false>(E, queries, nq, j, out);
+    return by_layout(E, [&](auto shared, auto templates, auto keys) {
+        constexpr bool kShared = decltype(shared)::value;
+        const size_t qsz = E.layout.query_floats(), gs = E.layout.group_floats();
+        Expanded x(E.layout);
+        expand<kShared>(E, templates, keys, j, x);
+        return by_query_pairs(nq, [&](int64_t qi, auto pair) {
+            constexpr int NQ = decltype(pair)::value;
+            const float* qs[NQ];
+            float* outs[NQ];
+            for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * gs;
+            return score_entry<NQ, true>(E, j, FromExpanded<kShared>{x}, qs, outs);
+        });
+    });
 }
 
 }  // namespace
 
 const KernelTable* avx2_kernels() {
     static const KernelTable table{"avx2", &score_range, &score_list, &group_cosines};
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma")) return nullptr;
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c")) {
+        return nullptr;
+    }
     return &table;
 }
 

@@ -8,6 +8,7 @@
 #include <torch/script.h>
 #include <webp/encode.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -20,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "eval/metrics.h"
 #include "extractor/extractor.h"
+#include "extractor/face_align.h"
 #include "extractor/image.h"
 #include "extractor/importance_learner.h"
 #include "extractor/json.h"
@@ -276,6 +278,210 @@ TEST(Alignment, RealignedChipsAgreeWithDlibChips) {
     EXPECT_LT(worst, 0.2);
 }
 
+// ---------------------------------------------------------------- detection on a reduced copy
+
+std::unique_ptr<FaceAligner> MakeAligner(int detect_max_side) {
+    AlignOptions o;
+    o.detect_max_side = detect_max_side;
+    auto a = FaceAligner::create(o);
+    EXPECT_TRUE(a.ok()) << a.status();
+    return a.ok() ? std::move(*a) : nullptr;
+}
+
+double BoxIoU(const AlignedFace& a, const AlignedFace& b) {
+    const double w = std::min(a.right, b.right) - std::max(a.left, b.left) + 1;
+    const double h = std::min(a.bottom, b.bottom) - std::max(a.top, b.top) + 1;
+    const double inter = w > 0 && h > 0 ? w * h : 0;
+    const auto area = [](const AlignedFace& f) { return double(f.right - f.left + 1) * (f.bottom - f.top + 1); };
+    return inter / (area(a) + area(b) - inter);
+}
+
+// `image` resized so that its larger side is `side`, centred in a black canvas `frame` times
+// its size on each side (0: no canvas).
+RgbImage PhoneCopy(const RgbImage& image, int side, double frame) {
+    const double s = double(side) / std::max(image.width, image.height);
+    auto up = resize_image(image, int(std::lround(image.width * s)), int(std::lround(image.height * s)));
+    EXPECT_TRUE(up.ok()) << up.status();
+    if (frame == 0) return *up;
+    const int bx = int(up->width * frame), by = int(up->height * frame);
+    RgbImage out{up->width + 2 * bx, up->height + 2 * by, {}};
+    out.pixels.assign(size_t(out.width) * out.height * 3, 0);
+    for (int y = 0; y < up->height; ++y)
+        std::copy_n(&up->pixels[size_t(y) * up->width * 3], size_t(up->width) * 3,
+                    &out.pixels[(size_t(y + by) * out.width + bx) * 3]);
+    return out;
+}
+
+// Paths of images 0, n, 2n, ... of a folder (none when it cannot be listed).
+std::vector<std::string> every_nth_image(const std::string& dir, size_t n) {
+    std::vector<std::string> paths;
+    auto images = list_image_folder(dir);
+    if (!images.ok()) return paths;
+    for (size_t i = 0; i < images->size(); i += n) paths.push_back((*images)[i].path);
+    return paths;
+}
+
+TEST(ReducedDetection, FindsTheSameFacesAsFullResolution) {
+    SKIP_WITHOUT_MODEL();
+    const std::string dir = SharedFaces() + "/faceapi-bbt";
+    SKIP_WITHOUT_DATA(dir);
+    // Phone-sized copies of real crops: tight (found by the framed retry) and with room around
+    // the face (found by the first pass), both above the default detect_max_side.
+    std::vector<RgbImage> photos;
+    for (const char* name : {"amy/amy1.png", "leonard/leonard2.png", "penny/penny3.png"}) {
+        auto im = decode_image_file(dir + "/" + name);
+        ASSERT_TRUE(im.ok()) << im.status();
+        photos.push_back(PhoneCopy(*im, 1400, 0));
+        photos.push_back(PhoneCopy(*im, 900, 0.3));
+    }
+    const int bound = AlignOptions().detect_max_side;
+    ASSERT_GT(bound, 0);
+    auto full = MakeAligner(0), reduced = MakeAligner(bound);
+    ExtractorOptions eo;
+    eo.model_dir = ModelDir();
+    eo.aligned = true;
+    auto net = Extractor::create(eo);
+    ASSERT_TRUE(full && reduced && net.ok());
+    int found = 0;
+    for (size_t i = 0; i < photos.size(); ++i) {
+        ASSERT_GT(std::max(photos[i].width, photos[i].height), bound);
+        auto a = full->align(photos[i]);
+        AlignTiming timing;
+        auto b = reduced->align(photos[i], &timing);
+        ASSERT_EQ(a.ok(), b.ok()) << "photo " << i << ": " << a.status() << " / " << b.status();
+        EXPECT_GT(timing.detect, 0);
+        if (!a.ok()) continue;
+        ++found;
+        EXPECT_EQ(a->num_faces, b->num_faces) << "photo " << i;
+        EXPECT_GT(BoxIoU(*a, *b), 0.85) << "photo " << i;
+        EXPECT_GT(timing.landmarks, 0);
+        // The same face, aligned alike: descriptors of both chips far closer than two photos of
+        // one person (0.3-0.5) are.
+        auto da = (*net)->embed_chips({a->chip}), db = (*net)->embed_chips({b->chip});
+        ASSERT_TRUE(da.ok() && db.ok());
+        EXPECT_LT(Distance(*da, *db), 0.2) << "photo " << i;
+    }
+    EXPECT_EQ(found, int(photos.size()));
+}
+
+TEST(ReducedDetection, ImagesWithinTheBoundAreUnchanged) {
+    SKIP_WITHOUT_MODEL();
+    const std::string dir = SharedFaces() + "/faceapi-bbt";
+    SKIP_WITHOUT_DATA(dir);
+    std::vector<std::string> paths = every_nth_image(dir, 4);  // 10 of 40
+    ASSERT_EQ(paths.size(), 10u);
+    // Also one copy upscaled to just within the bound.
+    TempDir tmp;
+    auto first = decode_image_file(paths[0]);
+    ASSERT_TRUE(first.ok());
+    const int bound = AlignOptions().detect_max_side;
+    ASSERT_TRUE(write_png(PhoneCopy(*first, bound, 0), tmp.file("at_bound.png")).ok());
+    paths.push_back(tmp.file("at_bound.png"));
+    std::vector<std::vector<ExtractResult>> runs;
+    for (int max_side : {0, bound}) {
+        ExtractorOptions o;
+        o.model_dir = ModelDir();
+        o.align.detect_max_side = max_side;
+        auto ex = Extractor::create(o);
+        ASSERT_TRUE(ex.ok()) << ex.status();
+        runs.push_back((*ex)->extract_files(paths));
+    }
+    int ok = 0;
+    for (size_t i = 0; i < paths.size(); ++i) {
+        EXPECT_EQ(runs[0][i].outcome, runs[1][i].outcome) << paths[i];
+        EXPECT_EQ(runs[0][i].raw, runs[1][i].raw) << paths[i];  // bit for bit
+        ok += runs[0][i].ok();
+    }
+    EXPECT_GE(ok, int(paths.size()) - 2);
+}
+
+TEST(ReducedDetection, ThinLargeImagesAreNotFoundNotCrashes) {
+    auto aligner = FaceAligner::create(AlignOptions());
+    if (!aligner.ok()) GTEST_SKIP() << aligner.status();
+    // Large enough not to be upsampled: detection on a reduced copy a pixel or two thick.
+    for (auto [w, h] : {std::pair<int, int>{400000, 1}, {2, 300000}, {2000, 200}}) {
+        RgbImage img{w, h, std::vector<uint8_t>(size_t(w) * h * 3, 128)};
+        auto face = (*aligner)->align(img);
+        EXPECT_TRUE(absl::IsNotFound(face.status())) << w << "x" << h << ": " << face.status();
+    }
+}
+
+TEST(ReducedDetection, BadOptionsAreClearErrors) {
+    const auto align_error = [](const std::function<void(AlignOptions&)>& set) {
+        AlignOptions o;
+        set(o);
+        auto a = FaceAligner::create(o);
+        return a.ok() ? std::string("accepted") : std::string(a.status().message());
+    };
+    for (int bad : {-1, 1, 159, (1 << 16) + 1})
+        EXPECT_NE(align_error([&](AlignOptions& o) { o.detect_max_side = bad; }).find("detect_max_side must be 0"),
+                  std::string::npos) << bad;
+    EXPECT_NE(align_error([](AlignOptions& o) { o.upsample = 4; }).find("upsample must be"), std::string::npos);
+    EXPECT_NE(align_error([](AlignOptions& o) { o.upsample = -2; }).find("upsample must be"), std::string::npos);
+    EXPECT_NE(align_error([](AlignOptions& o) { o.retry_border = std::nan(""); }).find("retry_border"), std::string::npos);
+    EXPECT_NE(align_error([](AlignOptions& o) { o.retry_border = 1.5; }).find("retry_border"), std::string::npos);
+    for (int good : {160, 1 << 16}) {
+        const std::string e = align_error([&](AlignOptions& o) { o.detect_max_side = good; });
+        // Only the landmark model may be missing on this machine.
+        EXPECT_TRUE(e == "accepted" || e.find("landmark model") != std::string::npos) << good << ": " << e;
+    }
+    const auto create_error = [](const std::function<void(ExtractorOptions&)>& set) {
+        ExtractorOptions o;
+        o.model_dir = "/nonexistent";  // option checks come first
+        set(o);
+        auto ex = Extractor::create(o);
+        return ex.ok() ? std::string("accepted") : std::string(ex.status().message());
+    };
+    EXPECT_NE(create_error([](ExtractorOptions& o) { o.num_threads = -1; }).find("num_threads and torch_threads"),
+              std::string::npos);
+    EXPECT_NE(create_error([](ExtractorOptions& o) { o.torch_threads = -3; }).find("num_threads and torch_threads"),
+              std::string::npos);
+    EXPECT_NE(create_error([](ExtractorOptions& o) { o.torch_threads = 5000; }).find("num_threads and torch_threads"),
+              std::string::npos);
+}
+
+TEST(ReducedDetection, StatsAndProgressFromSeveralWorkers) {
+    SKIP_WITHOUT_MODEL();
+    const std::string dir = SharedFaces() + "/faceapi-bbt";
+    SKIP_WITHOUT_DATA(dir);
+    std::vector<std::string> paths = every_nth_image(dir, 3);  // 14 of 40
+    ASSERT_EQ(paths.size(), 14u);
+    paths.push_back(dir + "/missing.png");
+    std::vector<std::vector<ExtractResult>> runs;
+    for (int workers : {1, 3}) {
+        ExtractorOptions o;
+        o.model_dir = ModelDir();
+        o.num_threads = workers;
+        o.batch_size = 4;
+        auto ex = Extractor::create(o);
+        ASSERT_TRUE(ex.ok()) << ex.status();
+        std::vector<int64_t> seen;
+        ExtractStats stats;
+        runs.push_back((*ex)->extract_files(paths, [&](int64_t done, int64_t total) {
+            EXPECT_EQ(total, int64_t(paths.size()));
+            seen.push_back(done);
+        }, &stats));
+        ASSERT_FALSE(seen.empty());
+        EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+        EXPECT_EQ(seen.back(), int64_t(paths.size()));
+        EXPECT_EQ(stats.images, int64_t(paths.size()));
+        EXPECT_GT(stats.decode, 0);
+        EXPECT_GT(stats.detect, 0);
+        EXPECT_GT(stats.landmarks, 0);
+        EXPECT_GT(stats.network, 0);
+        EXPECT_GT(stats.wall, 0);
+    }
+    // Results in path order whatever the workers; the same faces, the same descriptors.
+    for (size_t i = 0; i < paths.size(); ++i) {
+        EXPECT_EQ(runs[0][i].path, paths[i]);
+        EXPECT_EQ(runs[1][i].path, paths[i]);
+        EXPECT_EQ(runs[0][i].outcome, runs[1][i].outcome) << paths[i];
+        ASSERT_EQ(runs[0][i].raw.size(), runs[1][i].raw.size());
+        if (runs[0][i].ok()) EXPECT_LT(Distance(runs[0][i].raw, runs[1][i].raw), 1e-4) << paths[i];
+    }
+    EXPECT_EQ(runs[0].back().outcome, FaceOutcome::kUnreadable);
+}
+
 // ---------------------------------------------------------------- bad inputs
 
 TEST(BadImages, GiveOutcomesNotCrashes) {
@@ -424,6 +630,7 @@ TEST(Grouping, ExtractorGroupsAndBatches) {
     o.model_dir = ModelDir();
     o.aligned = true;
     o.batch_size = 3;  // 7 images: batches of 3, 3, 1
+    o.num_threads = 1;  // in order (several workers: StatsAndProgressFromSeveralWorkers)
     o.groups = 4;
     o.group_dim = 32;
     auto ex = Extractor::create(o);

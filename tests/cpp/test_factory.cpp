@@ -224,7 +224,9 @@ TEST_P(FactoryFiles, BuiltByNameSavedAndLoadedAnswersAlike) {
                     EXPECT_EQ(Ib[i * k], i) << i;
                     EXPECT_NEAR(Db[i * k], 1.0f, 1e-5) << i;
                 } else {
-                    EXPECT_GE(Db[i * k], pl.verify(q.data() + i * loaded->d, i)) << i;
+                    // (verify scores one pair with the per-entry kernel, a batch search with
+                    // the batched one: equal up to float summation order.)
+                    EXPECT_GE(Db[i * k], pl.verify(q.data() + i * loaded->d, i) - 1e-4f) << i;
                 }
             }
         }

@@ -61,32 +61,12 @@ std::vector<double> reference_scores(const IndexProtectedSlerp& index, const std
     return s;
 }
 
-struct Case {
-    const char* name;
-    Params params;
-};
-
-std::vector<Case> cases() {
-    Params shared = Params::defaults(9, 16);
-    shared.key_mode = KeyMode::kShared;
-    Params fill = Params::defaults(8, 16);
-    fill.fill = Fill::kRandom;
-    Params attention = Params::defaults(10, 12);
-    attention.importance = ImportanceKind::kSelfAttention;
-    attention.weighting = Weighting::kImportance;
-    attention.drop = DropPolicy::kImportance;
-    return {{"8x16", Params::defaults(8, 16)},      {"5x7", Params::defaults(5, 7)},
-            {"17x5", [] { Params p = Params::defaults(17, 5); p.drop_count = 1; return p; }()},      {"shared9x16", shared},
-            {"fill8x16", fill},                     {"attention10x12", attention},
-            {"slerpface11x16", Params::slerpface(11, 16)}};
-}
-
 class KernelTest : public ::testing::TestWithParam<const kernels::KernelTable*> {};
 
 TEST_P(KernelTest, MatchesReferenceScoresAndRanking) {
     const kernels::KernelTable* K = GetParam();
     if (!K) GTEST_SKIP() << "this CPU lacks AVX2/FMA: SIMD kernel not testable here";
-    for (const auto& c : cases()) {
+    for (const auto& c : testing_util::kernel_cases()) {
         SCOPED_TRACE(c.name);
         IndexProtectedSlerp index(c.params);
         index.set_seed(3);
@@ -110,11 +90,11 @@ TEST_P(KernelTest, MatchesReferenceScoresAndRanking) {
         double worst = 0;  // relative to the row's gain
         for (int64_t i = 0; i < nq * n; ++i) worst = std::max(worst, std::abs(scores[i] - ref[i]) / gain[i % n]);
         EXPECT_LT(worst, 1e-5);
-        // score_list agrees with score_range.
+        // score_list agrees with score_range (the batched score_range sums in another order).
         std::vector<int64_t> pos = {0, 5, 300, 17};
         std::vector<float> ls(4);
         K->score_list(index.store.view(), kq.data(), pos.data(), 4, ls.data());
-        for (int j = 0; j < 4; ++j) EXPECT_FLOAT_EQ(ls[j], scores[pos[j]]);
+        for (int j = 0; j < 4; ++j) EXPECT_NEAR(ls[j], scores[pos[j]], 1e-5 * gain[pos[j]]);
     }
 }
 
@@ -197,17 +177,72 @@ TEST_P(KernelTest, KeyAlignedAndAntipodalGroupsAndTheClampedCount) {
     int64_t listed = 0;
     for (int64_t i = 0; i < n; ++i) {
         listed += K->score_list(index.store.view(), kq.data() + i * qf, pos.data(), n, ls.data());
-        for (int64_t r = 0; r < n; ++r) EXPECT_EQ(ls[r], scores[i * n + r]);
+        for (int64_t r = 0; r < n; ++r) EXPECT_NEAR(ls[r], scores[i * n + r], 1e-5 * gain[r]);
     }
     EXPECT_EQ(listed, want_clamped);
 }
 
 INSTANTIATE_TEST_SUITE_P(Kernels, KernelTest,
-                         ::testing::Values(&kernels::scalar_kernels(), kernels::avx2_kernels()),
-                         [](const auto& info) { return std::string(info.index == 0 ? "scalar" : "avx2"); });
+                         ::testing::Values(&kernels::scalar_kernels(), kernels::avx2_kernels(),
+                                           kernels::batch_kernels()),
+                         [](const auto& info) {
+                             return std::string(info.index == 0 ? "scalar" : info.index == 1 ? "avx2" : "batch");
+                         });
+
+// The batched kernel beyond one pass of queries (300 > 256), at a t whose slerp polynomial
+// keeps every term (t = 0.7), on a block that is not a whole number of sgemm blocks; and
+// score_block's choice: fewer than kBatchMinQueries go to the per-entry kernel, more to the
+// batched one.
+TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
+    const kernels::KernelTable* B = kernels::batch_kernels();
+    if (!B) GTEST_SKIP() << "this CPU lacks AVX2/FMA: the batched kernel is not testable here";
+    Params p = Params::defaults(8, 16);
+    p.t = 0.7f;
+    IndexProtectedSlerp index(p);
+    index.set_seed(8);
+    const int64_t n = 97, nq = 300;
+    const auto x = random_features(n, index.d, 9);
+    index.add(n, x.data());
+    const auto q = random_features(nq, index.d, 10);
+    auto probe = prepare_probes(p, q.data(), nq);
+    ASSERT_TRUE(probe.ok());
+    const size_t qf = index.store.layout.query_floats();
+    std::vector<float> kq(nq * qf);
+    for (int64_t i = 0; i < nq; ++i) {
+        kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
+                               probe->t.data() + i * p.groups, kq.data() + i * qf);
+    }
+    const kernels::Entries E = index.store.view();
+    std::vector<float> batched(nq * n), single(nq * n);
+    const int64_t cb = B->score_range(E, kq.data(), nq, 0, n, batched.data(), n);
+    const int64_t cs = kernels::scalar_kernels().score_range(E, kq.data(), nq, 0, n, single.data(), n);
+    EXPECT_EQ(cb, cs);
+    const auto gain = score_gain(index);
+    for (int64_t i = 0; i < nq * n; ++i) ASSERT_NEAR(batched[i], single[i], 1e-5 * gain[i % n]) << i;
+    // Dispatch: entries [5, 90), written from column 0.
+    std::vector<float> few(3 * n), many(nq * n), want_few(3 * n), want_many(nq * n);
+    kernels::score_block(E, kq.data(), 3, 5, 90, few.data(), n);
+    kernels::kernels().score_range(E, kq.data(), 3, 5, 90, want_few.data(), n);
+    kernels::score_block(E, kq.data(), nq, 5, 90, many.data(), n);
+    B->score_range(E, kq.data(), nq, 5, 90, want_many.data(), n);
+    for (int64_t i = 0; i < 3; ++i) {
+        for (int64_t j = 0; j < 85; ++j) EXPECT_EQ(few[i * n + j], want_few[i * n + j]);
+    }
+    if (&kernels::kernels() == kernels::avx2_kernels()) {  // not under PSLERP_SIMD=scalar
+        for (int64_t i = 0; i < nq; ++i) {
+            for (int64_t j = 0; j < 85; ++j) ASSERT_EQ(many[i * n + j], want_many[i * n + j]);
+        }
+    }
+    // An entry's score does not depend on the range it was scored in (the index splits its rows
+    // between threads): [0, n) in one call equals [0, 37) and [37, n) in two, bit for bit.
+    std::vector<float> split(nq * n);
+    B->score_range(E, kq.data(), nq, 0, 37, split.data(), n);
+    B->score_range(E, kq.data(), nq, 37, n, split.data() + 37, n);
+    EXPECT_EQ(split, batched);
+}
 
 TEST(Index, SearchEqualsReferenceRanking) {
-    for (const auto& c : cases()) {
+    for (const auto& c : testing_util::kernel_cases()) {
         SCOPED_TRACE(c.name);
         IndexProtectedSlerp index(c.params);
         index.set_seed(4);

@@ -359,7 +359,7 @@ TEST(IndexIoErrors, WrongMagic) {
 TEST(IndexIoErrors, FutureAndUnknownVersions) {
     auto bytes = sample_bytes();
     put_u32(bytes, 8, 7);
-    EXPECT_TRUE(Contains(load_error(bytes), "file format version 7 is newer than this pslerp (3)"));
+    EXPECT_TRUE(Contains(load_error(bytes), "file format version 7 is newer than this pslerp (4)"));
     put_u32(bytes, 8, 0);
     EXPECT_TRUE(Contains(load_error(bytes), "unknown file format version 0"));
 }
@@ -386,7 +386,7 @@ TEST(IndexIoErrors, HeaderFields) {
     EXPECT_TRUE(Contains(load_error(b), "truncated"));
     b = bytes;
     put_u32(b, 24, 9);
-    EXPECT_TRUE(Contains(load_error(b), "9 sections, impossible for version 3"));
+    EXPECT_TRUE(Contains(load_error(b), "9 sections, impossible for version 4"));
 }
 
 TEST(IndexIoErrors, ForgedInconsistentSizes) {
@@ -1750,6 +1750,10 @@ TEST(GoldenFiles, DISABLED_Generate) {
             {"v3_exhaustive.pslerp", "PSlerp4x8", {103}},
             {"v3_ivf_flat.pslerp", "IVF4,PSlerp4x8(nprobe=2,cohort=32)", {}},
             {"v3_ivf_hnsw.pslerp", "IVF4_HNSW4,PSlerp4x8(key=shared,fill=random,norm=none,nprobe=2)", {}},
+            // Version 4: the storage type (PARM "storage"); fp16 entries have no ke and kmk.
+            {"v4_exhaustive_fp16.pslerp", "PSlerp4x8(storage=fp16)", {103}},
+            {"v4_ivf_flat_fp16.pslerp", "IVF4,PSlerp4x8(storage=fp16,nprobe=2,cohort=32)", {}},
+            {"v4_ivf_hnsw.pslerp", "IVF4_HNSW4,PSlerp4x8(key=shared,fill=random,norm=none,nprobe=2)", {}},
     };
     const auto train = formula_features(200, d, 0.23, 0.5, 11, 0.05);
     const int64_t n = 8;

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <map>
 #include <optional>
 #include <set>
 #include <string>
@@ -58,6 +59,11 @@ std::unique_ptr<Pair> build_pair(const char* factory, int d, int64_t n_train, in
     return pair;
 }
 
+// Scores of one (query, entry) pair from two search paths (the batched kernel's sgemm sums in
+// another order than the per-entry kernel, and its blocks start at other entries): equal up to
+// float rounding of z-unit scores.
+constexpr float kOrderTol = 1e-4f;
+
 faiss::SearchParametersIVF probe_all(const IndexIVFProtectedSlerp& ivf) {
     faiss::SearchParametersIVF sp;
     sp.nprobe = ivf.nlist;
@@ -81,13 +87,15 @@ TEST_P(IvfEqualsExhaustive, WithEveryListProbed) {
         std::vector<idx_t> Ii(23 * k), If(23 * k);
         pr->ivf->search(23, q.data(), k, Di.data(), Ii.data(), &all);
         pr->flat.search(23, q.data(), k, Df.data(), If.data());
-        // The same kernel on the same entries: the same scores; ids agree except where two
-        // scores of a query tie exactly.
-        EXPECT_EQ(Di, Df) << "k=" << k;
+        // The same kernels on the same entries: the same scores up to float summation order
+        // (the batched kernel's sgemm blocks differ between a list and the whole gallery); ids
+        // agree except where two scores of a query are that close.
         for (int64_t j = 0; j < 23 * k; ++j) {
+            if (Di[j] != Df[j]) EXPECT_NEAR(Di[j], Df[j], kOrderTol) << "k=" << k << " j=" << j;  // -inf padding
             if (Ii[j] == If[j]) continue;
             const int64_t row = j / k * k;
-            EXPECT_GE(std::count(Di.begin() + row, Di.begin() + row + k, Di[j]), 2) << "k=" << k << " j=" << j;
+            const auto close = [&](float v) { return std::abs(v - Di[j]) <= 2 * kOrderTol; };
+            EXPECT_GE(std::count_if(Di.begin() + row, Di.begin() + row + k, close), 2) << "k=" << k << " j=" << j;
         }
     }
     // Range search: the same hits, best first.
@@ -98,13 +106,17 @@ TEST_P(IvfEqualsExhaustive, WithEveryListProbed) {
     EXPECT_GT(ri.lims[23], 0u);
     for (int i = 0; i < 23; ++i) {
         ASSERT_EQ(ri.lims[i + 1] - ri.lims[i], rf.lims[i + 1] - rf.lims[i]);
-        std::set<std::pair<idx_t, float>> a, b;
+        std::map<idx_t, float> a, b;
         for (size_t j = ri.lims[i]; j < ri.lims[i + 1]; ++j) {
-            a.insert({ri.labels[j], ri.distances[j]});
+            a[ri.labels[j]] = ri.distances[j];
             if (j > ri.lims[i]) EXPECT_GE(ri.distances[j - 1], ri.distances[j]);
         }
-        for (size_t j = rf.lims[i]; j < rf.lims[i + 1]; ++j) b.insert({rf.labels[j], rf.distances[j]});
-        EXPECT_EQ(a, b);
+        for (size_t j = rf.lims[i]; j < rf.lims[i + 1]; ++j) b[rf.labels[j]] = rf.distances[j];
+        ASSERT_EQ(a.size(), b.size());
+        for (const auto& [id, score] : a) {
+            ASSERT_TRUE(b.count(id)) << "id " << id;
+            EXPECT_NEAR(score, b[id], kOrderTol);
+        }
     }
     // verify by id reads the entry through the direct map.
     for (idx_t id : {2, 7, 437 * 5 - 3}) {
@@ -295,7 +307,14 @@ TEST(Ivf, DedupThroughTheIvfFindsWhatExhaustiveFinds) {
     const DedupResult a = deduplicate(*pr->ivf, 15, batch.data(), opt);
     opt.search = nullptr;
     const DedupResult b = deduplicate(pr->flat, 15, batch.data(), opt);
-    EXPECT_EQ(a.existing, b.existing);
+    ASSERT_EQ(a.existing.size(), b.existing.size());
+    for (size_t i = 0; i < a.existing.size(); ++i) {
+        ASSERT_EQ(a.existing[i].size(), b.existing[i].size()) << i;
+        for (size_t j = 0; j < a.existing[i].size(); ++j) {
+            EXPECT_EQ(a.existing[i][j].first, b.existing[i][j].first);
+            EXPECT_NEAR(a.existing[i][j].second, b.existing[i][j].second, kOrderTol);
+        }
+    }
     EXPECT_EQ(a.duplicates_of_existing(), 10);
     EXPECT_EQ(a.cluster[14], 13);
     EXPECT_EQ(a.unique, (std::vector<int64_t>{10, 11, 12, 13}));

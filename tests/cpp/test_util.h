@@ -36,6 +36,31 @@ std::string error_of(F&& f) {
 
 namespace pslerp::testing_util {
 
+/// A named scheme for tests that run over shapes and options.
+struct Case {
+    const char* name;
+    Params params;
+};
+
+/// Shapes and options every scoring kernel must handle: several G x d (padded lanes, d not a
+/// multiple of 8), one drop, a shared key, random fill, importance weighting and drop, and the
+/// slerpface preset (t following the probe's importance).
+inline std::vector<Case> kernel_cases() {
+    Params shared = Params::defaults(9, 16);
+    shared.key_mode = KeyMode::kShared;
+    Params fill = Params::defaults(8, 16);
+    fill.fill = Fill::kRandom;
+    Params odd = Params::defaults(17, 5);
+    odd.drop_count = 1;
+    Params attention = Params::defaults(10, 12);
+    attention.importance = ImportanceKind::kSelfAttention;
+    attention.weighting = Weighting::kImportance;
+    attention.drop = DropPolicy::kImportance;
+    return {{"8x16", Params::defaults(8, 16)}, {"5x7", Params::defaults(5, 7)},    {"17x5", odd},
+            {"shared9x16", shared},            {"fill8x16", fill},                  {"attention10x12", attention},
+            {"slerpface11x16", Params::slerpface(11, 16)}};
+}
+
 /// n x dim standard normal features from a seeded generator.
 inline std::vector<float> random_features(int64_t n, int dim, uint64_t seed) {
     std::mt19937_64 g(seed);

@@ -96,24 +96,28 @@ def test_sharded_equals_single_index_and_save_load(client, data, tmp_path, facto
     assert ids[0] == 1499 * 2 + 1 and idx.ntotal == 2000
     D, I = idx.search(s.probes, 10, nprobe=nprobe)
     assert I.shape == (200, 10) and (I >= 0).all()
-    # Every returned score is the owning shard's 1:1 score.
+    # Every returned score is the owning shard's 1:1 score (up to float summation order: a
+    # batch search goes through the batched kernel, verify through the per-entry one).
     v = idx.verify(s.probes.repeat(10, axis=0), I.reshape(-1).copy()).reshape(I.shape)
-    np.testing.assert_array_equal(v, D)
-    assert idx.verify(s.probes[0], int(I[0, 0])) == D[0, 0]
+    np.testing.assert_allclose(v, D, rtol=0, atol=1e-4)
+    assert abs(idx.verify(s.probes[0], int(I[0, 0])) - D[0, 0]) < 1e-4
 
     manifest = idx.save(tmp_path / "g", unsealed=True)
     assert stat.S_IMODE(os.stat(tmp_path / "g" / pdist.MANIFEST).st_mode) == 0o600
     counts = [f["ntotal"] for f in manifest["files"]]
     assert sum(counts) == 2000 and min(counts) > 600
     Ds, Is = oracle_search(tmp_path / "g", manifest, s.probes, 10, nprobe)
-    np.testing.assert_array_equal(I, Is)
-    np.testing.assert_array_equal(D, Ds)
+    # The oracle searches all 200 probes at once, the shards 64 at a time: equal up to float
+    # summation order in the batched kernel, ids equal but at near-ties.
+    np.testing.assert_allclose(D, Ds, rtol=0, atol=1e-4)
+    swapped = I != Is
+    assert swapped.mean() < 0.01 and (not swapped.any() or np.abs(D[swapped] - Ds[swapped]).max() < 1e-4)
 
     loaded = pdist.ShardedIndex.load(client, tmp_path / "g")
     assert loaded.ntotal == 2000 and loaded.next_id == ids[-1] + 1 and loaded.factory == idx.factory
     D2, I2 = loaded.search(s.probes, 10, nprobe=nprobe)
-    np.testing.assert_array_equal(I2, I)
-    np.testing.assert_array_equal(D2, D)
+    assert np.mean(I2 == I) > 0.99  # (its own query batches: equal up to summation order)
+    np.testing.assert_allclose(D2, D, rtol=0, atol=1e-4)
     # A loaded gallery enrols more (the files carry the cohort model).
     new = loaded.add(s.probes[:5])
     assert loaded.ntotal == 2005 and new[0] == ids[-1] + 1

@@ -110,3 +110,12 @@ def test_unreadable_images_say_why(tmp_path):
     assert "WebP" in results[1].message  # the supported formats are listed
     with pytest.raises(ValueError, match="short.ppm.*truncated"):
         ex.extract_file(tmp_path / "short.ppm")
+
+
+def test_thread_and_detection_options_are_checked():
+    for kw in ({"detect_max_side": 100}, {"detect_max_side": -1}, {"torch_threads": -1}, {"num_threads": -2}):
+        with pytest.raises(ValueError, match="detect_max_side|torch_threads"):
+            _extractor(**kw)
+    ex = _extractor(detect_max_side=0, torch_threads=1, num_threads=1)
+    assert ex.dim == 128
+

@@ -587,8 +587,13 @@ def test_ivf_with_every_list_is_the_exhaustive_index(data):
     for k in (10, 305):  # k > ntotal pads alike
         D_flat, I_flat = flat.search(data.probes, k)
         D_ivf, I_ivf = ivf.search(data.probes, k, nprobe=NLIST)
-        np.testing.assert_array_equal(D_ivf, D_flat)  # the same keys and arithmetic: equal scores
-        np.testing.assert_array_equal(I_ivf, I_flat)
+        # The same keys and closed form: equal scores up to float summation order (the batched
+        # kernel's sgemm blocks start at other entries in a list than in the whole gallery), and
+        # the same ids but where two scores are that close.
+        np.testing.assert_allclose(D_ivf, D_flat, rtol=0, atol=1e-4)
+        assert np.mean(I_ivf == I_flat) > 0.999
+        swapped = I_ivf != I_flat  # near-ties: both lists hold scores that close at that rank
+        assert not swapped.any() or np.max(np.abs(D_ivf[swapped] - D_flat[swapped])) < 1e-4
     ids = np.clip(data.probe_labels, 0, None)
     np.testing.assert_array_equal(ivf.verify(data.probes, ids), flat.verify(data.probes, ids))
     lims, Dr, Ir = ivf.range_search(data.probes, 0.9, nprobe=NLIST)
@@ -597,10 +602,12 @@ def test_ivf_with_every_list_is_the_exhaustive_index(data):
     assert 0 < lims[-1] < 300 * 350
     for i in range(len(data.probes)):  # equal scores may come in either order
         b, e = lims[i], lims[i + 1]
-        assert sorted(zip(-Dr[b:e], Ir[b:e])) == sorted(zip(-Dr_f[b:e], Ir_f[b:e]))
+        assert sorted(Ir[b:e]) == sorted(Ir_f[b:e])
+        by_id = dict(zip(Ir_f[b:e], Dr_f[b:e]))
+        assert all(abs(s - by_id[i]) < 1e-4 for i, s in zip(Ir[b:e], Dr[b:e]))
     # The index's own nprobe, and any nprobe above nlist, probe every list too.
     ivf.nprobe = 1000
-    np.testing.assert_array_equal(ivf.search(data.probes, 10)[1], flat.search(data.probes, 10)[1])
+    assert np.mean(ivf.search(data.probes, 10)[1] == flat.search(data.probes, 10)[1]) > 0.999
 
 
 def test_ivf_nprobe_keyword(data):

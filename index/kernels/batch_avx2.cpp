@@ -1,0 +1,404 @@
+// Batched scoring kernel: AVX2 + FMA for the closed form, OpenBLAS sgemm for the dense products.
+// Compiled with -mavx2 -mfma for this file only; used only when the CPU reports both.
+//
+// Per group g of a probe q and an entry (key k, template T, keep mask M), the closed form
+// (docs/DESIGN.md section 2) needs <q,k>, <q,M T>, <q,M k> and <q^2,M>. Only two are dense:
+//   <q, M k>   = <q, k> - sum over dropped i of q_i k_i
+//   <q^2, M>   = |q|^2  - sum over dropped i of q_i^2
+//   <q, M T>   = <q, T> - sum over dropped i of q_i T_i   (T_i = 0 under zero fill)
+// so for a block of entries and a batch of queries, <q,k> and <q,T> of every pair are one sgemm
+// per group (queries x d against d x (keys, templates)); the few dropped coordinates of each
+// entry correct them, and the slerp coefficients, the normalisation and the weighted sum run
+// eight queries per register. ke = <k,M T> and kmk = <k,M k> are recomputed per entry from
+// unpack_row() (fp32 whatever the storage), so that scores follow the stored values.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+#include <vector>
+
+#include "index/kernels/scan.h"
+#include "index/kernels/simd_avx2.h"
+
+// The Fortran BLAS interface, as FAISS calls it (OpenBLAS behind libblas.so).
+extern "C" int sgemm_(const char* transa, const char* transb, const int* m, const int* n, const int* k,
+                      const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
+                      const float* beta, float* c, const int* ldc);
+
+namespace pslerp::kernels {
+
+namespace {
+
+using namespace avx2;
+
+// Entries per sgemm call: as many as keep one call within 262144 multiply-adds, which
+// OpenBLAS 0.3 runs on the calling thread (its threshold for threading is 4 * 65536; the scan
+// is already split across OpenMP threads by the callers), from 32 to 256: fewer calls when the
+// pass has few queries (each call costs about a microsecond). Queries per pass: 256.
+constexpr int64_t kCallMacs = 262144;
+// A power of two, so that blocks start at multiples of it from entry 0: every call computes an
+// entry's products in the same sgemm position (columns of a full block, padded with zero entries
+// at a range's ends), so a search's scores do not depend on how its rows were split between
+// threads.
+int sub_block(int64_t nqp, int d) {
+    int sub = 32;
+    while (sub < 256 && 2 * (2 * sub) * nqp * d <= kCallMacs) sub *= 2;
+    return sub;
+}
+constexpr int64_t kQueryPass = 256;
+
+// The slerp coefficients of one t as polynomials in u = theta^2 (coeffs.h: a' = (1-t) sinc((1-t)
+// theta) and b' = t sinc(t theta) have the Taylor coefficients kSinc[k] (1-t)^(2k+1) and
+// kSinc[k] t^(2k+1)), each cut where the terms left out stay below 1e-9 for theta up to
+// acos(kAntipodalCosF) < 3. Saves the per-lane scaling, and most of a's terms when t is near 1.
+struct SlerpPoly {
+    float a[10] = {}, b[10] = {};
+    int na = 0;  ///< terms of a that count (b keeps all ten: t theta reaches 3)
+
+    explicit SlerpPoly(float t) {
+        const double u_max = 9.0;
+        double tail = 0.0;
+        na = 10;
+        for (int k = 0; k < 10; ++k) {
+            a[k] = float(double(kSinc[k]) * std::pow(1.0 - double(t), 2 * k + 1));
+            b[k] = float(double(kSinc[k]) * std::pow(double(t), 2 * k + 1));
+        }
+        while (na > 1) {
+            tail += std::fabs(double(a[na - 1])) * std::pow(u_max, na - 1);
+            if (tail >= 1e-9) break;
+            a[--na] = 0.0f;
+        }
+    }
+};
+
+// Per-thread working memory, grown to the largest shape seen.
+struct Scratch {
+    int d = 0;                // group dimension of the loaded entries
+    int sub = 0;              // entries per sgemm call (sub_block())
+    std::vector<float> qn;    // queries, natural layout: nqp x D
+    std::vector<float> qt;    // queries transposed: D x nqp (the sparse corrections)
+    std::vector<float> qsq;   // |q_g|^2: G x nqp
+    std::vector<float> tq;    // slerp t: G x nqp
+    std::vector<float> tmpl, key;           // one unpacked row
+    std::vector<float> b;                   // per group: sub keys then sub templates, d each
+    std::vector<float> ke, kmk, w;          // G x sub
+    std::vector<int32_t> drop_count;        // G x sub: dropped coordinates per (group, entry)
+    std::vector<int32_t> drop_row;          // G x sub x d slots: row of qt (g * d + i)
+    std::vector<float> drop_k, drop_t;      // key and template at that coordinate
+    std::vector<uint8_t> filled;            // G x sub: some dropped template value is non-zero
+    std::vector<float> c;                   // sgemm output: 2 * sub x nqp
+    std::vector<float> s;                   // scores: sub x nqp
+    std::vector<float> offset;              // sub: the entries' score offsets
+    std::vector<SlerpPoly> poly;            // G: per group, the pass's t (when uniform)
+    std::vector<uint8_t> uniform;           // G: every query of the pass has the same t_g
+};
+
+// Queries [0, nq) of the prepared (interleaved) form in the four layouts the pass reads.
+void load_queries(const Layout& L, const float* queries, int64_t nq, int64_t nqp, Scratch& w) {
+    const int G = L.groups, d = L.group_dim, D = G * d;
+    const size_t V = L.vec_floats(), qf = L.query_floats();
+    w.qn.assign(size_t(nqp) * D, 0.0f);
+    w.qt.assign(size_t(D) * nqp, 0.0f);
+    w.qsq.assign(size_t(G) * nqp, 0.0f);
+    w.tq.assign(size_t(G) * nqp, 0.0f);
+    for (int64_t qi = 0; qi < nq; ++qi) {
+        const float* q = queries + qi * qf;
+        for (int g = 0; g < G; ++g) {
+            const int blk = g / kLanes, l = g % kLanes;
+            float sq = 0.0f;
+            for (int i = 0; i < d; ++i) {
+                const size_t o = (size_t(blk) * d + i) * kLanes + l;
+                w.qn[size_t(qi) * D + g * d + i] = q[o];
+                w.qt[size_t(g * d + i) * nqp + qi] = q[o];
+                sq += q[V + o];
+            }
+            w.qsq[size_t(g) * nqp + qi] = sq;
+            w.tq[size_t(g) * nqp + qi] = q[2 * V + g];
+        }
+    }
+    // Padded queries (all zero: c = 0, never clamped, scores dropped) take query 0's t, so that
+    // a batch of one t stays uniform.
+    for (int g = 0; g < G; ++g) {
+        float* t = w.tq.data() + size_t(g) * nqp;
+        std::fill(t + nq, t + nqp, nq > 0 ? t[0] : 0.0f);
+    }
+}
+
+
+// How a pass evaluates the slerp coefficients: per lane (t varies between queries), or by the
+// pass's SlerpPoly with NA terms of a.
+enum class Coef { kPerLane, kPoly4, kPoly10 };
+
+template <Coef kC>
+inline __m256 slerp_cosine(const SlerpPoly& P, __m256 c, const float* t, __m256 qe, __m256 qmk, __m256 qqm,
+                           __m256 ke, __m256 kmk) {
+    if constexpr (kC == Coef::kPerLane) {
+        return group_cosine8(c, _mm256_loadu_ps(t), qe, qmk, qqm, ke, kmk);
+    } else {
+        constexpr int kNA = kC == Coef::kPoly4 ? 4 : 10;
+        const __m256 theta = poly_acos8(clamp_cos8(c));
+        const __m256 u = _mm256_mul_ps(theta, theta);
+        __m256 pa = _mm256_set1_ps(P.a[kNA - 1]), pb = _mm256_set1_ps(P.b[9]);
+        for (int k = kNA - 2; k >= 0; --k) pa = _mm256_fmadd_ps(pa, u, _mm256_set1_ps(P.a[k]));
+        for (int k = 8; k >= 0; --k) pb = _mm256_fmadd_ps(pb, u, _mm256_set1_ps(P.b[k]));
+        return cosine_from_ab8(pa, pb, qe, qmk, qqm, ke, kmk);
+    }
+}
+
+// Transposes eight rows of eight floats in place: r[i][l] -> r[l][i].
+inline void transpose8(__m256 r[8]) {
+    __m256 t[8], u[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        u[i] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], _MM_SHUFFLE(3, 2, 3, 2));
+        u[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(1, 0, 1, 0));
+        u[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], _MM_SHUFFLE(3, 2, 3, 2));
+    }
+    for (int i = 0; i < 4; ++i) {
+        r[i] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x20);
+        r[i + 4] = _mm256_permute2f128_ps(u[i], u[i + 4], 0x31);
+    }
+}
+
+// Coordinates [i0, i0 + n) of block blk's groups (interleaved rows `src`, row i at src + i * 8)
+// into group-major rows: dst(g) + i for each real group g of the block. n is 8 (transposed in
+// registers) or less (element by element).
+template <typename Dst>
+void to_groups(const float* src, int i0, int n, int lanes, Dst&& dst) {
+    if (n == kLanes) {
+        __m256 r[8];
+        for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + (i0 + i) * kLanes);
+        transpose8(r);
+        for (int l = 0; l < lanes; ++l) _mm256_storeu_ps(dst(l) + i0, r[l]);
+        return;
+    }
+    for (int i = i0; i < i0 + n; ++i) {
+        for (int l = 0; l < lanes; ++l) dst(l)[i] = src[i * kLanes + l];
+    }
+}
+
+// Entries base + [lo, hi) of the block of w.sub entries from `base`, in the pass's layouts: per
+// group the keys and templates as sgemm's right-hand side (the block's other rows zero), ke,
+// kmk, weights, and the dropped coordinates (up to d slots per group and entry).
+void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
+    const Layout& L = E.layout;
+    const int G = L.groups, d = L.group_dim;
+    const size_t slots = size_t(G) * w.sub;
+    w.d = d;
+    w.tmpl.resize(L.vec_floats());
+    w.key.resize(L.vec_floats());
+    w.b.resize(slots * 2 * d);
+    w.ke.resize(slots);
+    w.kmk.resize(slots);
+    w.w.resize(slots);
+    w.filled.resize(slots);
+    w.drop_count.resize(slots);
+    w.drop_row.resize(slots * d);
+    w.drop_k.resize(slots * d);
+    w.drop_t.resize(slots * d);
+    const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const int nb = w.sub;
+    for (int g = 0; g < G; ++g) {  // rows outside [lo, hi): zero keys and templates
+        float* bg = w.b.data() + size_t(g) * 2 * nb * d;
+        for (int half = 0; half < 2; ++half) {
+            std::fill(bg + size_t(half * nb) * d, bg + size_t(half * nb + lo) * d, 0.0f);
+            std::fill(bg + size_t(half * nb + hi) * d, bg + size_t(half * nb + nb) * d, 0.0f);
+        }
+    }
+    for (int jj = lo; jj < hi; ++jj) {
+        const int64_t j = base + jj;
+        unpack_row(E, j, w.tmpl.data(), w.key.data());
+        if (L.shared_key) {  // one key for every group: widen it to the interleaved layout
+            for (int i = d - 1; i >= 0; --i) {
+                const float v = w.key[i];
+                for (int blk = L.blocks() - 1; blk >= 0; --blk) {
+                    for (int l = 0; l < kLanes; ++l) w.key[(size_t(blk) * d + i) * kLanes + l] = v;
+                }
+            }
+        }
+        const uint8_t* mask = E.masks + j * E.mask_stride;
+        for (int blk = 0; blk < L.blocks(); ++blk) {
+            const int lanes = std::min(kLanes, G - blk * kLanes);
+            const unsigned real = (1u << lanes) - 1u;
+            const float* kb = w.key.data() + size_t(blk) * d * kLanes;
+            const float* tb = w.tmpl.data() + size_t(blk) * d * kLanes;
+            auto slot = [&](int l) { return size_t(blk * kLanes + l) * w.sub + jj; };
+            for (int l = 0; l < lanes; ++l) w.drop_count[slot(l)] = 0;
+            __m256 ke = _mm256_setzero_ps(), kmk = _mm256_setzero_ps();
+            for (int i = 0; i < d; ++i) {
+                const uint8_t bits = mask[blk * d + i];
+                const __m256 m = _mm256_castsi256_ps(
+                        _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), sel), sel));
+                const __m256 kv = _mm256_loadu_ps(kb + i * kLanes), mk = _mm256_and_ps(m, kv);
+                ke = _mm256_fmadd_ps(mk, _mm256_loadu_ps(tb + i * kLanes), ke);
+                kmk = _mm256_fmadd_ps(mk, kv, kmk);
+                for (unsigned dropped = ~unsigned(bits) & real; dropped; dropped &= dropped - 1) {
+                    const int l = __builtin_ctz(dropped);
+                    const size_t gj = slot(l), at = gj * d + w.drop_count[gj]++;
+                    w.drop_row[at] = (blk * kLanes + l) * d + i;
+                    w.drop_k[at] = kb[i * kLanes + l];
+                    w.drop_t[at] = tb[i * kLanes + l];
+                }
+            }
+            alignas(32) float kes[kLanes], kmks[kLanes];
+            _mm256_store_ps(kes, ke);
+            _mm256_store_ps(kmks, kmk);
+            for (int l = 0; l < lanes; ++l) {
+                const size_t gj = slot(l);
+                w.ke[gj] = kes[l];
+                w.kmk[gj] = kmks[l];
+                w.w[gj] = E.weights[j * E.group_stride + blk * kLanes + l];
+                bool filled = false;
+                for (int r = 0; r < w.drop_count[gj]; ++r) filled |= w.drop_t[gj * d + r] != 0.0f;
+                w.filled[gj] = filled;
+            }
+            for (int i0 = 0; i0 < d; i0 += kLanes) {
+                const int n = std::min(kLanes, d - i0);
+                to_groups(kb, i0, n, lanes, [&](int l) {
+                    return w.b.data() + (size_t(blk * kLanes + l) * 2 * nb + jj) * d;
+                });
+                to_groups(tb, i0, n, lanes, [&](int l) {
+                    return w.b.data() + (size_t(blk * kLanes + l) * 2 * nb + nb + jj) * d;
+                });
+            }
+        }
+    }
+}
+
+// Queries interleaved per step of the closed form: its chain (two polynomials, a square root,
+// a reciprocal square root) is long, so independent vectors keep the units busy.
+constexpr int kUnroll = 2;
+
+// Adds the weighted cosines of group g for entries [lo, hi) of the loaded block to w.s, from
+// sgemm's products in w.c. Returns the clamped (query, group) pairs of real queries.
+// The first group's pass writes w.s, later ones add to it (kFirst).
+template <Coef kC, bool kFirst>
+int64_t group_pass(int g, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
+    int64_t clamped = 0;
+    const float* qsq = w.qsq.data() + size_t(g) * nqp;
+    const float* tq = w.tq.data() + size_t(g) * nqp;
+    const __m256 antipodal = _mm256_set1_ps(kAntipodalCosF);
+    __m256i low_count = _mm256_setzero_si256();  // per lane: clamped pairs (cmp masks are -1)
+    for (int jj = lo; jj < hi; ++jj) {
+        const size_t gj = size_t(g) * w.sub + jj;
+        const float weight = w.w[gj];
+        if (weight == 0.0f) {  // padded or weightless group: neither scored nor counted
+            if (kFirst) std::fill(w.s.begin() + size_t(jj) * nqp, w.s.begin() + size_t(jj + 1) * nqp, 0.0f);
+            continue;
+        }
+        const __m256 wv = _mm256_set1_ps(weight), ke = _mm256_set1_ps(w.ke[gj]), kmk = _mm256_set1_ps(w.kmk[gj]);
+        const int32_t d0 = int32_t(gj) * w.d, d1 = d0 + w.drop_count[gj];
+        const bool filled = w.filled[gj];
+        const float* ck = w.c.data() + size_t(jj) * nqp;
+        const float* ct = w.c.data() + size_t(w.sub + jj) * nqp;
+        float* s = w.s.data() + size_t(jj) * nqp;
+        // kU vectors of eight queries from q on.
+        auto step = [&](int64_t q, auto unroll) {
+            constexpr int kU = decltype(unroll)::value;
+            __m256 c[kU], qe[kU], qmk[kU], qqm[kU];
+            for (int u = 0; u < kU; ++u) {
+                c[u] = _mm256_loadu_ps(ck + q + u * kLanes);
+                qe[u] = _mm256_loadu_ps(ct + q + u * kLanes);
+                qmk[u] = c[u];
+                qqm[u] = _mm256_loadu_ps(qsq + q + u * kLanes);
+            }
+            for (int32_t r = d0; r < d1; ++r) {
+                const float* row = w.qt.data() + size_t(w.drop_row[r]) * nqp + q;
+                const __m256 kv = _mm256_set1_ps(w.drop_k[r]), tv = _mm256_set1_ps(w.drop_t[r]);
+                for (int u = 0; u < kU; ++u) {
+                    const __m256 qv = _mm256_loadu_ps(row + u * kLanes);
+                    qmk[u] = _mm256_fnmadd_ps(qv, kv, qmk[u]);
+                    qqm[u] = _mm256_fnmadd_ps(qv, qv, qqm[u]);
+                    if (filled) qe[u] = _mm256_fnmadd_ps(qv, tv, qe[u]);
+                }
+            }
+            for (int u = 0; u < kU; ++u) {
+                const int64_t qu = q + u * kLanes;
+                const __m256 cs = slerp_cosine<kC>(P, c[u], tq + qu, qe[u], qmk[u], qqm[u], ke, kmk);
+                _mm256_storeu_ps(s + qu, kFirst ? _mm256_mul_ps(wv, cs) : _mm256_fmadd_ps(wv, cs, _mm256_loadu_ps(s + qu)));
+                low_count = _mm256_sub_epi32(
+                        low_count, _mm256_castps_si256(_mm256_cmp_ps(c[u], antipodal, _CMP_LT_OQ)));
+            }
+        };
+        int64_t q = 0;
+        for (; q + kUnroll * kLanes <= nqp; q += kUnroll * kLanes) step(q, std::integral_constant<int, kUnroll>());
+        for (; q < nqp; q += kLanes) step(q, std::integral_constant<int, 1>());
+    }
+    alignas(32) int32_t lanes[kLanes];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), low_count);
+    for (int32_t v : lanes) clamped += v;
+    return clamped;
+}
+
+template <bool kFirst>
+int64_t pass(bool uniform, int g, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
+    if (!uniform) return group_pass<Coef::kPerLane, kFirst>(g, lo, hi, nqp, P, w);
+    return P.na <= 4 ? group_pass<Coef::kPoly4, kFirst>(g, lo, hi, nqp, P, w)
+                     : group_pass<Coef::kPoly10, kFirst>(g, lo, hi, nqp, P, w);
+}
+
+int64_t score_range(const Entries& E, const float* queries, int64_t nq_all, int64_t j0, int64_t j1, float* out,
+                    int64_t ld) {
+    const Layout& L = E.layout;
+    const int G = L.groups, d = L.group_dim, D = G * d;
+    thread_local Scratch w;
+    int64_t clamped = 0;
+    for (int64_t q0 = 0; q0 < nq_all; q0 += kQueryPass) {
+        const int64_t nq = std::min(kQueryPass, nq_all - q0), nqp = (nq + kLanes - 1) / kLanes * kLanes;
+        load_queries(L, queries + q0 * L.query_floats(), nq, nqp, w);
+        w.sub = sub_block(nqp, d);
+        w.c.resize(size_t(2) * w.sub * nqp);
+        w.s.resize(size_t(w.sub) * nqp);
+        w.offset.resize(w.sub);
+        // Per group: one t for every query of the pass (t does not follow the probe's
+        // importance) takes per-t polynomials; otherwise the per-lane closed form.
+        w.poly.clear();
+        w.uniform.resize(G);
+        for (int g = 0; g < G; ++g) {
+            const float* tq = w.tq.data() + size_t(g) * nqp;
+            w.uniform[g] = std::all_of(tq, tq + nqp, [&](float t) { return t == tq[0]; });
+            w.poly.emplace_back(tq[0]);
+        }
+        for (int64_t base = j0 / w.sub * w.sub; base < j1; base += w.sub) {
+            const int lo = int(std::max<int64_t>(j0 - base, 0)), hi = int(std::min<int64_t>(j1 - base, w.sub));
+            const int nb = w.sub;
+            load_entries(E, base, lo, hi, w);
+            for (int g = 0; g < G; ++g) {
+                const int m = int(nqp), n = 2 * nb, k = d, lda = D, ldb = d, ldc = int(nqp);
+                const float one = 1.0f, zero = 0.0f;
+                sgemm_("T", "N", &m, &n, &k, &one, w.qn.data() + g * d, &lda, w.b.data() + size_t(g) * 2 * nb * d,
+                       &ldb, &zero, w.c.data(), &ldc);
+                const SlerpPoly& P = w.poly[g];
+                clamped += g == 0 ? pass<true>(w.uniform[g], g, lo, hi, nqp, P, w)
+                                  : pass<false>(w.uniform[g], g, lo, hi, nqp, P, w);
+            }
+            // Transposed out, one output row (query) at a time: the strided reads stay in cache.
+            for (int jj = lo; jj < hi; ++jj) w.offset[jj] = E.offsets[(base + jj) * E.offset_stride];
+            for (int64_t qi = 0; qi < nq; ++qi) {
+                float* o = out + (q0 + qi) * ld + (base - j0);
+                for (int jj = lo; jj < hi; ++jj) o[jj] = w.s[size_t(jj) * nqp + qi] + w.offset[jj];
+            }
+        }
+    }
+    return clamped;
+}
+
+}  // namespace
+
+const KernelTable* batch_kernels() {
+    static const KernelTable* table = []() -> const KernelTable* {
+        const KernelTable* simd = avx2_kernels();
+        if (!simd) return nullptr;
+        static const KernelTable t{"avx2+sgemm", &score_range, simd->score_list, simd->group_cosines};
+        return &t;
+    }();
+    return table;
+}
+
+}  // namespace pslerp::kernels
