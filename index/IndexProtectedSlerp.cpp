@@ -21,7 +21,7 @@ namespace pslerp {
 
 namespace {
 
-constexpr int64_t kRowBlock = 256;  // entries scored per kernel call
+constexpr int64_t kRowBlock = 1024;  // entries scored per kernel call
 constexpr int64_t kQueryChunk = 256; // queries per kernel call (kernels::score_block)
 
 // The exhaustive index takes a plain SearchParameters (its IDSelector); IVF parameters would
