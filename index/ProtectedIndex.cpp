@@ -8,6 +8,7 @@
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "index/storage.h"
 
 namespace pslerp {
 
@@ -87,10 +88,7 @@ void SharedMutex::unlock_shared() {
 ProtectedIndex::ProtectedIndex(const Params& p) : params(p) {
     throw_if_error(p.validate(), "params");
     cohort_ = builtin_cohort(p);
-    layout.groups = p.groups;
-    layout.group_dim = p.group_dim;
-    layout.shared_key = p.key_mode == KeyMode::kShared;
-    layout.half = p.storage == Storage::kFp16;
+    layout = layout_of(p);
 }
 
 ProtectedIndex::~ProtectedIndex() = default;

@@ -24,6 +24,7 @@ kernels::Layout layout_of(const Params& p) {
     L.group_dim = p.group_dim;
     L.shared_key = p.key_mode == KeyMode::kShared;
     L.half = p.storage == Storage::kFp16;
+    L.zero_fill = p.fill == Fill::kZero;
     return L;
 }
 

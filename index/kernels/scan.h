@@ -27,6 +27,9 @@ struct Layout {
     /// Templates and keys stored as IEEE half (Storage::kFp16); ke and kmk are then not stored
     /// but recomputed by the kernels from the rounded values.
     bool half = false;
+    /// Templates are zero wherever a coordinate is dropped (Fill::kZero; check_entry refuses
+    /// entries that are not): the kernels then read them without applying the mask.
+    bool zero_fill = false;
 
     int blocks() const { return (groups + kLanes - 1) / kLanes; }
     /// floats per entry of the template (and of keys when per-group)

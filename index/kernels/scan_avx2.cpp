@@ -1,5 +1,6 @@
 // AVX2 + FMA kernel (F16C for half storage). Compiled with -mavx2 -mfma -mf16c for this file
 // only; used only when the CPU reports all three (kernels() checks at first use).
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <type_traits>
@@ -43,7 +44,7 @@ inline __m256 mask8(uint8_t bits) {
 // the rounded values as it goes (in registers: kept in this struct they would go through
 // memory at every coordinate). One query reads an entry this way; several share an Expanded
 // copy.
-template <bool kShared, class T>
+template <bool kShared, class T, bool kZeroFill>
 struct Direct {
     static constexpr bool kSumsConstants = std::is_same_v<T, uint16_t>;
     const T* tm;
@@ -62,7 +63,7 @@ struct Direct {
     void at(size_t bi, int i, __m256& k, __m256& me, __m256& mk, __m256& mf) const {
         const __m256 m = mask8(mb[bi]);
         k = kShared ? _mm256_set1_ps(load1(ky + i)) : load8(ky + bi * kLanes);
-        me = _mm256_and_ps(m, load8(tm + bi * kLanes));
+        me = kZeroFill ? load8(tm + bi * kLanes) : _mm256_and_ps(m, load8(tm + bi * kLanes));
         mk = _mm256_and_ps(m, k);
         mf = _mm256_and_ps(m, _mm256_set1_ps(1.0f));
     }
@@ -100,7 +101,7 @@ template <bool kShared, class T>
 void expand(const Entries& E, const T* templates, const T* keys, int64_t j, Expanded& x) {
     constexpr bool kHalf = std::is_same_v<T, uint16_t>;
     const int d = E.layout.group_dim;
-    const Direct<kShared, T> src(E, templates, keys, j);
+    const Direct<kShared, T, false> src(E, templates, keys, j);
     for (int b = 0; b < E.layout.blocks(); ++b) {
         ConstantSums<kHalf> sums;
         for (int i = 0; i < d; ++i) {
@@ -228,12 +229,16 @@ int64_t by_layout(const Entries& E, const F& f) {
     return E.layout.shared_key ? f(std::true_type(), E.templates, E.keys) : f(std::false_type(), E.templates, E.keys);
 }
 
-// Calls f(std::integral_constant<int, d>) with the group dimension d as a compile-time
-// constant where it is the default (16), else with 0 (read at run time).
+// Calls f(std::integral_constant<int, d>, std::bool_constant<zero fill>) with the group
+// dimension d as a compile-time constant where it is the default (16), else with 0 (read at
+// run time), and Layout::zero_fill as a compile-time constant.
 template <class F>
-int64_t by_group_dim(const Entries& E, const F& f) {
-    if (E.layout.group_dim == 16) return f(std::integral_constant<int, 16>());
-    return f(std::integral_constant<int, 0>());
+int64_t by_shape(const Entries& E, const F& f) {
+    auto with_fill = [&](auto dim) {
+        return E.layout.zero_fill ? f(dim, std::true_type()) : f(dim, std::false_type());
+    };
+    if (E.layout.group_dim == 16) return with_fill(std::integral_constant<int, 16>());
+    return with_fill(std::integral_constant<int, 0>());
 }
 
 template <class P>
@@ -246,12 +251,12 @@ int64_t score_range(const Entries& E, const float* queries, int64_t nq, int64_t 
         using T = Element<decltype(templates)>;
         int64_t clamped = 0;
         if (nq == 1) {  // nothing to reuse: each entry straight from storage
-            return by_group_dim(E, [&](auto dim) {
+            return by_shape(E, [&](auto dim, auto zero_fill) {
+                using Src = Direct<kShared, T, decltype(zero_fill)::value>;
                 int64_t n_clamped = 0;
                 for (int64_t j = j0; j < j1; ++j) {
                     float* outs[1] = {out + (j - j0)};
-                    n_clamped += score_entry<1, false, dim.value>(E, j, Direct<kShared, T>(E, templates, keys, j),
-                                                                  &queries, outs);
+                    n_clamped += score_entry<1, false, dim.value>(E, j, Src(E, templates, keys, j), &queries, outs);
                 }
                 return n_clamped;
             });
@@ -276,12 +281,12 @@ int64_t score_list(const Entries& E, const float* query, const int64_t* pos, int
     return by_layout(E, [&](auto shared, auto templates, auto keys) {
         constexpr bool kShared = decltype(shared)::value;
         using T = Element<decltype(templates)>;
-        return by_group_dim(E, [&](auto dim) {
+        return by_shape(E, [&](auto dim, auto zero_fill) {
+            using Src = Direct<kShared, T, decltype(zero_fill)::value>;
             int64_t clamped = 0;
             for (int64_t i = 0; i < n; ++i) {
                 float* outs[1] = {out + i};
-                clamped += score_entry<1, false, dim.value>(E, pos[i], Direct<kShared, T>(E, templates, keys, pos[i]),
-                                                            &query, outs);
+                clamped += score_entry<1, false, dim.value>(E, pos[i], Src(E, templates, keys, pos[i]), &query, outs);
             }
             return clamped;
         });
@@ -304,13 +309,17 @@ int64_t group_cosines(const Entries& E, const float* queries, int64_t nq, int64_
     });
 }
 
+// F16C from CPUID leaf 1 (ECX bit 29): clang 14's __builtin_cpu_supports does not know "f16c".
+bool cpu_has_f16c() {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+}
+
 }  // namespace
 
 const KernelTable* avx2_kernels() {
     static const KernelTable table{"avx2", &score_range, &score_list, &group_cosines};
-    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !__builtin_cpu_supports("f16c")) {
-        return nullptr;
-    }
+    if (!__builtin_cpu_supports("avx2") || !__builtin_cpu_supports("fma") || !cpu_has_f16c()) return nullptr;
     return &table;
 }
 
