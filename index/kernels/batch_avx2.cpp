@@ -75,7 +75,6 @@ struct SlerpPoly {
 
 // Per-thread working memory, grown to the largest shape seen.
 struct Scratch {
-    int d = 0;                // group dimension of the loaded entries
     int sub = 0;              // entries per sgemm call (sub_block())
     std::vector<float> qn;    // queries, natural layout: nqp x D
     std::vector<float> qt;    // queries transposed: D x nqp (the sparse corrections)
@@ -90,7 +89,6 @@ struct Scratch {
     std::vector<uint8_t> filled;            // G x sub: some dropped template value is non-zero
     std::vector<float> c;                   // sgemm output: 2 * sub x nqp
     std::vector<float> s;                   // scores: sub x nqp
-    std::vector<float> offset;              // sub: the entries' score offsets
     std::vector<SlerpPoly> poly;            // G: per group, the pass's t (when uniform)
     std::vector<uint8_t> uniform;           // G: every query of the pass has the same t_g
 };
@@ -190,7 +188,6 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
     const Layout& L = E.layout;
     const int G = L.groups, d = L.group_dim;
     const size_t slots = size_t(G) * w.sub;
-    w.d = d;
     w.tmpl.resize(L.vec_floats());
     w.key.resize(L.vec_floats());
     w.b.resize(slots * 2 * d);
@@ -279,7 +276,7 @@ constexpr int kUnroll = 2;
 // sgemm's products in w.c. Returns the clamped (query, group) pairs of real queries.
 // The first group's pass writes w.s, later ones add to it (kFirst).
 template <Coef kC, bool kFirst>
-int64_t group_pass(int g, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
+int64_t group_pass(int g, int d, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
     int64_t clamped = 0;
     const float* qsq = w.qsq.data() + size_t(g) * nqp;
     const float* tq = w.tq.data() + size_t(g) * nqp;
@@ -293,7 +290,7 @@ int64_t group_pass(int g, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scrat
             continue;
         }
         const __m256 wv = _mm256_set1_ps(weight), ke = _mm256_set1_ps(w.ke[gj]), kmk = _mm256_set1_ps(w.kmk[gj]);
-        const int32_t d0 = int32_t(gj) * w.d, d1 = d0 + w.drop_count[gj];
+        const int32_t d0 = int32_t(gj) * d, d1 = d0 + w.drop_count[gj];
         const bool filled = w.filled[gj];
         const float* ck = w.c.data() + size_t(jj) * nqp;
         const float* ct = w.c.data() + size_t(w.sub + jj) * nqp;
@@ -337,10 +334,10 @@ int64_t group_pass(int g, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scrat
 }
 
 template <bool kFirst>
-int64_t pass(bool uniform, int g, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
-    if (!uniform) return group_pass<Coef::kPerLane, kFirst>(g, lo, hi, nqp, P, w);
-    return P.na <= 4 ? group_pass<Coef::kPoly4, kFirst>(g, lo, hi, nqp, P, w)
-                     : group_pass<Coef::kPoly10, kFirst>(g, lo, hi, nqp, P, w);
+int64_t pass(bool uniform, int g, int d, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
+    if (!uniform) return group_pass<Coef::kPerLane, kFirst>(g, d, lo, hi, nqp, P, w);
+    return P.na <= 4 ? group_pass<Coef::kPoly4, kFirst>(g, d, lo, hi, nqp, P, w)
+                     : group_pass<Coef::kPoly10, kFirst>(g, d, lo, hi, nqp, P, w);
 }
 
 int64_t score_range(const Entries& E, const float* queries, int64_t nq_all, int64_t j0, int64_t j1, float* out,
@@ -355,7 +352,6 @@ int64_t score_range(const Entries& E, const float* queries, int64_t nq_all, int6
         w.sub = sub_block(nqp, d);
         w.c.resize(size_t(2) * w.sub * nqp);
         w.s.resize(size_t(w.sub) * nqp);
-        w.offset.resize(w.sub);
         // Per group: one t for every query of the pass (t does not follow the probe's
         // importance) takes per-t polynomials; otherwise the per-lane closed form.
         w.poly.clear();
@@ -375,14 +371,14 @@ int64_t score_range(const Entries& E, const float* queries, int64_t nq_all, int6
                 sgemm_("T", "N", &m, &n, &k, &one, w.qn.data() + g * d, &lda, w.b.data() + size_t(g) * 2 * nb * d,
                        &ldb, &zero, w.c.data(), &ldc);
                 const SlerpPoly& P = w.poly[g];
-                clamped += g == 0 ? pass<true>(w.uniform[g], g, lo, hi, nqp, P, w)
-                                  : pass<false>(w.uniform[g], g, lo, hi, nqp, P, w);
+                clamped += g == 0 ? pass<true>(w.uniform[g], g, d, lo, hi, nqp, P, w)
+                                  : pass<false>(w.uniform[g], g, d, lo, hi, nqp, P, w);
             }
             // Transposed out, one output row (query) at a time: the strided reads stay in cache.
-            for (int jj = lo; jj < hi; ++jj) w.offset[jj] = E.offsets[(base + jj) * E.offset_stride];
+            const float* offsets = E.offsets + base * E.offset_stride;
             for (int64_t qi = 0; qi < nq; ++qi) {
                 float* o = out + (q0 + qi) * ld + (base - j0);
-                for (int jj = lo; jj < hi; ++jj) o[jj] = w.s[size_t(jj) * nqp + qi] + w.offset[jj];
+                for (int jj = lo; jj < hi; ++jj) o[jj] = w.s[size_t(jj) * nqp + qi] + offsets[jj * E.offset_stride];
             }
         }
     }

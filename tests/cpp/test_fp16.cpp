@@ -102,17 +102,6 @@ std::vector<float> prepared(const ProtectedIndex& index, const std::vector<float
     return kq;
 }
 
-// 1 + sum of the weights + |offset| of each row: float sums err in proportion.
-std::vector<double> gains(const EntryStorage& s) {
-    const size_t gf = s.layout.group_floats();
-    std::vector<double> g(s.rows());
-    for (int64_t r = 0; r < s.rows(); ++r) {
-        g[r] = 1.0 + std::abs(s.offsets[r]);
-        for (size_t l = 0; l < gf; ++l) g[r] += s.weights[r * gf + l];
-    }
-    return g;
-}
-
 // AVX2 equals the scalar oracle in half mode, for score_range (odd query counts: the pair
 // loop's tail), score_list and group_cosines, on shapes that hit the padded lanes.
 TEST(Fp16Kernels, Avx2EqualsScalar) {
@@ -134,7 +123,7 @@ TEST(Fp16Kernels, Avx2EqualsScalar) {
         std::vector<float> a(nq * n), b(nq * n);
         EXPECT_EQ(scalar.score_range(E, kq.data(), nq, 0, n, a.data(), n),
                   avx2->score_range(E, kq.data(), nq, 0, n, b.data(), n));
-        const auto gain = gains(index.store);
+        const auto gain = testing_util::score_gain(index.store);
         double worst = 0;
         for (int64_t i = 0; i < nq * n; ++i) worst = std::max(worst, std::abs(double(a[i]) - b[i]) / gain[i % n]);
         EXPECT_LT(worst, 1e-5);

@@ -21,7 +21,6 @@
 #include "index/index_io.h"
 #include "tests/cpp/test_util.h"
 #include "index/kernels/scan.h"
-#include "plugin/reference.h"
 #include "plugin/synth.h"
 
 namespace pslerp {
@@ -29,37 +28,8 @@ namespace {
 
 using testing_util::random_features;
 
-// Per row, 1 + the sum of its combination weights + |its offset|: float sums err in proportion
-// (cohort-normalised weights reach several units each and the offset cancels most of them).
-std::vector<double> score_gain(const IndexProtectedSlerp& index) {
-    const size_t gf = index.layout.group_floats();
-    std::vector<double> gain(index.store.rows());
-    for (int64_t r = 0; r < index.store.rows(); ++r) {
-        gain[r] = 1.0 + std::abs(index.store.offsets[r]);
-        for (size_t g = 0; g < gf; ++g) gain[r] += index.store.weights[r * gf + g];
-    }
-    return gain;
-}
-
-// Reference scores of every probe against every live entry of the index.
-std::vector<double> reference_scores(const IndexProtectedSlerp& index, const std::vector<float>& q, int64_t nq) {
-    const Params& p = index.params;
-    const int64_t rows = index.store.rows();
-    std::vector<double> s(nq * rows);
-    std::vector<float> e(p.dim()), k(p.key_dim()), w(p.groups);
-    std::vector<uint8_t> m(p.dim());
-    for (int64_t r = 0; r < rows; ++r) {
-        index.store.template_row(p, r, e.data());
-        index.store.key_row(p, r, k.data());
-        index.store.mask_row(p, r, m.data());
-        index.store.weight_row(p, r, w.data());
-        for (int64_t i = 0; i < nq; ++i) {
-            s[i * rows + r] = reference::match_one(p, q.data() + i * p.dim(), e.data(), k.data(), m.data(), w.data()) +
-                              index.store.offsets[r];
-        }
-    }
-    return s;
-}
+using testing_util::reference_scores;
+using testing_util::score_gain;
 
 class KernelTest : public ::testing::TestWithParam<const kernels::KernelTable*> {};
 
@@ -86,7 +56,7 @@ TEST_P(KernelTest, MatchesReferenceScoresAndRanking) {
         }
         K->score_range(index.store.view(), kq.data(), nq, 0, n, scores.data(), n);
         const auto ref = reference_scores(index, q, nq);
-        const auto gain = score_gain(index);
+        const auto gain = score_gain(index.store);
         double worst = 0;  // relative to the row's gain
         for (int64_t i = 0; i < nq * n; ++i) worst = std::max(worst, std::abs(scores[i] - ref[i]) / gain[i % n]);
         EXPECT_LT(worst, 1e-5);
@@ -163,7 +133,7 @@ TEST_P(KernelTest, KeyAlignedAndAntipodalGroupsAndTheClampedCount) {
     EXPECT_EQ(want_clamped, 2 * n) << "each probe is antipodal to its own entry in groups 4 and 7 (and 1, weightless)";
     EXPECT_GT(above_one, 0) << "no group cosine rounded above 1: the upper clamp is not exercised";
     EXPECT_EQ(clamped, want_clamped);
-    const auto gain = score_gain(index);
+    const auto gain = score_gain(index.store);
     double worst = 0;  // relative to the row's gain
     for (int64_t i = 0; i < n * n; ++i) {
         ASSERT_TRUE(std::isfinite(scores[i])) << "score " << i << " is " << scores[i];
@@ -217,7 +187,7 @@ TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
     const int64_t cb = B->score_range(E, kq.data(), nq, 0, n, batched.data(), n);
     const int64_t cs = kernels::scalar_kernels().score_range(E, kq.data(), nq, 0, n, single.data(), n);
     EXPECT_EQ(cb, cs);
-    const auto gain = score_gain(index);
+    const auto gain = score_gain(index.store);
     for (int64_t i = 0; i < nq * n; ++i) ASSERT_NEAR(batched[i], single[i], 1e-5 * gain[i % n]) << i;
     // Dispatch: entries [5, 90), written from column 0.
     std::vector<float> few(3 * n), many(nq * n), want_few(3 * n), want_many(nq * n);
@@ -254,7 +224,7 @@ TEST(Index, SearchEqualsReferenceRanking) {
         std::vector<idx_t> I(nq * k);
         index.search(nq, q.data(), k, D.data(), I.data());
         const auto ref = reference_scores(index, q, nq);
-        const auto gain = score_gain(index);  // ids are rows here
+        const auto gain = score_gain(index.store);  // ids are rows here
         for (int64_t i = 0; i < nq; ++i) {
             std::vector<int64_t> order(n);
             std::iota(order.begin(), order.end(), 0);

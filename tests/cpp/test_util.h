@@ -6,12 +6,16 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "index/IndexProtectedSlerp.h"
 #include "index/ProtectedIndex.h"
+#include "index/storage.h"
+#include "plugin/reference.h"
 
 namespace pslerp {
 
@@ -35,6 +39,40 @@ std::string error_of(F&& f) {
 }  // namespace pslerp
 
 namespace pslerp::testing_util {
+
+/// Per row, 1 + the sum of its combination weights + |its offset|: float sums err in proportion
+/// (cohort-normalised weights reach several units each and the offset cancels most of them).
+inline std::vector<double> score_gain(const EntryStorage& store) {
+    const size_t gf = store.layout.group_floats();
+    std::vector<double> gain(store.rows());
+    for (int64_t r = 0; r < store.rows(); ++r) {
+        gain[r] = 1.0 + std::abs(store.offsets[r]);
+        for (size_t g = 0; g < gf; ++g) gain[r] += store.weights[r * gf + g];
+    }
+    return gain;
+}
+
+/// Reference scores (plugin/reference.h, double) of nq probes against every row of the index:
+/// out[i * rows + r], the row's offset included.
+inline std::vector<double> reference_scores(const IndexProtectedSlerp& index, const std::vector<float>& q,
+                                            int64_t nq) {
+    const Params& p = index.params;
+    const int64_t rows = index.store.rows();
+    std::vector<double> s(nq * rows);
+    std::vector<float> e(p.dim()), k(p.key_dim()), w(p.groups);
+    std::vector<uint8_t> m(p.dim());
+    for (int64_t r = 0; r < rows; ++r) {
+        index.store.template_row(p, r, e.data());
+        index.store.key_row(p, r, k.data());
+        index.store.mask_row(p, r, m.data());
+        index.store.weight_row(p, r, w.data());
+        for (int64_t i = 0; i < nq; ++i) {
+            s[i * rows + r] = reference::match_one(p, q.data() + i * p.dim(), e.data(), k.data(), m.data(), w.data()) +
+                              index.store.offsets[r];
+        }
+    }
+    return s;
+}
 
 /// A named scheme for tests that run over shapes and options.
 struct Case {
