@@ -145,18 +145,25 @@ mutation kernel_avx2_mask_select index/kernels/scan_avx2.cpp \
     'for (int l = 0; l < kLanes; ++l) lanes[bits][l] = (bits >> (l ^ 7)) & 1 ? 0xffffffffu : 0u;' $AVX2_TESTS
 
 # -- batched kernel (issue 12): the sparse corrections over the dropped coordinates
-mutation batch_qmk_correction index/kernels/batch_avx2.cpp \
-    'qmk[u] = _mm256_fnmadd_ps(qv, kv, qmk[u]);' \
-    'qmk[u] = _mm256_fmadd_ps(qv, kv, qmk[u]);' gtest:test_index
-mutation batch_qqm_correction index/kernels/batch_avx2.cpp \
-    'qqm[u] = _mm256_fnmadd_ps(qv, qv, qqm[u]);' \
-    'qqm[u] = _mm256_fmadd_ps(qv, qv, qqm[u]);' gtest:test_index
-mutation batch_fill_correction index/kernels/batch_avx2.cpp \
-    'if (filled) qe[u] = _mm256_fnmadd_ps(qv, tv, qe[u]);' \
-    'if (!filled) qe[u] = _mm256_fnmadd_ps(qv, tv, qe[u]);' gtest:test_index
-mutation batch_per_t_poly index/kernels/batch_avx2.cpp \
-    'b[k] = float(double(kSinc[k]) * std::pow(double(t), 2 * k + 1));' \
-    'b[k] = float(double(kSinc[k]) * std::pow(double(t), 2 * k + 2));' gtest:test_index
+mutation batch_qmk_correction index/kernels/batch_pass.h \
+    'qmk[u] = S::fnmadd(qv, kv, qmk[u]);' \
+    'qmk[u] = S::fmadd(qv, kv, qmk[u]);' gtest:test_index
+mutation batch_qqm_correction index/kernels/batch_pass.h \
+    'qqm[u] = S::fnmadd(qv, qv, qqm[u]);' \
+    'qqm[u] = S::fmadd(qv, qv, qqm[u]);' gtest:test_index
+mutation batch_fill_correction index/kernels/batch_pass.h \
+    'if (filled) qe[u] = S::fnmadd(qv, tv, qe[u]);' \
+    'if (!filled) qe[u] = S::fnmadd(qv, tv, qe[u]);' gtest:test_index
+# -- the ratio form: its series, the choice of its length, and its denominator
+mutation batch_ratio_series index/kernels/scan.cpp \
+    'b[k] = s[k] * std::pow(tt, 2 * k + 1);' \
+    'b[k] = s[k] * std::pow(tt, 2 * k + 2);' gtest:test_index
+mutation batch_ratio_terms index/kernels/scan.cpp \
+    'if (worst <= 1e-6) {' \
+    'if (worst <= 1e-2) {' gtest:test_index
+mutation batch_ratio_den index/kernels/batch_pass.h \
+    'V den = S::fmadd(r, kmk, S::add(qmk, qmk));' \
+    'V den = S::fmadd(r, kmk, qmk);' gtest:test_index
 
 # -- half-precision storage (issue 12): conversion, and the per-group constants the kernels
 # recompute from the rounded entry

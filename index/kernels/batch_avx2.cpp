@@ -16,9 +16,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <type_traits>
 #include <vector>
 
+#include "index/kernels/batch_pass.h"
 #include "index/kernels/scan.h"
 #include "index/kernels/simd_avx2.h"
 
@@ -49,30 +52,6 @@ int sub_block(int64_t nqp, int d) {
 }
 constexpr int64_t kQueryPass = 256;
 
-// The slerp coefficients of one t as polynomials in u = theta^2 (coeffs.h: a' = (1-t) sinc((1-t)
-// theta) and b' = t sinc(t theta) have the Taylor coefficients kSinc[k] (1-t)^(2k+1) and
-// kSinc[k] t^(2k+1)), each cut where the terms left out stay below 1e-9 for theta up to
-// acos(kAntipodalCosF) < 3. Saves the per-lane scaling, and most of a's terms when t is near 1.
-struct SlerpPoly {
-    float a[10] = {}, b[10] = {};
-    int na = 0;  ///< terms of a that count (b keeps all ten: t theta reaches 3)
-
-    explicit SlerpPoly(float t) {
-        const double u_max = 9.0;
-        double tail = 0.0;
-        na = 10;
-        for (int k = 0; k < 10; ++k) {
-            a[k] = float(double(kSinc[k]) * std::pow(1.0 - double(t), 2 * k + 1));
-            b[k] = float(double(kSinc[k]) * std::pow(double(t), 2 * k + 1));
-        }
-        while (na > 1) {
-            tail += std::fabs(double(a[na - 1])) * std::pow(u_max, na - 1);
-            if (tail >= 1e-9) break;
-            a[--na] = 0.0f;
-        }
-    }
-};
-
 // Per-thread working memory, grown to the largest shape seen.
 struct Scratch {
     int sub = 0;              // entries per sgemm call (sub_block())
@@ -89,8 +68,7 @@ struct Scratch {
     std::vector<uint8_t> filled;            // G x sub: some dropped template value is non-zero
     std::vector<float> c;                   // sgemm output: 2 * sub x nqp
     std::vector<float> s;                   // scores: sub x nqp
-    std::vector<SlerpPoly> poly;            // G: per group, the pass's t (when uniform)
-    std::vector<uint8_t> uniform;           // G: every query of the pass has the same t_g
+    std::vector<SlerpRatio> ratio;          // G: per group, of the pass's t (ok: uniform and defined)
 };
 
 // Queries [0, nq) of the prepared (interleaved) form in the four layouts the pass reads.
@@ -124,26 +102,6 @@ void load_queries(const Layout& L, const float* queries, int64_t nq, int64_t nqp
     }
 }
 
-
-// How a pass evaluates the slerp coefficients: per lane (t varies between queries), or by the
-// pass's SlerpPoly with NA terms of a.
-enum class Coef { kPerLane, kPoly4, kPoly10 };
-
-template <Coef kC>
-inline __m256 slerp_cosine(const SlerpPoly& P, __m256 c, const float* t, __m256 qe, __m256 qmk, __m256 qqm,
-                           __m256 ke, __m256 kmk) {
-    if constexpr (kC == Coef::kPerLane) {
-        return group_cosine8(c, _mm256_loadu_ps(t), qe, qmk, qqm, ke, kmk);
-    } else {
-        constexpr int kNA = kC == Coef::kPoly4 ? 4 : 10;
-        const __m256 theta = poly_acos8(clamp_cos8(c));
-        const __m256 u = _mm256_mul_ps(theta, theta);
-        __m256 pa = _mm256_set1_ps(P.a[kNA - 1]), pb = _mm256_set1_ps(P.b[9]);
-        for (int k = kNA - 2; k >= 0; --k) pa = _mm256_fmadd_ps(pa, u, _mm256_set1_ps(P.a[k]));
-        for (int k = 8; k >= 0; --k) pb = _mm256_fmadd_ps(pb, u, _mm256_set1_ps(P.b[k]));
-        return cosine_from_ab8(pa, pb, qe, qmk, qqm, ke, kmk);
-    }
-}
 
 // Transposes eight rows of eight floats in place: r[i][l] -> r[l][i].
 inline void transpose8(__m256 r[8]) {
@@ -268,98 +226,51 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
     }
 }
 
-// Queries interleaved per step of the closed form: its chain (two polynomials, a square root,
-// a reciprocal square root) is long, so independent vectors keep the units busy.
-constexpr int kUnroll = 2;
-
-// Adds the weighted cosines of group g for entries [lo, hi) of the loaded block to w.s, from
-// sgemm's products in w.c. Returns the clamped (query, group) pairs of real queries.
-// The first group's pass writes w.s, later ones add to it (kFirst).
-template <Coef kC, bool kFirst>
-int64_t group_pass(int g, int d, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
-    int64_t clamped = 0;
-    const float* qsq = w.qsq.data() + size_t(g) * nqp;
-    const float* tq = w.tq.data() + size_t(g) * nqp;
-    const __m256 antipodal = _mm256_set1_ps(kAntipodalCosF);
-    __m256i low_count = _mm256_setzero_si256();  // per lane: clamped pairs (cmp masks are -1)
-    for (int jj = lo; jj < hi; ++jj) {
-        const size_t gj = size_t(g) * w.sub + jj;
-        const float weight = w.w[gj];
-        if (weight == 0.0f) {  // padded or weightless group: neither scored nor counted
-            if (kFirst) std::fill(w.s.begin() + size_t(jj) * nqp, w.s.begin() + size_t(jj + 1) * nqp, 0.0f);
-            continue;
-        }
-        const __m256 wv = _mm256_set1_ps(weight), ke = _mm256_set1_ps(w.ke[gj]), kmk = _mm256_set1_ps(w.kmk[gj]);
-        const int32_t d0 = int32_t(gj) * d, d1 = d0 + w.drop_count[gj];
-        const bool filled = w.filled[gj];
-        const float* ck = w.c.data() + size_t(jj) * nqp;
-        const float* ct = w.c.data() + size_t(w.sub + jj) * nqp;
-        float* s = w.s.data() + size_t(jj) * nqp;
-        // kU vectors of eight queries from q on.
-        auto step = [&](int64_t q, auto unroll) {
-            constexpr int kU = decltype(unroll)::value;
-            __m256 c[kU], qe[kU], qmk[kU], qqm[kU];
-            for (int u = 0; u < kU; ++u) {
-                c[u] = _mm256_loadu_ps(ck + q + u * kLanes);
-                qe[u] = _mm256_loadu_ps(ct + q + u * kLanes);
-                qmk[u] = c[u];
-                qqm[u] = _mm256_loadu_ps(qsq + q + u * kLanes);
-            }
-            for (int32_t r = d0; r < d1; ++r) {
-                const float* row = w.qt.data() + size_t(w.drop_row[r]) * nqp + q;
-                const __m256 kv = _mm256_set1_ps(w.drop_k[r]), tv = _mm256_set1_ps(w.drop_t[r]);
-                for (int u = 0; u < kU; ++u) {
-                    const __m256 qv = _mm256_loadu_ps(row + u * kLanes);
-                    qmk[u] = _mm256_fnmadd_ps(qv, kv, qmk[u]);
-                    qqm[u] = _mm256_fnmadd_ps(qv, qv, qqm[u]);
-                    if (filled) qe[u] = _mm256_fnmadd_ps(qv, tv, qe[u]);
-                }
-            }
-            for (int u = 0; u < kU; ++u) {
-                const int64_t qu = q + u * kLanes;
-                const __m256 cs = slerp_cosine<kC>(P, c[u], tq + qu, qe[u], qmk[u], qqm[u], ke, kmk);
-                _mm256_storeu_ps(s + qu, kFirst ? _mm256_mul_ps(wv, cs) : _mm256_fmadd_ps(wv, cs, _mm256_loadu_ps(s + qu)));
-                low_count = _mm256_sub_epi32(
-                        low_count, _mm256_castps_si256(_mm256_cmp_ps(c[u], antipodal, _CMP_LT_OQ)));
-            }
-        };
-        int64_t q = 0;
-        for (; q + kUnroll * kLanes <= nqp; q += kUnroll * kLanes) step(q, std::integral_constant<int, kUnroll>());
-        for (; q < nqp; q += kLanes) step(q, std::integral_constant<int, 1>());
+// The per-lane closed form (simd_avx2.h group_cosine8), for passes whose queries differ in t_g
+// (t follows the probe's importance) or whose t has no SlerpRatio.
+struct PerLaneCosine {
+    const float* tq;  // the group's t per query
+    __m256 operator()(__m256 c, int64_t q, __m256 qe, __m256 qmk, __m256 qqm, __m256 ke, __m256 kmk) const {
+        return group_cosine8(c, _mm256_loadu_ps(tq + q), qe, qmk, qqm, ke, kmk);
     }
-    alignas(32) int32_t lanes[kLanes];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), low_count);
-    for (int32_t v : lanes) clamped += v;
-    return clamped;
+};
+
+GroupBlock group_block(const Scratch& w, int g, int d, int lo, int hi, int64_t nqp) {
+    return GroupBlock{g, d, lo, hi, w.sub, nqp, w.c.data(), w.qt.data(), w.qsq.data() + size_t(g) * nqp,
+                      w.w.data(), w.ke.data(), w.kmk.data(), w.drop_count.data(), w.drop_row.data(),
+                      w.drop_k.data(), w.drop_t.data(), w.filled.data(), const_cast<float*>(w.s.data())};
 }
 
-template <bool kFirst>
-int64_t pass(bool uniform, int g, int d, int lo, int hi, int64_t nqp, const SlerpPoly& P, Scratch& w) {
-    if (!uniform) return group_pass<Coef::kPerLane, kFirst>(g, d, lo, hi, nqp, P, w);
-    return P.na <= 4 ? group_pass<Coef::kPoly4, kFirst>(g, d, lo, hi, nqp, P, w)
-                     : group_pass<Coef::kPoly10, kFirst>(g, d, lo, hi, nqp, P, w);
+// Group g's pass: the ratio form of `passes` when the pass has one t_g with a SlerpRatio,
+// else the per-lane closed form (AVX2).
+int64_t group_pass_of(const RatioPasses& passes, const Scratch& w, int g, int d, int lo, int hi, int64_t nqp) {
+    const GroupBlock b = group_block(w, g, d, lo, hi, nqp);
+    const bool first = g == 0;
+    const SlerpRatio& R = w.ratio[g];
+    if (R.ok) return passes.fn[R.terms / 4 - 1][first ? 0 : 1](b, R);
+    const PerLaneCosine per_lane{w.tq.data() + size_t(g) * nqp};
+    return first ? group_pass<Avx2, true>(b, per_lane) : group_pass<Avx2, false>(b, per_lane);
 }
 
-int64_t score_range(const Entries& E, const float* queries, int64_t nq_all, int64_t j0, int64_t j1, float* out,
-                    int64_t ld) {
+int64_t score_range_with(const RatioPasses& passes, const Entries& E, const float* queries, int64_t nq_all,
+                         int64_t j0, int64_t j1, float* out, int64_t ld) {
     const Layout& L = E.layout;
     const int G = L.groups, d = L.group_dim, D = G * d;
     thread_local Scratch w;
     int64_t clamped = 0;
     for (int64_t q0 = 0; q0 < nq_all; q0 += kQueryPass) {
-        const int64_t nq = std::min(kQueryPass, nq_all - q0), nqp = (nq + kLanes - 1) / kLanes * kLanes;
+        const int64_t nq = std::min(kQueryPass, nq_all - q0);
+        const int64_t nqp = (nq + kBatchQueryAlign - 1) / kBatchQueryAlign * kBatchQueryAlign;
         load_queries(L, queries + q0 * L.query_floats(), nq, nqp, w);
         w.sub = sub_block(nqp, d);
         w.c.resize(size_t(2) * w.sub * nqp);
         w.s.resize(size_t(w.sub) * nqp);
         // Per group: one t for every query of the pass (t does not follow the probe's
-        // importance) takes per-t polynomials; otherwise the per-lane closed form.
-        w.poly.clear();
-        w.uniform.resize(G);
+        // importance) takes the ratio form; otherwise the per-lane closed form.
+        w.ratio.assign(G, SlerpRatio(1.0f));  // not ok
         for (int g = 0; g < G; ++g) {
             const float* tq = w.tq.data() + size_t(g) * nqp;
-            w.uniform[g] = std::all_of(tq, tq + nqp, [&](float t) { return t == tq[0]; });
-            w.poly.emplace_back(tq[0]);
+            if (std::all_of(tq, tq + nqp, [&](float t) { return t == tq[0]; })) w.ratio[g] = cached_slerp_ratio(tq[0]);
         }
         for (int64_t base = j0 / w.sub * w.sub; base < j1; base += w.sub) {
             const int lo = int(std::max<int64_t>(j0 - base, 0)), hi = int(std::min<int64_t>(j1 - base, w.sub));
@@ -370,9 +281,7 @@ int64_t score_range(const Entries& E, const float* queries, int64_t nq_all, int6
                 const float one = 1.0f, zero = 0.0f;
                 sgemm_("T", "N", &m, &n, &k, &one, w.qn.data() + g * d, &lda, w.b.data() + size_t(g) * 2 * nb * d,
                        &ldb, &zero, w.c.data(), &ldc);
-                const SlerpPoly& P = w.poly[g];
-                clamped += g == 0 ? pass<true>(w.uniform[g], g, d, lo, hi, nqp, P, w)
-                                  : pass<false>(w.uniform[g], g, d, lo, hi, nqp, P, w);
+                clamped += group_pass_of(passes, w, g, d, lo, hi, nqp);
             }
             // Transposed out, one output row (query) at a time: the strided reads stay in cache.
             const float* offsets = E.offsets + base * E.offset_stride;
@@ -385,13 +294,36 @@ int64_t score_range(const Entries& E, const float* queries, int64_t nq_all, int6
     return clamped;
 }
 
+constexpr RatioPasses kAvx2Passes = ratio_passes_for<Avx2>();
+
+int64_t score_range_avx2(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
+                         int64_t ld) {
+    return score_range_with(kAvx2Passes, E, queries, nq, j0, j1, out, ld);
+}
+
+int64_t score_range_avx512(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
+                           int64_t ld) {
+    return score_range_with(*avx512_ratio_passes(), E, queries, nq, j0, j1, out, ld);
+}
+
 }  // namespace
 
-const KernelTable* batch_kernels() {
+const KernelTable* batch_avx2_kernels() {
     static const KernelTable* table = []() -> const KernelTable* {
         const KernelTable* simd = avx2_kernels();
         if (!simd) return nullptr;
-        static const KernelTable t{"avx2+sgemm", &score_range, simd->score_list, simd->group_cosines};
+        static const KernelTable t{"avx2+sgemm", &score_range_avx2, simd->score_list, simd->group_cosines};
+        return &t;
+    }();
+    return table;
+}
+
+const KernelTable* batch_kernels() {
+    static const KernelTable* table = []() -> const KernelTable* {
+        const KernelTable* simd = batch_avx2_kernels();
+        const char* force = std::getenv("PSLERP_SIMD");
+        if (!simd || !avx512_ratio_passes() || (force && std::strcmp(force, "avx2") == 0)) return simd;
+        static const KernelTable t{"avx512+sgemm", &score_range_avx512, simd->score_list, simd->group_cosines};
         return &t;
     }();
     return table;

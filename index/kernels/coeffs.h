@@ -41,6 +41,27 @@ inline float poly_sinc(float x) {
     return p;
 }
 
+/// poly_acos over the lanes of a vector, for vector traits S (simd_avx2.h Avx2, simd_avx512.h
+/// Avx512); instantiated only in the file compiled for S's instruction set.
+template <class S>
+inline typename S::V poly_acos_v(typename S::V c) {
+    using V = typename S::V;
+    const V x = S::abs(c);
+    V p = S::set1(kAcos[7]);
+    for (int i = 6; i >= 0; --i) p = S::fmadd(p, x, S::set1(kAcos[i]));
+    const V r = S::mul(S::sqrt(S::sub(S::set1(1.0f), x)), p);
+    return S::select_negative(c, r, S::sub(S::set1(kPi), r));
+}
+
+/// 1 / sqrt(x) by the hardware estimate and one Newton step.
+template <class S>
+inline typename S::V rsqrt_refined(typename S::V x) {
+    using V = typename S::V;
+    const V r = S::rsqrt(x);
+    const V half_x_r2 = S::mul(S::mul(S::set1(0.5f), x), S::mul(r, r));
+    return S::mul(r, S::sub(S::set1(1.5f), half_x_r2));
+}
+
 /// Cosine of the transformed probe group with the stored group, from the four dot products.
 inline float group_cosine(float c, float t, float qe, float qmk, float qqm, float ke, float kmk) {
     c = std::min(std::max(c, kAntipodalCosF), 1.0f);
@@ -50,5 +71,23 @@ inline float group_cosine(float c, float t, float qe, float qmk, float qqm, floa
     const float den2 = a * a * qqm + 2.0f * a * b * qmk + b * b * kmk;
     return (a * qe + b * ke) / std::sqrt(std::max(den2, 1e-30f));
 }
+
+/// The ratio r(u) = b'(u) / a'(u) of one t as a power series in u = theta^2, cut to `terms`
+/// terms (4, 8 or 12: the kernels' unrolled Horner loops), or `ok` false when 12 terms do not
+/// reach a relative error of 1e-6 on theta in [0, acos(kAntipodalCosF)] (t below about 0.5,
+/// or t = 1); then the kernels take the per-lane closed form. The group cosine depends on a' and
+/// b' only through r (they scale together):
+///   cos_g = (<q,M T> + r <k,M T>) / sqrt(<q^2,M> + 2 r <q,M k> + r^2 <k,M k>).
+/// Defined in scan.cpp.
+struct SlerpRatio {
+    float t = 0.0f;
+    float r[12] = {};
+    int terms = 0;
+    bool ok = false;
+    explicit SlerpRatio(float t);
+};
+
+/// SlerpRatio(t) from a small per-thread cache (making one takes a few thousand sines).
+SlerpRatio cached_slerp_ratio(float t);
 
 }  // namespace pslerp::kernels

@@ -1,8 +1,12 @@
 #include "index/kernels/scan.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
+#include "index/kernels/coeffs.h"
 #include "index/kernels/half.h"
 
 namespace pslerp::kernels {
@@ -102,6 +106,58 @@ void prepare_query(const Layout& L, const float* xn, const float* t, float* out)
         }
         tt[g] = t[g];
     }
+}
+
+SlerpRatio::SlerpRatio(float t_) : t(t_) {
+    // r = b'/a' by power-series division, a'_k = s_k (1-t)^(2k+1), b'_k = s_k t^(2k+1), s_k the
+    // Taylor coefficients of sinc in x^2; then the fewest of 4, 8, 12 terms whose relative error
+    // on a grid of u in [0, acos(kAntipodalCosF)^2] stays within 1e-6 (float coefficients,
+    // evaluated in double; the closed form then moves by about as much).
+    constexpr int kMax = 12;
+    const double tt = t, a0 = 1.0 - tt;
+    if (!(tt >= 0.0 && tt < 1.0)) return;
+    double s[kMax], a[kMax], b[kMax], r[kMax];
+    double fact = 1.0;
+    for (int k = 0; k < kMax; ++k) {
+        if (k > 0) fact *= double(2 * k) * double(2 * k + 1);
+        s[k] = (k % 2 ? -1.0 : 1.0) / fact;
+        a[k] = s[k] * std::pow(a0, 2 * k + 1);
+        b[k] = s[k] * std::pow(tt, 2 * k + 1);
+    }
+    for (int k = 0; k < kMax; ++k) {
+        double v = b[k];
+        for (int i = 1; i <= k; ++i) v -= a[i] * r[k - i];
+        r[k] = v / a[0];
+    }
+    const double u_max = std::pow(std::acos(double(kAntipodalCosF)), 2);
+    for (int n = 4; n <= kMax; n += 4) {
+        double worst = 0.0;
+        for (int i = 0; i <= 512; ++i) {
+            const double u = u_max * i / 512, th = std::sqrt(u);
+            const double sa = th > 0 ? std::sin(a0 * th) / th : a0, sb = th > 0 ? std::sin(tt * th) / th : tt;
+            const double exact = sb / sa;
+            double p = 0.0;
+            for (int k = n - 1; k >= 0; --k) p = p * u + double(float(r[k]));
+            worst = std::max(worst, std::fabs(p - exact) / std::max(std::fabs(exact), 1e-30));
+        }
+        if (worst <= 1e-6) {
+            for (int k = 0; k < kMax; ++k) this->r[k] = k < n ? float(r[k]) : 0.0f;
+            terms = n;
+            ok = true;
+            return;
+        }
+    }
+}
+
+SlerpRatio cached_slerp_ratio(float t) {
+    // A search has one t, or one per group; t that follows the probe never gets here.
+    thread_local std::vector<SlerpRatio> cache;
+    for (const SlerpRatio& r : cache) {
+        if (r.t == t) return r;
+    }
+    if (cache.size() >= 64) cache.clear();
+    cache.emplace_back(t);
+    return cache.back();
 }
 
 }  // namespace pslerp::kernels

@@ -109,7 +109,11 @@ const KernelTable& scalar_kernels();
 /// nullptr when the CPU lacks AVX2/FMA.
 const KernelTable* avx2_kernels();
 /// The AVX2 table with score_range taken by the batched kernel (batch_avx2.cpp, any number of
-/// queries); nullptr when the CPU lacks AVX2/FMA. score_block() chooses between the two.
+/// queries), its closed form eight queries per register; nullptr when the CPU lacks AVX2/FMA.
+const KernelTable* batch_avx2_kernels();
+/// The batched kernel for this CPU: batch_avx2_kernels() with its closed form sixteen queries
+/// per register where the CPU has AVX-512F (batch_avx512.cpp) and PSLERP_SIMD is not "avx2";
+/// nullptr when the CPU lacks AVX2/FMA. score_block() chooses between it and kernels().
 const KernelTable* batch_kernels();
 /// Name of the instruction set in use ("avx2" or "scalar"), for benchmarks and `info`.
 const char* simd_level();

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "index/kernels/batch_pass.h"
 #include "index/kernels/coeffs.h"
 #include "index/kernels/half.h"
 #include "index/kernels/scan.h"
@@ -147,12 +148,30 @@ struct FromExpanded {
     }
 };
 
+// The group cosines of a block of eight groups, from the slerp weights t of the query (per lane).
+struct PerLaneT {
+    __m256 operator()(const float* t, __m256 c, __m256 qe, __m256 qmk, __m256 qqm, __m256 ke, __m256 kmk) const {
+        return group_cosine8(c, _mm256_loadu_ps(t), qe, qmk, qqm, ke, kmk);
+    }
+};
+
+// The same by the ratio form (coeffs.h SlerpRatio), when every group of the query has one t.
+template <int kN>
+struct ByRatio {
+    RatioCosine<Avx2, kN> ratio;
+    __m256 operator()(const float*, __m256 c, __m256 qe, __m256 qmk, __m256 qqm, __m256 ke, __m256 kmk) const {
+        return ratio(clamp_cos8(c), 0, qe, qmk, qqm, ke, kmk);
+    }
+};
+
 // Scores NQ queries (1 or 2) against entry j, read through `src` (Direct or FromExpanded); the
 // entry's loads serve them all. *outs[n] gets the weighted sum plus the entry's offset, or with
 // kPerGroup outs[n][0 .. group_floats) the unweighted cosines (padded lanes 0).
 // kD: the group dimension when known at compile time (the innermost loop then unrolls), else 0.
-template <int NQ, bool kPerGroup = false, int kD = 0, class Src>
-int64_t score_entry(const Entries& E, int64_t j, const Src& src, const float* const* qs, float* const* outs) {
+// Cos: PerLaneT, or ByRatio for a single query whose groups share one t.
+template <int NQ, bool kPerGroup = false, int kD = 0, class Src, class Cos = PerLaneT>
+int64_t score_entry(const Entries& E, int64_t j, const Src& src, const float* const* qs, float* const* outs,
+                    const Cos& cosine = Cos()) {
     const Layout& L = E.layout;
     const int d = kD ? kD : L.group_dim;
     const size_t V = L.vec_floats();
@@ -190,8 +209,7 @@ int64_t score_entry(const Entries& E, int64_t j, const Src& src, const float* co
             used = _mm256_cmp_ps(w, _mm256_setzero_ps(), _CMP_NEQ_OQ);
         }
         for (int n = 0; n < NQ; ++n) {
-            const __m256 t = _mm256_loadu_ps(qs[n] + 2 * V + b * kLanes);
-            const __m256 cs = _mm256_and_ps(used, group_cosine8(c[n], t, qe[n], qmk[n], qqm[n], ke, kmk));
+            const __m256 cs = _mm256_and_ps(used, cosine(qs[n] + 2 * V + b * kLanes, c[n], qe[n], qmk[n], qqm[n], ke, kmk));
             if constexpr (kPerGroup) {
                 _mm256_storeu_ps(outs[n] + b * kLanes, cs);
             } else {
@@ -241,6 +259,26 @@ int64_t by_shape(const Entries& E, const F& f) {
     return with_fill(std::integral_constant<int, 0>());
 }
 
+// Calls f(cosine) with ByRatio<terms> when every group of the nq prepared queries has the same t
+// and it has a SlerpRatio, else with PerLaneT: so that one query (verify, score_list) and several
+// (search) score an entry alike, bit for bit.
+template <class F>
+int64_t by_cosine(const Layout& L, const float* queries, int64_t nq, const F& f) {
+    const size_t qf = L.query_floats(), V = L.vec_floats();
+    const float t0 = queries[2 * V];
+    for (int64_t i = 0; i < nq; ++i) {
+        const float* t = queries + i * qf + 2 * V;
+        for (int g = 0; g < L.groups; ++g) {
+            if (t[g] != t0) return f(PerLaneT());
+        }
+    }
+    const SlerpRatio R = cached_slerp_ratio(t0);
+    if (!R.ok) return f(PerLaneT());
+    if (R.terms == 4) return f(ByRatio<4>{RatioCosine<Avx2, 4>(R)});
+    if (R.terms == 8) return f(ByRatio<8>{RatioCosine<Avx2, 8>(R)});
+    return f(ByRatio<12>{RatioCosine<Avx2, 12>(R)});
+}
+
 template <class P>
 using Element = std::remove_const_t<std::remove_pointer_t<P>>;
 
@@ -249,31 +287,36 @@ int64_t score_range(const Entries& E, const float* queries, int64_t nq, int64_t 
     return by_layout(E, [&](auto shared, auto templates, auto keys) {
         constexpr bool kShared = decltype(shared)::value;
         using T = Element<decltype(templates)>;
-        int64_t clamped = 0;
         if (nq == 1) {  // nothing to reuse: each entry straight from storage
             return by_shape(E, [&](auto dim, auto zero_fill) {
                 using Src = Direct<kShared, T, decltype(zero_fill)::value>;
-                int64_t n_clamped = 0;
-                for (int64_t j = j0; j < j1; ++j) {
-                    float* outs[1] = {out + (j - j0)};
-                    n_clamped += score_entry<1, false, dim.value>(E, j, Src(E, templates, keys, j), &queries, outs);
-                }
-                return n_clamped;
+                return by_cosine(E.layout, queries, 1, [&](const auto& cosine) {
+                    int64_t n_clamped = 0;
+                    for (int64_t j = j0; j < j1; ++j) {
+                        float* outs[1] = {out + (j - j0)};
+                        n_clamped += score_entry<1, false, dim.value>(E, j, Src(E, templates, keys, j), &queries, outs,
+                                                                      cosine);
+                    }
+                    return n_clamped;
+                });
             });
         }
         const size_t qsz = E.layout.query_floats();
         Expanded x(E.layout);
-        for (int64_t j = j0; j < j1; ++j) {
-            expand<kShared>(E, templates, keys, j, x);
-            clamped += by_query_pairs(nq, [&](int64_t qi, auto pair) {
-                constexpr int NQ = decltype(pair)::value;
-                const float* qs[NQ];
-                float* outs[NQ];
-                for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * ld + (j - j0);
-                return score_entry<NQ>(E, j, FromExpanded<kShared>{x}, qs, outs);
-            });
-        }
-        return clamped;
+        return by_cosine(E.layout, queries, nq, [&](const auto& cosine) {
+            int64_t clamped = 0;
+            for (int64_t j = j0; j < j1; ++j) {
+                expand<kShared>(E, templates, keys, j, x);
+                clamped += by_query_pairs(nq, [&](int64_t qi, auto pair) {
+                    constexpr int NQ = decltype(pair)::value;
+                    const float* qs[NQ];
+                    float* outs[NQ];
+                    for (int n = 0; n < NQ; ++n) qs[n] = queries + (qi + n) * qsz, outs[n] = out + (qi + n) * ld + (j - j0);
+                    return score_entry<NQ, false, 0>(E, j, FromExpanded<kShared>{x}, qs, outs, cosine);
+                });
+            }
+            return clamped;
+        });
     });
 }
 
@@ -283,12 +326,15 @@ int64_t score_list(const Entries& E, const float* query, const int64_t* pos, int
         using T = Element<decltype(templates)>;
         return by_shape(E, [&](auto dim, auto zero_fill) {
             using Src = Direct<kShared, T, decltype(zero_fill)::value>;
-            int64_t clamped = 0;
-            for (int64_t i = 0; i < n; ++i) {
-                float* outs[1] = {out + i};
-                clamped += score_entry<1, false, dim.value>(E, pos[i], Src(E, templates, keys, pos[i]), &query, outs);
-            }
-            return clamped;
+            return by_cosine(E.layout, query, 1, [&](const auto& cosine) {
+                int64_t clamped = 0;
+                for (int64_t i = 0; i < n; ++i) {
+                    float* outs[1] = {out + i};
+                    clamped += score_entry<1, false, dim.value>(E, pos[i], Src(E, templates, keys, pos[i]), &query,
+                                                                outs, cosine);
+                }
+                return clamped;
+            });
         });
     });
 }

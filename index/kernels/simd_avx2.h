@@ -8,14 +8,32 @@
 
 namespace pslerp::kernels::avx2 {
 
-inline __m256 poly_acos8(__m256 c) {
-    const __m256 x = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), c);
-    __m256 p = _mm256_set1_ps(kAcos[7]);
-    for (int i = 6; i >= 0; --i) p = _mm256_fmadd_ps(p, x, _mm256_set1_ps(kAcos[i]));
-    const __m256 r = _mm256_mul_ps(_mm256_sqrt_ps(_mm256_sub_ps(_mm256_set1_ps(1.0f), x)), p);
-    const __m256 negative = _mm256_cmp_ps(c, _mm256_setzero_ps(), _CMP_LT_OQ);
-    return _mm256_blendv_ps(r, _mm256_sub_ps(_mm256_set1_ps(kPi), r), negative);
-}
+// The vector operations of the batched closed form (batch_pass.h), eight lanes.
+struct Avx2 {
+    using V = __m256;
+    static constexpr int kW = 8;
+    static V load(const float* p) { return _mm256_loadu_ps(p); }
+    static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+    static V set1(float x) { return _mm256_set1_ps(x); }
+    static V add(V a, V b) { return _mm256_add_ps(a, b); }
+    static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+    static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+    static V fnmadd(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
+    static V min(V a, V b) { return _mm256_min_ps(a, b); }
+    static V max(V a, V b) { return _mm256_max_ps(a, b); }
+    static V sqrt(V a) { return _mm256_sqrt_ps(a); }
+    static V rsqrt(V a) { return _mm256_rsqrt_ps(a); }
+    static V abs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+    /// if_neg where c < 0, else v.
+    static V select_negative(V c, V v, V if_neg) {
+        return _mm256_blendv_ps(v, if_neg, _mm256_cmp_ps(c, _mm256_setzero_ps(), _CMP_LT_OQ));
+    }
+    /// Lanes with a < b.
+    static int count_less(V a, V b) { return __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LT_OQ)))); }
+};
+
+inline __m256 poly_acos8(__m256 c) { return poly_acos_v<Avx2>(c); }
 
 inline __m256 poly_sinc8(__m256 x) {
     const __m256 u = _mm256_mul_ps(x, x);
@@ -34,10 +52,7 @@ inline __m256 cosine_from_ab8(__m256 a, __m256 b, __m256 qe, __m256 qmk, __m256 
     den2 = _mm256_fmadd_ps(_mm256_mul_ps(a, a), qqm, den2);
     den2 = _mm256_max_ps(den2, _mm256_set1_ps(1e-30f));
     const __m256 num = _mm256_fmadd_ps(a, qe, _mm256_mul_ps(b, ke));
-    const __m256 r = _mm256_rsqrt_ps(den2);
-    const __m256 half_d_r2 = _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), den2), _mm256_mul_ps(r, r));
-    const __m256 refined = _mm256_mul_ps(r, _mm256_sub_ps(_mm256_set1_ps(1.5f), half_d_r2));
-    return _mm256_mul_ps(num, refined);
+    return _mm256_mul_ps(num, rsqrt_refined<Avx2>(den2));
 }
 
 inline __m256 clamp_cos8(__m256 c) {

@@ -128,7 +128,9 @@ TEST(Fp16Kernels, Avx2EqualsScalar) {
         for (int64_t i = 0; i < nq * n; ++i) worst = std::max(worst, std::abs(double(a[i]) - b[i]) / gain[i % n]);
         EXPECT_LT(worst, 1e-5);
         // The batched kernel (GEMM over unpack_row()'s floats) in half mode, where the CPU has it.
-        if (const kernels::KernelTable* batch = kernels::batch_kernels()) {
+        for (const kernels::KernelTable* batch : {kernels::batch_avx2_kernels(), kernels::batch_kernels()}) {
+            if (!batch) continue;
+            SCOPED_TRACE(batch->name);
             std::vector<float> g(nq * n);
             batch->score_range(E, kq.data(), nq, 0, n, g.data(), n);
             double worst_batch = 0;

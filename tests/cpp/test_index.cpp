@@ -20,6 +20,7 @@
 #include "index/IndexProtectedSlerp.h"
 #include "index/index_io.h"
 #include "tests/cpp/test_util.h"
+#include "index/kernels/batch_pass.h"
 #include "index/kernels/scan.h"
 #include "plugin/synth.h"
 
@@ -152,63 +153,89 @@ TEST_P(KernelTest, KeyAlignedAndAntipodalGroupsAndTheClampedCount) {
     EXPECT_EQ(listed, want_clamped);
 }
 
+constexpr const char* kKernelNames[] = {"scalar", "avx2", "batch_avx2", "batch"};
 INSTANTIATE_TEST_SUITE_P(Kernels, KernelTest,
                          ::testing::Values(&kernels::scalar_kernels(), kernels::avx2_kernels(),
-                                           kernels::batch_kernels()),
-                         [](const auto& info) {
-                             return std::string(info.index == 0 ? "scalar" : info.index == 1 ? "avx2" : "batch");
-                         });
+                                           kernels::batch_avx2_kernels(), kernels::batch_kernels()),
+                         [](const auto& info) { return std::string(kKernelNames[info.index]); });
 
-// The batched kernel beyond one pass of queries (300 > 256), at a t whose slerp polynomial
-// keeps every term (t = 0.7), on a block that is not a whole number of sgemm blocks; and
-// score_block's choice: fewer than kBatchMinQueries go to the per-entry kernel, more to the
-// batched one.
-TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
-    const kernels::KernelTable* B = kernels::batch_kernels();
-    if (!B) GTEST_SKIP() << "this CPU lacks AVX2/FMA: the batched kernel is not testable here";
-    Params p = Params::defaults(8, 16);
-    p.t = 0.7f;
-    IndexProtectedSlerp index(p);
-    index.set_seed(8);
-    const int64_t n = 97, nq = 300;
-    const auto x = random_features(n, index.d, 9);
-    index.add(n, x.data());
-    const auto q = random_features(nq, index.d, 10);
-    auto probe = prepare_probes(p, q.data(), nq);
-    ASSERT_TRUE(probe.ok());
-    const size_t qf = index.store.layout.query_floats();
-    std::vector<float> kq(nq * qf);
-    for (int64_t i = 0; i < nq; ++i) {
-        kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
-                               probe->t.data() + i * p.groups, kq.data() + i * qf);
-    }
-    const kernels::Entries E = index.store.view();
-    std::vector<float> batched(nq * n), single(nq * n);
-    const int64_t cb = B->score_range(E, kq.data(), nq, 0, n, batched.data(), n);
-    const int64_t cs = kernels::scalar_kernels().score_range(E, kq.data(), nq, 0, n, single.data(), n);
-    EXPECT_EQ(cb, cs);
-    const auto gain = score_gain(index.store);
-    for (int64_t i = 0; i < nq * n; ++i) ASSERT_NEAR(batched[i], single[i], 1e-5 * gain[i % n]) << i;
-    // Dispatch: entries [5, 90), written from column 0.
-    std::vector<float> few(3 * n), many(nq * n), want_few(3 * n), want_many(nq * n);
-    kernels::score_block(E, kq.data(), 3, 5, 90, few.data(), n);
-    kernels::kernels().score_range(E, kq.data(), 3, 5, 90, want_few.data(), n);
-    kernels::score_block(E, kq.data(), nq, 5, 90, many.data(), n);
-    B->score_range(E, kq.data(), nq, 5, 90, want_many.data(), n);
-    for (int64_t i = 0; i < 3; ++i) {
-        for (int64_t j = 0; j < 85; ++j) EXPECT_EQ(few[i * n + j], want_few[i * n + j]);
-    }
-    if (&kernels::kernels() == kernels::avx2_kernels()) {  // not under PSLERP_SIMD=scalar
-        for (int64_t i = 0; i < nq; ++i) {
-            for (int64_t j = 0; j < 85; ++j) ASSERT_EQ(many[i * n + j], want_many[i * n + j]);
+// The ratio of the slerp coefficients as a power series (batch_pass.h SlerpRatio): defined for t
+// in [0.5, 1) at least (below about 0.5 and at 1 the kernel takes the per-lane closed form),
+// and where defined within 1e-6 of sin(t theta) / sin((1-t) theta), relative, over the clamped
+// range of theta.
+TEST(BatchKernel, SlerpRatioSeries) {
+    const double theta_max = std::acos(double(kernels::kAntipodalCosF));
+    for (float t : {0.0f, 0.1f, 0.3f, 0.5f, 0.6f, 0.7f, 0.8f, 0.85f, 0.9f, 0.95f, 0.99f, 1.0f}) {
+        SCOPED_TRACE(t);
+        const kernels::SlerpRatio R(t);
+        if (t >= 0.5f && t < 1.0f) EXPECT_TRUE(R.ok);
+        if (t == 1.0f || t == 0.3f) EXPECT_FALSE(R.ok);
+        if (!R.ok) continue;
+        EXPECT_TRUE(R.terms == 4 || R.terms == 8 || R.terms == 12);
+        for (int i = 0; i <= 1000; ++i) {
+            const double th = theta_max * i / 1000, u = th * th;
+            const double want = th > 0 ? std::sin(t * th) / std::sin((1.0 - t) * th) : t / (1.0 - t);
+            double got = 0;
+            for (int k = R.terms - 1; k >= 0; --k) got = got * u + R.r[k];
+            ASSERT_LE(std::abs(got - want), 1.5e-6 * std::max(std::abs(want), 1e-12)) << th;
         }
     }
-    // An entry's score does not depend on the range it was scored in (the index splits its rows
-    // between threads): [0, n) in one call equals [0, 37) and [37, n) in two, bit for bit.
-    std::vector<float> split(nq * n);
-    B->score_range(E, kq.data(), nq, 0, 37, split.data(), n);
-    B->score_range(E, kq.data(), nq, 37, n, split.data() + 37, n);
-    EXPECT_EQ(split, batched);
+}
+
+// The batched kernels (AVX2, and AVX-512 where the CPU has it) beyond one pass of queries
+// (300 > 256), at t whose ratio series takes 4, 8 and 12 terms or none (t = 0.3: the per-lane
+// closed form), on a block that is not a whole number of sgemm blocks; and score_block's choice:
+// fewer than kBatchMinQueries go to the per-entry kernel, more to the batched one.
+TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
+    if (!kernels::batch_kernels()) GTEST_SKIP() << "this CPU lacks AVX2/FMA: the batched kernel is not testable here";
+    for (const float t : {0.3f, 0.5f, 0.7f, 0.97f}) {
+        for (const kernels::KernelTable* B : {kernels::batch_avx2_kernels(), kernels::batch_kernels()}) {
+            SCOPED_TRACE(testing::Message() << "t " << t << " " << B->name);
+            Params p = Params::defaults(8, 16);
+            p.t = t;
+            IndexProtectedSlerp index(p);
+            index.set_seed(8);
+            const int64_t n = 97, nq = 300;
+            const auto x = random_features(n, index.d, 9);
+            index.add(n, x.data());
+            const auto q = random_features(nq, index.d, 10);
+            auto probe = prepare_probes(p, q.data(), nq);
+            ASSERT_TRUE(probe.ok());
+            const size_t qf = index.store.layout.query_floats();
+            std::vector<float> kq(nq * qf);
+            for (int64_t i = 0; i < nq; ++i) {
+                kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
+                                       probe->t.data() + i * p.groups, kq.data() + i * qf);
+            }
+            const kernels::Entries E = index.store.view();
+            std::vector<float> batched(nq * n), single(nq * n);
+            const int64_t cb = B->score_range(E, kq.data(), nq, 0, n, batched.data(), n);
+            const int64_t cs = kernels::scalar_kernels().score_range(E, kq.data(), nq, 0, n, single.data(), n);
+            EXPECT_EQ(cb, cs);
+            const auto gain = score_gain(index.store);
+            for (int64_t i = 0; i < nq * n; ++i) ASSERT_NEAR(batched[i], single[i], 1e-5 * gain[i % n]) << i;
+            // Dispatch: entries [5, 90), written from column 0.
+            std::vector<float> few(3 * n), many(nq * n), want_few(3 * n), want_many(nq * n);
+            kernels::score_block(E, kq.data(), 3, 5, 90, few.data(), n);
+            kernels::kernels().score_range(E, kq.data(), 3, 5, 90, want_few.data(), n);
+            kernels::score_block(E, kq.data(), nq, 5, 90, many.data(), n);
+            kernels::batch_kernels()->score_range(E, kq.data(), nq, 5, 90, want_many.data(), n);
+            for (int64_t i = 0; i < 3; ++i) {
+                for (int64_t j = 0; j < 85; ++j) EXPECT_EQ(few[i * n + j], want_few[i * n + j]);
+            }
+            if (&kernels::kernels() == kernels::avx2_kernels()) {  // not under PSLERP_SIMD=scalar
+                for (int64_t i = 0; i < nq; ++i) {
+                    for (int64_t j = 0; j < 85; ++j) ASSERT_EQ(many[i * n + j], want_many[i * n + j]);
+                }
+            }
+            // An entry's score does not depend on the range it was scored in (the index splits its rows
+            // between threads): [0, n) in one call equals [0, 37) and [37, n) in two, bit for bit.
+            std::vector<float> split(nq * n);
+            B->score_range(E, kq.data(), nq, 0, 37, split.data(), n);
+            B->score_range(E, kq.data(), nq, 37, n, split.data() + 37, n);
+            EXPECT_EQ(split, batched);
+        }
+    }
 }
 
 TEST(Index, SearchEqualsReferenceRanking) {

@@ -1,0 +1,32 @@
+// AVX-512 (F) building blocks for the batched closed form (batch_pass.h): sixteen lanes.
+// Include only from files compiled with -mavx512f -mfma.
+#pragma once
+
+#include <immintrin.h>
+
+namespace pslerp::kernels::avx512 {
+
+struct Avx512 {
+    using V = __m512;
+    static constexpr int kW = 16;
+    static V load(const float* p) { return _mm512_loadu_ps(p); }
+    static void store(float* p, V v) { _mm512_storeu_ps(p, v); }
+    static V set1(float x) { return _mm512_set1_ps(x); }
+    static V add(V a, V b) { return _mm512_add_ps(a, b); }
+    static V sub(V a, V b) { return _mm512_sub_ps(a, b); }
+    static V mul(V a, V b) { return _mm512_mul_ps(a, b); }
+    static V fmadd(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
+    static V fnmadd(V a, V b, V c) { return _mm512_fnmadd_ps(a, b, c); }
+    static V min(V a, V b) { return _mm512_min_ps(a, b); }
+    static V max(V a, V b) { return _mm512_max_ps(a, b); }
+    static V sqrt(V a) { return _mm512_sqrt_ps(a); }
+    /// About 14 bits, like AVX2's rsqrt (the Newton step after it is the same).
+    static V rsqrt(V a) { return _mm512_rsqrt14_ps(a); }
+    static V abs(V a) { return _mm512_abs_ps(a); }
+    static V select_negative(V c, V v, V if_neg) {
+        return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_LT_OQ), v, if_neg);
+    }
+    static int count_less(V a, V b) { return __builtin_popcount(unsigned(_mm512_cmp_ps_mask(a, b, _CMP_LT_OQ))); }
+};
+
+}  // namespace pslerp::kernels::avx512
