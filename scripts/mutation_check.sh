@@ -108,15 +108,15 @@ mutation kernel_query_square index/kernels/scan.cpp \
     'q2[o] = xn[g * d + i];' $AVX2_TESTS
 
 # -- kernels: AVX2
-mutation kernel_avx2_no_lower_clamp index/kernels/simd_avx2.h \
-    'return _mm256_min_ps(_mm256_max_ps(c, _mm256_set1_ps(kAntipodalCosF)), _mm256_set1_ps(1.0f));' \
-    'return _mm256_min_ps(c, _mm256_set1_ps(1.0f));' $AVX2_TESTS
-mutation kernel_avx2_b_uses_1mt index/kernels/simd_avx2.h \
-    'const __m256 b = _mm256_mul_ps(t, poly_sinc8(_mm256_mul_ps(t, theta)));' \
-    'const __m256 b = _mm256_mul_ps(t, poly_sinc8(_mm256_mul_ps(u, theta)));' $AVX2_TESTS
-mutation kernel_avx2_newton_step index/kernels/simd_avx2.h \
-    '_mm256_sub_ps(_mm256_set1_ps(1.5f), half_d_r2)' \
-    '_mm256_sub_ps(_mm256_set1_ps(1.0f), half_d_r2)' $AVX2_TESTS
+mutation kernel_simd_no_lower_clamp index/kernels/coeffs.h \
+    'return S::min(S::max(c, S::set1(kAntipodalCosF)), S::set1(1.0f));' \
+    'return S::min(c, S::set1(1.0f));' $AVX2_TESTS
+mutation kernel_simd_b_uses_1mt index/kernels/coeffs.h \
+    'const V b = S::mul(t, poly_sinc_v<S>(S::mul(t, theta)));' \
+    'const V b = S::mul(t, poly_sinc_v<S>(S::mul(u, theta)));' $AVX2_TESTS
+mutation kernel_simd_newton_step index/kernels/coeffs.h \
+    'return S::mul(r, S::sub(S::set1(1.5f), half_x_r2));' \
+    'return S::mul(r, S::sub(S::set1(1.0f), half_x_r2));' $AVX2_TESTS
 mutation kernel_avx2_query_pair_tail index/kernels/scan_avx2.cpp \
     'for (; qi + 2 <= nq; qi += 2) clamped' \
     'for (; qi + 2 < nq; qi += 2) clamped' $AVX2_TESTS
@@ -164,6 +164,14 @@ mutation batch_ratio_terms index/kernels/scan.cpp \
 mutation batch_ratio_den index/kernels/batch_pass.h \
     'V den = S::fmadd(r, kmk, S::add(qmk, qmk));' \
     'V den = S::fmadd(r, kmk, qmk);' gtest:test_index
+
+# -- the sixteen-lane one-query kernel: the masked products, the second entry's offset
+mutation kernel_avx512_masked_qmk index/kernels/scan_avx512.cpp \
+    'qmk = _mm512_mask3_fmadd_ps(q, k, qmk, m);' \
+    'qmk = _mm512_fmadd_ps(q, k, qmk);' gtest:test_index
+mutation kernel_avx512_pair_offset index/kernels/scan_avx512.cpp \
+    'if (pair) out[i + 1] = sum8(sb) + E.offsets[jb * E.offset_stride];' \
+    'if (pair) out[i + 1] = sum8(sb) + E.offsets[ja * E.offset_stride];' gtest:test_index
 
 # -- half-precision storage (issue 12): conversion, and the per-group constants the kernels
 # recompute from the rounded entry

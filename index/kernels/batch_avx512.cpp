@@ -1,5 +1,6 @@
 // The batched kernel's closed form with sixteen lanes (batch_pass.h instantiated for AVX-512F).
-// Compiled with -mavx512f -mfma for this file only; used only when the CPU reports AVX-512F.
+// Compiled with -mavx512f -mfma for this file only; nothing here runs unless the CPU reports
+// AVX-512F (scan.cpp avx512_ratio_passes() checks first).
 // Nothing else is compiled here: no library template is instantiated with AVX-512 code that
 // another file could end up calling.
 #include "index/kernels/batch_pass.h"
@@ -7,9 +8,8 @@
 
 namespace pslerp::kernels {
 
-const RatioPasses* avx512_ratio_passes() {
+const RatioPasses* avx512_ratio_passes_unchecked() {
     static constexpr RatioPasses passes = ratio_passes_for<avx512::Avx512>();
-    if (!__builtin_cpu_supports("avx512f")) return nullptr;
     return &passes;
 }
 

@@ -141,7 +141,9 @@ inline constexpr RatioPasses ratio_passes_for() {
              {&ratio_pass<S, 12, true>, &ratio_pass<S, 12, false>}}};
 }
 
-/// The AVX-512 passes (batch_avx512.cpp), nullptr when the CPU or the compiler lacks AVX-512F.
+/// The AVX-512 passes (batch_avx512.cpp), nullptr when the CPU lacks AVX-512F (scan.cpp).
 const RatioPasses* avx512_ratio_passes();
+/// The same without the check (batch_avx512.cpp): call only where the CPU has AVX-512F.
+const RatioPasses* avx512_ratio_passes_unchecked();
 
 }  // namespace pslerp::kernels

@@ -62,6 +62,48 @@ inline typename S::V rsqrt_refined(typename S::V x) {
     return S::mul(r, S::sub(S::set1(1.5f), half_x_r2));
 }
 
+template <class S>
+inline typename S::V poly_sinc_v(typename S::V x) {
+    using V = typename S::V;
+    const V u = S::mul(x, x);
+    V p = S::set1(kSinc[9]);
+    for (int i = 8; i >= 0; --i) p = S::fmadd(p, u, S::set1(kSinc[i]));
+    return p;
+}
+
+template <class S>
+inline typename S::V clamp_cos_v(typename S::V c) {
+    return S::min(S::max(c, S::set1(kAntipodalCosF)), S::set1(1.0f));
+}
+
+/// The group cosine from the (scaled) slerp coefficients a and b: (a qe + b ke) / sqrt(a^2 qqm +
+/// 2 a b qmk + b^2 kmk), by the hardware reciprocal square root and one Newton step (relative
+/// error about 1e-7).
+template <class S>
+inline typename S::V cosine_from_ab_v(typename S::V a, typename S::V b, typename S::V qe, typename S::V qmk,
+                                      typename S::V qqm, typename S::V ke, typename S::V kmk) {
+    using V = typename S::V;
+    const V ab = S::mul(a, b);
+    V den2 = S::mul(S::mul(b, b), kmk);
+    den2 = S::fmadd(S::add(ab, ab), qmk, den2);
+    den2 = S::fmadd(S::mul(a, a), qqm, den2);
+    den2 = S::max(den2, S::set1(1e-30f));
+    const V num = S::fmadd(a, qe, S::mul(b, ke));
+    return S::mul(num, rsqrt_refined<S>(den2));
+}
+
+/// The lanes of group_cosine() below: per-lane t.
+template <class S>
+inline typename S::V group_cosine_v(typename S::V c, typename S::V t, typename S::V qe, typename S::V qmk,
+                                    typename S::V qqm, typename S::V ke, typename S::V kmk) {
+    using V = typename S::V;
+    const V theta = poly_acos_v<S>(clamp_cos_v<S>(c));
+    const V u = S::sub(S::set1(1.0f), t);
+    const V a = S::mul(u, poly_sinc_v<S>(S::mul(u, theta)));
+    const V b = S::mul(t, poly_sinc_v<S>(S::mul(t, theta)));
+    return cosine_from_ab_v<S>(a, b, qe, qmk, qqm, ke, kmk);
+}
+
 /// Cosine of the transformed probe group with the stored group, from the four dot products.
 inline float group_cosine(float c, float t, float qe, float qmk, float qqm, float ke, float kmk) {
     c = std::min(std::max(c, kAntipodalCosF), 1.0f);

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <vector>
 
+#include "index/kernels/batch_pass.h"
 #include "index/kernels/coeffs.h"
 #include "index/kernels/half.h"
 
@@ -15,6 +16,8 @@ const KernelTable& kernels() {
     static const KernelTable& chosen = [&]() -> const KernelTable& {
         const char* force = std::getenv("PSLERP_SIMD");
         if (force && std::strcmp(force, "scalar") == 0) return scalar_kernels();
+        const bool avx2_only = force && std::strcmp(force, "avx2") == 0;
+        if (const KernelTable* t = avx512_kernels(); t && !avx2_only) return *t;
         if (const KernelTable* t = avx2_kernels()) return *t;
         return scalar_kernels();
     }();
@@ -81,10 +84,27 @@ void unpack_row(const Entries& e, int64_t j, float* templ, float* key) {
 int64_t score_block(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
                     int64_t ld) {
     const KernelTable& chosen = kernels();
-    if (nq >= kBatchMinQueries && &chosen == avx2_kernels()) {
+    if (nq >= kBatchMinQueries && &chosen != &scalar_kernels()) {
         return batch_kernels()->score_range(e, queries, nq, j0, j1, out, ld);
     }
     return chosen.score_range(e, queries, nq, j0, j1, out, ld);
+}
+
+// AVX-512F with the OS saving its registers (GCC's and clang's __builtin_cpu_supports check
+// XGETBV), in this file compiled for the baseline: the AVX-512 files run nothing before this.
+static bool cpu_has_avx512f() { return __builtin_cpu_supports("avx512f"); }
+
+const KernelTable* avx512_kernels() {
+    static const KernelTable* table = []() -> const KernelTable* {
+        const KernelTable* avx2 = avx2_kernels();
+        return avx2 && cpu_has_avx512f() ? avx512_kernels_unchecked(*avx2) : nullptr;
+    }();
+    return table;
+}
+
+const RatioPasses* avx512_ratio_passes() {
+    static const RatioPasses* passes = cpu_has_avx512f() ? avx512_ratio_passes_unchecked() : nullptr;
+    return passes;
 }
 
 const char* simd_level() {

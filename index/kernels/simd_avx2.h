@@ -33,39 +33,11 @@ struct Avx2 {
     static int count_less(V a, V b) { return __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_LT_OQ)))); }
 };
 
-inline __m256 poly_acos8(__m256 c) { return poly_acos_v<Avx2>(c); }
-
-inline __m256 poly_sinc8(__m256 x) {
-    const __m256 u = _mm256_mul_ps(x, x);
-    __m256 p = _mm256_set1_ps(kSinc[9]);
-    for (int i = 8; i >= 0; --i) p = _mm256_fmadd_ps(p, u, _mm256_set1_ps(kSinc[i]));
-    return p;
-}
-
-// The group cosine from the (scaled) slerp coefficients a and b: (a qe + b ke) / sqrt(a^2 qqm +
-// 2 a b qmk + b^2 kmk), by the hardware reciprocal square root and one Newton step (relative
-// error about 1e-7).
-inline __m256 cosine_from_ab8(__m256 a, __m256 b, __m256 qe, __m256 qmk, __m256 qqm, __m256 ke, __m256 kmk) {
-    const __m256 ab = _mm256_mul_ps(a, b);
-    __m256 den2 = _mm256_mul_ps(_mm256_mul_ps(b, b), kmk);
-    den2 = _mm256_fmadd_ps(_mm256_add_ps(ab, ab), qmk, den2);
-    den2 = _mm256_fmadd_ps(_mm256_mul_ps(a, a), qqm, den2);
-    den2 = _mm256_max_ps(den2, _mm256_set1_ps(1e-30f));
-    const __m256 num = _mm256_fmadd_ps(a, qe, _mm256_mul_ps(b, ke));
-    return _mm256_mul_ps(num, rsqrt_refined<Avx2>(den2));
-}
-
-inline __m256 clamp_cos8(__m256 c) {
-    return _mm256_min_ps(_mm256_max_ps(c, _mm256_set1_ps(kAntipodalCosF)), _mm256_set1_ps(1.0f));
-}
+inline __m256 clamp_cos8(__m256 c) { return clamp_cos_v<Avx2>(c); }
 
 // Eight lanes of coeffs.h group_cosine().
 inline __m256 group_cosine8(__m256 c, __m256 t, __m256 qe, __m256 qmk, __m256 qqm, __m256 ke, __m256 kmk) {
-    const __m256 theta = poly_acos8(clamp_cos8(c));
-    const __m256 u = _mm256_sub_ps(_mm256_set1_ps(1.0f), t);
-    const __m256 a = _mm256_mul_ps(u, poly_sinc8(_mm256_mul_ps(u, theta)));
-    const __m256 b = _mm256_mul_ps(t, poly_sinc8(_mm256_mul_ps(t, theta)));
-    return cosine_from_ab8(a, b, qe, qmk, qqm, ke, kmk);
+    return group_cosine_v<Avx2>(c, t, qe, qmk, qqm, ke, kmk);
 }
 
 inline float hsum8(__m256 v) {

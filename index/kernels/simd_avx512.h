@@ -1,5 +1,5 @@
-// AVX-512 (F) building blocks for the batched closed form (batch_pass.h): sixteen lanes.
-// Include only from files compiled with -mavx512f -mfma.
+// AVX-512 (F) building blocks for the closed form (coeffs.h, batch_pass.h): sixteen lanes, each
+// computed as its AVX2 lane would be. Include only from files compiled with -mavx512f -mfma.
 #pragma once
 
 #include <immintrin.h>
@@ -20,8 +20,14 @@ struct Avx512 {
     static V min(V a, V b) { return _mm512_min_ps(a, b); }
     static V max(V a, V b) { return _mm512_max_ps(a, b); }
     static V sqrt(V a) { return _mm512_sqrt_ps(a); }
-    /// About 14 bits, like AVX2's rsqrt (the Newton step after it is the same).
-    static V rsqrt(V a) { return _mm512_rsqrt14_ps(a); }
+    static __m512 join(__m256 lo, __m256 hi) {
+        return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(lo)), _mm256_castps_pd(hi), 1));
+    }
+    static __m256 low(V v) { return _mm512_castps512_ps256(v); }
+    static __m256 high(V v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
+    /// AVX2's estimate on each half (not AVX-512's rsqrt14): the same bits as the eight-lane
+    /// kernels, so that a lane's cosine does not depend on the vector width.
+    static V rsqrt(V a) { return join(_mm256_rsqrt_ps(low(a)), _mm256_rsqrt_ps(high(a))); }
     static V abs(V a) { return _mm512_abs_ps(a); }
     static V select_negative(V c, V v, V if_neg) {
         return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(c, _mm512_setzero_ps(), _CMP_LT_OQ), v, if_neg);
