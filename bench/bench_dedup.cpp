@@ -41,6 +41,7 @@
 #include "index/dedup.h"
 #include "index/factory.h"
 #include "plugin/synth.h"
+#include "util/threads.h"
 
 using namespace pslerp;
 using pslerp::bench::value_or_die;
@@ -174,7 +175,7 @@ int main(int argc, char** argv) try {
             return 1;
         }
     }
-    omp_set_num_threads(threads);
+    set_threads(threads);
     bench::Provenance prov(f.command(), seed);
     prov.print();
     std::printf("# threads: %d; batch %ld = %ld second samples of gallery identities + %ld new identities x 2 + "

@@ -37,6 +37,7 @@
 #include "index/IndexProtectedSlerp.h"
 #include "index/factory.h"
 #include "plugin/synth.h"
+#include "util/threads.h"
 
 using namespace pslerp;
 using pslerp::bench::value_or_die;
@@ -143,7 +144,7 @@ int main(int argc, char** argv) try {
     const std::string decay = f.str("decay", "auto");
     const std::string out_dir = f.str("out", "bench_out");
     if (!f.finish()) return 0;
-    omp_set_num_threads(threads);
+    set_threads(threads);
 
     bench::Provenance prov(f.command(), seed);
     prov.print();

@@ -25,6 +25,7 @@
 #include "index/IndexProtectedSlerp.h"
 #include "plugin/protect.h"
 #include "plugin/synth.h"
+#include "util/threads.h"
 
 using namespace pslerp;
 using pslerp::bench::synth_data;
@@ -168,7 +169,7 @@ int main(int argc, char** argv) try {
 
             double rank1_prot = 0, rank1_flat = 0;
             for (int64_t nt : threads) {
-                omp_set_num_threads(int(nt));
+                set_threads(int(nt));
                 std::vector<double> ps, fs, pb, fb, nsg, nbt;
                 for (int r = 0; r < repeats; ++r) {
                     // Single queries, protected then flat, in the same repeat.
@@ -243,7 +244,7 @@ int main(int argc, char** argv) try {
                   << ", \"check_max_abs_diff\": " << max_diff << ", \"rank1_protected\": " << rank1_prot
                   << ", \"rank1_flat\": " << rank1_flat << "}";
             first_extra = false;
-            omp_set_num_threads(prov.max_threads);
+            set_threads(prov.max_threads);
         }
     }
 

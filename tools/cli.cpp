@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "tools/cli.h"
+#include "util/threads.h"
 
 namespace pslerp::cli {
 
@@ -120,7 +121,7 @@ int run_command(const char* name, const std::vector<std::string>& argv, std::vec
     }
     if (args.flag("help")) {
         std::fputs(usage, stdout);
-        std::fputs("common options: --threads N (-t N): OpenMP threads, 1 to 4 x the processors; --help (-h)\n",
+        std::fputs("common options: --threads N (-t N): threads (OpenMP and OpenBLAS), 1 to 4 x the processors; --help (-h)\n",
                    stdout);
         std::fputs(kExitCodesHelp, stdout);
         return kExitOk;
@@ -133,7 +134,7 @@ int run_command(const char* name, const std::vector<std::string>& argv, std::vec
                                                            omp_get_num_procs(), " processors available)"))
                                 : threads.status());
     }
-    if (*threads > 0) omp_set_num_threads(int(*threads));
+    if (*threads > 0) set_threads(int(*threads));
     if (absl::Status s = run(args); !s.ok()) return fail(name, s);
     return kExitOk;
 }

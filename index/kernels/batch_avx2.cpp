@@ -168,7 +168,11 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
     }
     for (int jj = lo; jj < hi; ++jj) {
         const int64_t j = base + jj;
-        unpack_row(E, j, w.tmpl.data(), w.key.data());
+        // fp32 rows with a key per group are read in place; halves and shared keys unpacked.
+        const bool in_place = !L.half && !L.shared_key;
+        if (!in_place) unpack_row(E, j, w.tmpl.data(), w.key.data());
+        const float* row_t = in_place ? E.templates + j * E.template_stride : w.tmpl.data();
+        const float* row_k = in_place ? E.keys + j * E.key_stride : w.key.data();
         if (L.shared_key) {  // one key for every group: widen it to the interleaved layout
             for (int i = d - 1; i >= 0; --i) {
                 const float v = w.key[i];
@@ -181,8 +185,8 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
         for (int blk = 0; blk < L.blocks(); ++blk) {
             const int lanes = std::min(kLanes, G - blk * kLanes);
             const unsigned real = (1u << lanes) - 1u;
-            const float* kb = w.key.data() + size_t(blk) * d * kLanes;
-            const float* tb = w.tmpl.data() + size_t(blk) * d * kLanes;
+            const float* kb = row_k + size_t(blk) * d * kLanes;
+            const float* tb = row_t + size_t(blk) * d * kLanes;
             auto slot = [&](int l) { return size_t(blk * kLanes + l) * w.sub + jj; };
             for (int l = 0; l < lanes; ++l) w.drop_count[slot(l)] = 0;
             __m256 ke = _mm256_setzero_ps(), kmk = _mm256_setzero_ps();

@@ -5,7 +5,9 @@
 // compared with sequential ones, also when every call brings its own parameters (k, radius,
 // nprobe, max_codes, a selector). Every test runs under a watchdog: a deadlock or starvation
 // aborts the binary with a message instead of hanging the suite.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <atomic>
@@ -28,6 +30,7 @@
 #include "index/IndexProtectedSlerp.h"
 #include "index/dedup.h"
 #include "index/factory.h"
+#include "util/threads.h"
 #include "index/index_io.h"
 #include "tests/cpp/test_util.h"
 
@@ -537,3 +540,21 @@ TEST(SharedMutexFairness, TwoLocksInOppositeOrdersDoNotDeadlock) {
 
 }  // namespace
 }  // namespace pslerp
+
+// set_threads (the command line's --threads): OpenMP, and OpenBLAS's own pool where the process
+// has OpenBLAS (without it `pslerp bench --threads 1` timed FAISS's batched sgemm on every core).
+TEST(SetThreads, OpenMpAndOpenBlas) {
+    const int before = omp_get_max_threads();
+    using GetFn = int (*)();
+    const auto blas_get = reinterpret_cast<GetFn>(dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+    const int blas_before = blas_get ? blas_get() : 0;
+    pslerp::set_threads(1);
+    EXPECT_EQ(omp_get_max_threads(), 1);
+    if (blas_get) EXPECT_EQ(blas_get(), 1);
+    pslerp::set_threads(3);
+    EXPECT_EQ(omp_get_max_threads(), 3);
+    if (blas_get) EXPECT_EQ(blas_get(), 3);
+    if (blas_get) pslerp::set_threads(blas_before);
+    omp_set_num_threads(before);
+    if (!blas_get) GTEST_SKIP() << "no OpenBLAS in this process: only OpenMP's setting was checked";
+}
