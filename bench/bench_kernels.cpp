@@ -7,6 +7,7 @@
 //
 //   build-bench/bench/bench_kernels --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <map>
@@ -22,6 +23,7 @@
 #include "index/storage.h"
 #include "plugin/protect.h"
 #include "plugin/synth.h"
+#include "util/threads.h"
 
 using namespace pslerp;
 
@@ -199,6 +201,9 @@ BENCHMARK(BM_FaissInnerProducts)->ArgName("G")->Arg(8)->Arg(32)->Unit(benchmark:
 BENCHMARK(BM_FaissBatch)->ArgName("G")->Arg(8)->Arg(32)->Unit(benchmark::kMicrosecond);
 
 int main(int argc, char** argv) {
+    // OpenBLAS's pool as many threads as OpenMP's (OMP_NUM_THREADS): FAISS's batched search is one
+    // sgemm, which would otherwise run on every core against pslerp's one.
+    set_threads(omp_get_max_threads());
     benchmark::AddCustomContext("simd_level", kernels::simd_level());
     benchmark::AddCustomContext("git_commit", bench::git_commit());
     benchmark::AddCustomContext("data_seed", std::to_string(kSeed));
