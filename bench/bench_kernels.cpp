@@ -83,14 +83,13 @@ Fixture& fixture(int groups, bool half = false) {
     return *f;
 }
 
-// 0 scalar, 1 avx2, 2 batched (sgemm; closed form AVX-512 where the CPU has it), 3 avx512 (one
-// query sixteen lanes wide), 4 batched with the AVX2 closed form.
+// 0 scalar, 1 avx2, 2 batched (sgemm; closed form AVX-512 where the CPU has it), 3 batched with
+// the AVX2 closed form.
 const kernels::KernelTable* table(int which) {
     switch (which) {
         case 0: return &kernels::scalar_kernels();
         case 1: return kernels::avx2_kernels();
         case 2: return kernels::batch_kernels();
-        case 3: return kernels::avx512_kernels();
         default: return kernels::batch_avx2_kernels();
     }
 }
@@ -99,7 +98,7 @@ const kernels::KernelTable* table(int which) {
 void BM_ScoreRange(benchmark::State& state) {
     const kernels::KernelTable* K = table(int(state.range(0)));
     if (!K) {
-        state.SkipWithError("this table's instruction set (AVX2/FMA, AVX-512F) is not available on this CPU");
+        state.SkipWithError("AVX2/FMA not available on this CPU");
         return;
     }
     Fixture& f = fixture(int(state.range(1)), state.range(3) != 0);
@@ -121,7 +120,7 @@ void BM_ScoreRange(benchmark::State& state) {
 void BM_ScoreList(benchmark::State& state) {
     const kernels::KernelTable* K = table(int(state.range(0)));
     if (!K) {
-        state.SkipWithError("this table's instruction set (AVX2/FMA, AVX-512F) is not available on this CPU");
+        state.SkipWithError("AVX2/FMA not available on this CPU");
         return;
     }
     Fixture& f = fixture(int(state.range(1)), state.range(2) != 0);
@@ -174,13 +173,12 @@ void BM_FaissBatch(benchmark::State& state) {
 void RangeArgs(benchmark::internal::Benchmark* b) {
     b->ArgNames({"kernel", "G", "batch", "fp16"});
     for (int half : {0, 1})
-        for (int t : {0, 1, 2, 3, 4})
+        for (int t : {0, 1, 2, 3})
             for (int g : {8, 32})
                 for (int nq : {1, 8, 32, 256}) {
                     if (t == 0 && nq != 1 && nq != 256) continue;  // the oracle: ends only
                     if (t == 2 && nq == 1) continue;              // score_block never sends one query there
-                    if (t == 3 && nq != 1) continue;              // avx512 differs from avx2 at one query only
-                    if (t == 4 && nq != 256) continue;
+                    if (t == 3 && nq != 256) continue;
                     if (half && nq != 1 && nq != 256) continue;
                     b->Args({t, g, nq, half});
                 }
@@ -189,7 +187,7 @@ void RangeArgs(benchmark::internal::Benchmark* b) {
 void ListArgs(benchmark::internal::Benchmark* b) {
     b->ArgNames({"kernel", "G", "fp16"});
     for (int half : {0, 1})
-        for (int t : {0, 1, 3})
+        for (int t : {0, 1})
             for (int g : {8, 32}) b->Args({t, g, half});
 }
 

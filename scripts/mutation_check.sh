@@ -165,14 +165,6 @@ mutation batch_ratio_den index/kernels/batch_pass.h \
     'V den = S::fmadd(r, kmk, S::add(qmk, qmk));' \
     'V den = S::fmadd(r, kmk, qmk);' gtest:test_index
 
-# -- the sixteen-lane one-query kernel: the masked products, the second entry's offset
-mutation kernel_avx512_masked_qmk index/kernels/scan_avx512.cpp \
-    'qmk = _mm512_mask3_fmadd_ps(q, k, qmk, m);' \
-    'qmk = _mm512_fmadd_ps(q, k, qmk);' gtest:test_index
-mutation kernel_avx512_pair_offset index/kernels/scan_avx512.cpp \
-    'if (pair) out[i + 1] = sum8(sb) + E.offsets[jb * E.offset_stride];' \
-    'if (pair) out[i + 1] = sum8(sb) + E.offsets[ja * E.offset_stride];' gtest:test_index
-
 # -- half-precision storage (issue 12): conversion, and the per-group constants the kernels
 # recompute from the rounded entry
 mutation half_round_ties_up index/kernels/half.h \

@@ -16,8 +16,6 @@ const KernelTable& kernels() {
     static const KernelTable& chosen = [&]() -> const KernelTable& {
         const char* force = std::getenv("PSLERP_SIMD");
         if (force && std::strcmp(force, "scalar") == 0) return scalar_kernels();
-        const bool avx2_only = force && std::strcmp(force, "avx2") == 0;
-        if (const KernelTable* t = avx512_kernels(); t && !avx2_only) return *t;
         if (const KernelTable* t = avx2_kernels()) return *t;
         return scalar_kernels();
     }();
@@ -91,16 +89,8 @@ int64_t score_block(const Entries& e, const float* queries, int64_t nq, int64_t 
 }
 
 // AVX-512F with the OS saving its registers (GCC's and clang's __builtin_cpu_supports check
-// XGETBV), in this file compiled for the baseline: the AVX-512 files run nothing before this.
+// XGETBV), in this file compiled for the baseline: the AVX-512 file runs nothing before this.
 static bool cpu_has_avx512f() { return __builtin_cpu_supports("avx512f"); }
-
-const KernelTable* avx512_kernels() {
-    static const KernelTable* table = []() -> const KernelTable* {
-        const KernelTable* avx2 = avx2_kernels();
-        return avx2 && cpu_has_avx512f() ? avx512_kernels_unchecked(*avx2) : nullptr;
-    }();
-    return table;
-}
 
 const RatioPasses* avx512_ratio_passes() {
     static const RatioPasses* passes = cpu_has_avx512f() ? avx512_ratio_passes_unchecked() : nullptr;

@@ -103,17 +103,11 @@ struct KernelTable {
     GroupCosinesFn group_cosines;
 };
 
-/// The table chosen for this CPU: AVX-512F, else AVX2+FMA, else scalar; PSLERP_SIMD=avx2 stops
-/// at AVX2, PSLERP_SIMD=scalar forces scalar.
+/// The table chosen for this CPU (AVX2+FMA when present; PSLERP_SIMD=scalar forces scalar).
 const KernelTable& kernels();
 const KernelTable& scalar_kernels();
 /// nullptr when the CPU lacks AVX2/FMA.
 const KernelTable* avx2_kernels();
-/// The AVX2 table with one query's paths (score_range of one query, score_list) sixteen lanes
-/// wide (scan_avx512.cpp; the same bits per lane); nullptr when the CPU lacks AVX-512F or AVX2.
-const KernelTable* avx512_kernels();
-/// The same without the CPU check (scan_avx512.cpp), sharing avx2's other paths.
-const KernelTable* avx512_kernels_unchecked(const KernelTable& avx2);
 /// The AVX2 table with score_range taken by the batched kernel (batch_avx2.cpp, any number of
 /// queries), its closed form eight queries per register; nullptr when the CPU lacks AVX2/FMA.
 const KernelTable* batch_avx2_kernels();
@@ -121,7 +115,7 @@ const KernelTable* batch_avx2_kernels();
 /// per register where the CPU has AVX-512F (batch_avx512.cpp) and PSLERP_SIMD is not "avx2";
 /// nullptr when the CPU lacks AVX2/FMA. score_block() chooses between it and kernels().
 const KernelTable* batch_kernels();
-/// Name of the instruction set in use ("avx512", "avx2" or "scalar"), for benchmarks and `info`.
+/// Name of the instruction set in use ("avx2" or "scalar"), for benchmarks and `info`.
 const char* simd_level();
 
 /// Writes one prepared query from a probe's normalised groups xn (G*d) and slerp weights t (G).

@@ -25,8 +25,8 @@ struct Avx512 {
     }
     static __m256 low(V v) { return _mm512_castps512_ps256(v); }
     static __m256 high(V v) { return _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)); }
-    /// AVX2's estimate on each half (not AVX-512's rsqrt14): the same bits as the eight-lane
-    /// kernels, so that a lane's cosine does not depend on the vector width.
+    /// AVX2's estimate on each half (not AVX-512's rsqrt14): a lane's cosine then does not depend
+    /// on the vector width (batch_avx2_kernels() and batch_kernels() give the same bits).
     static V rsqrt(V a) { return join(_mm256_rsqrt_ps(low(a)), _mm256_rsqrt_ps(high(a))); }
     static V abs(V a) { return _mm512_abs_ps(a); }
     static V select_negative(V c, V v, V if_neg) {

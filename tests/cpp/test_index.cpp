@@ -153,66 +153,11 @@ TEST_P(KernelTest, KeyAlignedAndAntipodalGroupsAndTheClampedCount) {
     EXPECT_EQ(listed, want_clamped);
 }
 
-constexpr const char* kKernelNames[] = {"scalar", "avx2", "avx512", "batch_avx2", "batch"};
+constexpr const char* kKernelNames[] = {"scalar", "avx2", "batch_avx2", "batch"};
 INSTANTIATE_TEST_SUITE_P(Kernels, KernelTest,
                          ::testing::Values(&kernels::scalar_kernels(), kernels::avx2_kernels(),
-                                           kernels::avx512_kernels(), kernels::batch_avx2_kernels(),
-                                           kernels::batch_kernels()),
+                                           kernels::batch_avx2_kernels(), kernels::batch_kernels()),
                          [](const auto& info) { return std::string(kKernelNames[info.index]); });
-
-// The AVX-512 table's one-query paths (two entries, or two blocks of one entry, per register)
-// give every entry the AVX2 kernel's bits: search of one probe, score_list (verify) and the
-// several-probe path (AVX2) agree exactly. Odd counts (a register half empty), several blocks
-// (17 and 11 groups), shared keys, random fill, per-group t, fp16 storage.
-TEST(Avx512Kernel, OneQueryBitIdenticalToAvx2) {
-    const kernels::KernelTable* K = kernels::avx512_kernels();
-    const kernels::KernelTable* A = kernels::avx2_kernels();
-    if (!K || !A) GTEST_SKIP() << "this CPU lacks AVX-512F: the sixteen-lane kernel is not testable here";
-    for (const auto& c : testing_util::kernel_cases()) {
-        for (const Storage storage : {Storage::kFp32, Storage::kFp16}) {
-            SCOPED_TRACE(testing::Message() << c.name << (storage == Storage::kFp16 ? " fp16" : " fp32"));
-            Params p = c.params;
-            p.storage = storage;
-            IndexProtectedSlerp index(p);
-            index.set_seed(21);
-            const int64_t n = 37, nq = 3;
-            const auto x = random_features(n, index.d, 22);
-            index.add(n, x.data());
-            const auto q = random_features(nq, index.d, 23);
-            auto probe = prepare_probes(p, q.data(), nq);
-            ASSERT_TRUE(probe.ok());
-            const size_t qf = index.store.layout.query_floats();
-            std::vector<float> kq(nq * qf);
-            for (int64_t i = 0; i < nq; ++i) {
-                kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
-                                       probe->t.data() + i * p.groups, kq.data() + i * qf);
-            }
-            const kernels::Entries E = index.store.view();
-            std::vector<float> several(nq * n);
-            const int64_t c_several = A->score_range(E, kq.data(), nq, 0, n, several.data(), n);
-            int64_t c_one = 0, c_list = 0, c_avx2 = 0;
-            std::vector<int64_t> pos = {36, 0, 5, 5, 17, 2, 33};  // unsorted, repeated, odd count
-            for (int64_t i = 0; i < nq; ++i) {
-                std::vector<float> one(n), avx2(n), listed(pos.size());
-                c_one += K->score_range(E, kq.data() + i * qf, 1, 0, n, one.data(), n);
-                c_avx2 += A->score_range(E, kq.data() + i * qf, 1, 0, n, avx2.data(), n);
-                c_list += K->score_list(E, kq.data() + i * qf, pos.data(), int64_t(pos.size()), listed.data());
-                for (int64_t j = 0; j < n; ++j) {
-                    ASSERT_EQ(one[j], avx2[j]) << "query " << i << " entry " << j;
-                    ASSERT_EQ(one[j], several[i * n + j]) << "query " << i << " entry " << j;
-                }
-                for (size_t r = 0; r < pos.size(); ++r) ASSERT_EQ(listed[r], one[pos[r]]) << "position " << r;
-                // A range that starts inside the gallery: pairs shift by one entry.
-                std::vector<float> shifted(n - 3);
-                K->score_range(E, kq.data() + i * qf, 1, 3, n, shifted.data(), n);
-                for (int64_t j = 3; j < n; ++j) ASSERT_EQ(shifted[j - 3], one[j]);
-            }
-            EXPECT_EQ(c_one, c_avx2);
-            EXPECT_EQ(c_one, c_several);
-            EXPECT_GE(c_list, 0);
-        }
-    }
-}
 
 // The ratio of the slerp coefficients as a power series (batch_pass.h SlerpRatio): defined for t
 // in [0.5, 1) at least (below about 0.5 and at 1 the kernel takes the per-lane closed form),
@@ -237,7 +182,7 @@ TEST(BatchKernel, SlerpRatioSeries) {
     }
 }
 
-// The batched kernels (AVX2, and AVX-512 where the CPU has it) beyond one pass of queries
+// The batched kernels (AVX2, and AVX-512 where the CPU has it: the same bits) beyond one pass of queries
 // (300 > 256), at t whose ratio series takes 4, 8 and 12 terms or none (t = 0.3: the per-lane
 // closed form), on a block that is not a whole number of sgemm blocks; and score_block's choice:
 // fewer than kBatchMinQueries go to the per-entry kernel, more to the batched one.
@@ -289,6 +234,10 @@ TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
             B->score_range(E, kq.data(), nq, 0, 37, split.data(), n);
             B->score_range(E, kq.data(), nq, 37, n, split.data() + 37, n);
             EXPECT_EQ(split, batched);
+            // Eight lanes or sixteen: the same operations per lane, the same bits.
+            std::vector<float> eight(nq * n);
+            kernels::batch_avx2_kernels()->score_range(E, kq.data(), nq, 0, n, eight.data(), n);
+            EXPECT_EQ(eight, batched);
         }
     }
 }
