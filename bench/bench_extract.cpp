@@ -154,13 +154,13 @@ int run_extract(int argc, char** argv) {
         return 1;
     }
     std::printf("bench_extract: %zu images from %s%s, mean %.2f Mpixel, largest %dx%d; model %s; workers %lld "
-                "(%u cores), batch %lld, repeat %lld\n\n",
+                "(%u cores), batch %lld, repeat %lld; HOG detector %s\n\n",
                 paths.size(), images_dir.c_str(),
                 upscale > 0 ? absl::StrFormat(" upscaled to a %lld px side (frame %.2f, JPEG q90)", (long long)upscale,
                                               frame).c_str()
                             : "",
                 megapixels / double(paths.size()), max_w, max_h, model_dir.c_str(), (long long)threads,
-                std::thread::hardware_concurrency(), (long long)batch, (long long)repeat);
+                std::thread::hardware_concurrency(), (long long)batch, (long long)repeat, face_detector_simd_level());
     std::printf("| detect_max_side | torch threads | images/s | runs (s) | faces found | same outcome as row 1 "
                 "| descriptor distance to row 1 (median / max) | decode | detect | landmarks+chip | network "
                 "| sum of stages / wall |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n");

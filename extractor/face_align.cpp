@@ -2,7 +2,6 @@
 #include "extractor/face_align.h"
 
 #include <dlib/image_processing.h>
-#include <dlib/image_processing/frontal_face_detector.h>
 #include <dlib/image_transforms.h>
 
 #include <algorithm>
@@ -14,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "extractor/dlib_image.h"
+#include "extractor/hog_detector.h"
 #include "util/timing.h"
 
 namespace pslerp {
@@ -27,6 +27,26 @@ namespace {
 // detect_max_side: twice the detector's 80 px window at least.
 constexpr int kMinDetectSide = 160;
 constexpr int kMaxDetectSide = 1 << 16;
+
+// Packed 8-bit RGB pixels, rows `width` pixels apart: an RgbImage or a DlibImage (dlib's
+// matrix<rgb_pixel> is 3 packed bytes a pixel, row-major).
+struct Packed {
+    const uint8_t* pixels;
+    long width, height;
+};
+static_assert(sizeof(dlib::rgb_pixel) == 3);
+Packed packed(const RgbImage& image) { return {image.pixels.data(), image.width, image.height}; }
+Packed packed(const DlibImage& image) {
+    return {reinterpret_cast<const uint8_t*>(image.size() > 0 ? &image(0, 0) : nullptr), image.nc(), image.nr()};
+}
+
+// Detects with a pooled HogDetector on a packed image; boxes in its pixels.
+std::vector<dlib::rectangle> run_detector(internal::HogDetector& detector, const Packed& image) {
+    std::vector<dlib::rectangle> boxes;
+    for (const internal::FaceBox& b : detector.detect(image.pixels, image.width, image.height, image.width * 3))
+        boxes.emplace_back(b.left, b.top, b.right, b.bottom);
+    return boxes;
+}
 
 // A reduced copy of an image for detection, inside a zero border, and the map from its
 // coordinates back to the image's: x = (x' - border) * fx + ox.
@@ -42,31 +62,32 @@ struct Reduced {
 };
 
 // `region` of `image` (inside it) averaged over blocks of f x f pixels: pixel j of the result
-// is the mean of pixels [left + j f, left + (j + 1) f) (fewer at the right and bottom edges).
-DlibImage block_average(const RgbImage& image, const dlib::rectangle& region, int f) {
-    const long w = (region.width() + f - 1) / f, h = (region.height() + f - 1) / f;
+// is the mean of pixels [left + j f, left + (j + 1) f) (fewer at the right and bottom edges),
+// rounded to nearest. The rows of a block are summed first (one pass over contiguous bytes,
+// which the compiler vectorises), then the columns.
+DlibImage block_average(const Packed& image, const dlib::rectangle& region, int f) {
+    const long rw = region.width(), w = (rw + f - 1) / f, h = (region.height() + f - 1) / f;
     DlibImage out(h, w);
-    std::vector<uint32_t> sum(static_cast<size_t>(w) * 3);
-    std::vector<uint32_t> count(static_cast<size_t>(w));
+    std::vector<uint32_t> column_sums(static_cast<size_t>(rw) * 3);
     for (long by = 0; by < h; ++by) {
-        std::fill(sum.begin(), sum.end(), 0);
-        std::fill(count.begin(), count.end(), 0);
-        const long y_end = std::min(region.top() + (by + 1) * f, region.bottom() + 1);
-        for (long y = region.top() + by * f; y < y_end; ++y) {
-            const uint8_t* p = &image.pixels[(static_cast<size_t>(y) * image.width + region.left()) * 3];
-            for (long x = 0; x < region.width(); ++x, p += 3) {
-                uint32_t* s = &sum[(x / f) * 3];
-                s[0] += p[0];
-                s[1] += p[1];
-                s[2] += p[2];
-                ++count[x / f];
-            }
+        std::fill(column_sums.begin(), column_sums.end(), 0);
+        const long y0 = region.top() + by * f, y1 = std::min(y0 + f, region.bottom() + 1);
+        for (long y = y0; y < y1; ++y) {
+            const uint8_t* p = image.pixels + (static_cast<size_t>(y) * image.width + region.left()) * 3;
+            uint32_t* s = column_sums.data();
+            for (long i = 0; i < rw * 3; ++i) s[i] += p[i];
         }
         for (long bx = 0; bx < w; ++bx) {
-            const uint32_t n = count[bx];
-            const uint32_t* s = &sum[bx * 3];
-            out(by, bx) = dlib::rgb_pixel(static_cast<uint8_t>((s[0] + n / 2) / n), static_cast<uint8_t>((s[1] + n / 2) / n),
-                                          static_cast<uint8_t>((s[2] + n / 2) / n));
+            const long x0 = bx * f, x1 = std::min(x0 + f, rw);
+            uint64_t r = 0, g = 0, b = 0;
+            for (long x = x0; x < x1; ++x) {
+                r += column_sums[x * 3];
+                g += column_sums[x * 3 + 1];
+                b += column_sums[x * 3 + 2];
+            }
+            const uint64_t n = static_cast<uint64_t>(y1 - y0) * (x1 - x0);
+            out(by, bx) = dlib::rgb_pixel(static_cast<uint8_t>((r + n / 2) / n), static_cast<uint8_t>((g + n / 2) / n),
+                                          static_cast<uint8_t>((b + n / 2) / n));
         }
     }
     return out;
@@ -84,20 +105,23 @@ std::pair<long, long> pyramid_level_within(long width, long height, long max_sid
     return {std::max(1L, width), std::max(1L, height)};  // a side of a few pixels stays one
 }
 
-// `image` reduced to w x h (smaller than the image): block-averaged (f the largest integer
-// keeping both sides >= w x h: no pixel skipped, no aliasing), then resampled bilinearly to the
-// exact size; framed by `border` pixels of zeros.
-Reduced reduce(const RgbImage& image, long w, long h, long border) {
+// `image` reduced to w x h: block-averaged (f the largest integer keeping both sides >= w x h:
+// no pixel skipped, no aliasing), then resampled bilinearly to the exact size; framed by
+// `border` pixels of zeros.
+Reduced reduce(const Packed& image, long w, long h, long border) {
     const int f = static_cast<int>(std::max(1L, std::min(image.width / w, image.height / h)));
     const DlibImage blocks = block_average(image, dlib::rectangle(0, 0, image.width - 1, image.height - 1), f);
     const long bw = blocks.nc(), bh = blocks.nr();
     Reduced r;
     r.border = border;
-    r.img.set_size(h + 2 * border, w + 2 * border);
-    r.img = dlib::rgb_pixel(0, 0, 0);
-    DlibImage resized(h, w);
-    dlib::resize_image(blocks, resized);  // corner-aligned: x_block = x * (bw - 1) / (w - 1)
-    dlib::set_subm(r.img, border, border, h, w) = resized;
+    r.img.set_size(h, w);
+    dlib::resize_image(blocks, r.img);  // corner-aligned: x_block = x * (bw - 1) / (w - 1)
+    if (border > 0) {
+        DlibImage framed(h + 2 * border, w + 2 * border);
+        framed = dlib::rgb_pixel(0, 0, 0);
+        dlib::set_subm(framed, border, border, h, w) = r.img;
+        r.img.swap(framed);
+    }
     r.fx = f * (w > 1 ? (bw - 1.0) / (w - 1.0) : 1.0);
     r.fy = f * (h > 1 ? (bh - 1.0) / (h - 1.0) : 1.0);
     r.ox = r.oy = (f - 1) / 2.0;
@@ -111,7 +135,6 @@ struct RgbView {
     long nr() const { return image->height; }
     long nc() const { return image->width; }
 };
-static_assert(sizeof(dlib::rgb_pixel) == 3);
 long num_rows(const RgbView& v) { return v.nr(); }
 long num_columns(const RgbView& v) { return v.nc(); }
 const void* image_data(const RgbView& v) { return v.image->pixels.data(); }
@@ -131,9 +154,9 @@ struct FaceAligner::Impl {
     AlignOptions options;
     dlib::shape_predictor predictor;
     mutable std::mutex mutex;
-    mutable std::vector<std::unique_ptr<dlib::frontal_face_detector>> idle;
+    mutable std::vector<std::unique_ptr<internal::HogDetector>> idle;
 
-    std::unique_ptr<dlib::frontal_face_detector> acquire() const {
+    std::unique_ptr<internal::HogDetector> acquire() const {
         {
             std::lock_guard<std::mutex> lock(mutex);
             if (!idle.empty()) {
@@ -142,19 +165,19 @@ struct FaceAligner::Impl {
                 return d;
             }
         }
-        return std::make_unique<dlib::frontal_face_detector>(dlib::get_frontal_face_detector());
+        return internal::make_hog_detector();
     }
-    void release(std::unique_ptr<dlib::frontal_face_detector> d) const {
+    void release(std::unique_ptr<internal::HogDetector> d) const {
         std::lock_guard<std::mutex> lock(mutex);
         idle.push_back(std::move(d));
     }
 
     // Detects on `img` upsampled `times` times; boxes come back in `img` coordinates.
-    static std::vector<dlib::rectangle> detect(dlib::frontal_face_detector& detector, const DlibImage& img, int times) {
-        if (times <= 0) return detector(img);
+    static std::vector<dlib::rectangle> detect(internal::HogDetector& detector, const DlibImage& img, int times) {
+        if (times <= 0) return run_detector(detector, packed(img));
         DlibImage up = img;
         for (int i = 0; i < times; ++i) dlib::pyramid_up(up);
-        std::vector<dlib::rectangle> boxes = detector(up);
+        std::vector<dlib::rectangle> boxes = run_detector(detector, packed(up));
         const double f = 1.0 / (1 << times);
         for (auto& r : boxes)
             r = dlib::rectangle(static_cast<long>(r.left() * f), static_cast<long>(r.top() * f),
@@ -174,18 +197,19 @@ struct FaceAligner::Impl {
         Reduced reduced;
         try {
             const auto [w, h] = pyramid_level_within(image.width, image.height, side);
-            reduced = reduce(image, w, h, 0);
-            boxes = detector->operator()(reduced.img);
+            reduced = reduce(packed(image), w, h, 0);
+            boxes = run_detector(*detector, packed(reduced.img));
             if (boxes.empty() && options.retry_border > 0) {
                 // The framed image of the full-resolution retry, reduced to a level of its
-                // pyramid within `side`.
+                // pyramid within `side`. (A smaller copy, enough for a face that fills the
+                // photo, found fewer faces: bench/RESULTS.md, section 6.)
                 const long border = static_cast<long>(std::max(image.width, image.height) * options.retry_border);
                 const long fw = image.width + 2 * border, fh = image.height + 2 * border;
                 const auto [lw, lh] = pyramid_level_within(fw, fh, side);
                 const double scale = static_cast<double>(lw) / fw;
                 const long iw = std::max(1L, std::lround(image.width * scale)), ih = std::max(1L, std::lround(image.height * scale));
-                reduced = reduce(image, iw, ih, std::lround(border * scale));
-                boxes = detector->operator()(reduced.img);
+                reduced = reduce(packed(image), iw, ih, std::lround(border * scale));
+                boxes = run_detector(*detector, packed(reduced.img));
             }
         } catch (const std::exception& e) {
             release(std::move(detector));
@@ -219,7 +243,7 @@ struct FaceAligner::Impl {
         details.rect = dlib::drectangle((cr.left() - area.left() - shift) / f, (cr.top() - area.top() - shift) / f,
                                         (cr.right() - area.left() - shift) / f, (cr.bottom() - area.top() - shift) / f);
         DlibImage chip;
-        dlib::extract_image_chip(block_average(image, area, f), details, chip);
+        dlib::extract_image_chip(block_average(packed(image), area, f), details, chip);
 
         AlignedFace face;
         face.chip = from_dlib(chip);
@@ -232,6 +256,8 @@ struct FaceAligner::Impl {
         return face;
     }
 };
+
+const char* face_detector_simd_level() { return internal::hog_detector_simd_level(); }
 
 FaceAligner::FaceAligner(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 FaceAligner::~FaceAligner() = default;

@@ -32,6 +32,9 @@ struct AlignOptions {
     int detect_max_side = 720;
 };
 
+/// Which copy of dlib's HOG detector runs on this CPU: "avx2" or "baseline" (benchmarks say it).
+const char* face_detector_simd_level();
+
 /// CPU seconds one align() call spent (its thread), for throughput figures (see ExtractStats).
 struct AlignTiming {
     double detect = 0;     ///< conversion, reduction, detection (with the retry)

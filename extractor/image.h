@@ -23,7 +23,7 @@ struct RgbImage {
 /// file name.
 enum class ImageFormat {
     kUnknown,
-    kJpeg,    ///< FF D8 FF (dlib / libjpeg)
+    kJpeg,    ///< FF D8 FF (libjpeg; grey, YCbCr, RGB, CMYK and YCCK become RGB)
     kPng,     ///< 89 'PNG' 0D 0A 1A 0A (dlib / libpng)
     kBmp,     ///< 'BM' (via dlib: 1-, 4-, 8-bit palette, 8-bit RLE, 24-, 32-bit; V3-V5 headers)
     kWebp,    ///< 'RIFF' size 'WEBP' (libwebp; lossy, lossless, alpha dropped; not animated)

@@ -1,12 +1,19 @@
-// Image files: the format from the first bytes, then JPEG, PNG and BMP through dlib, WebP
-// through libwebp (Debian's dlib is built without WebP), PGM/PPM with the small reader below.
+// Image files: the format from the first bytes, then JPEG through libjpeg (straight into the
+// RgbImage), PNG and BMP through dlib, WebP through libwebp (Debian's dlib is built without
+// WebP), PGM/PPM with the small reader below.
 // Every header is checked (dimensions against kMaxImagePixels, truncation) before a pixel
 // buffer is allocated; every error starts with the file's name.
 #include <dlib/image_io.h>
 #include <dlib/image_transforms/interpolation.h>
 #include <webp/decode.h>
 
+// jpeglib.h needs FILE and size_t declared first.
+#include <cstdio>
+#include <jpeglib.h>
+#include <jerror.h>
+
 #include <algorithm>
+#include <csetjmp>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -335,36 +342,124 @@ absl::StatusOr<RgbImage> decode_webp(absl::string_view b, const std::string& nam
     return image;
 }
 
-// ---------------------------------------------------------------- JPEG and PNG headers
+// ---------------------------------------------------------------- JPEG
 
-// The frame size of a JPEG from its first SOFn segment; false when none is found before the
-// scan data (then libjpeg reports the problem).
-bool jpeg_size(absl::string_view b, int64_t* width, int64_t* height) {
-    size_t pos = 2;
-    while (pos + 4 <= b.size()) {
-        if (static_cast<uint8_t>(b[pos]) != 0xFF) return false;
-        const uint8_t marker = static_cast<uint8_t>(b[pos + 1]);
-        if (marker == 0xFF) {  // fill byte
-            ++pos;
-            continue;
-        }
-        if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length
-            pos += 2;
-            continue;
-        }
-        if (marker == 0xDA || marker == 0xD9) return false;  // scan or end before a frame header
-        const size_t length = be16(b, pos + 2);
-        const bool sof = marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-        if (sof) {
-            if (pos + 9 > b.size()) return false;
-            *height = be16(b, pos + 5);
-            *width = be16(b, pos + 7);
-            return true;
-        }
-        if (length < 2) return false;
-        pos += 2 + length;
+// Scans over this many are refused: a progressive JPEG of many tiny scans costs a pass over the
+// image each (libjpeg-turbo's advice for untrusted files).
+constexpr int kMaxJpegScans = 1000;
+
+// libjpeg's error handler: errors (and the warning that the data ended early) jump back to the
+// setjmp of the function that called libjpeg, with the message kept.
+struct JpegErrors {
+    jpeg_error_mgr mgr;  // first: libjpeg sees a jpeg_error_mgr*
+    std::jmp_buf jump;
+    char message[JMSG_LENGTH_MAX] = "";
+};
+
+[[noreturn]] void jpeg_fail(j_common_ptr cinfo) {
+    auto* e = reinterpret_cast<JpegErrors*>(cinfo->err);
+    (*cinfo->err->format_message)(cinfo, e->message);
+    std::longjmp(e->jump, 1);
+}
+
+// Warnings about corrupt data are ignored (libjpeg recovers, as dlib's loader let it); data
+// that ends before the image does is an error, not a picture padded with grey.
+void jpeg_message(j_common_ptr cinfo, int level) {
+    if (level < 0 && cinfo->err->msg_code == JWRN_JPEG_EOF) jpeg_fail(cinfo);
+}
+
+void jpeg_progress(j_common_ptr cinfo) {
+    const auto* d = reinterpret_cast<j_decompress_ptr>(cinfo);
+    if (d->input_scan_number > kMaxJpegScans) {
+        auto* e = reinterpret_cast<JpegErrors*>(cinfo->err);
+        std::snprintf(e->message, sizeof e->message, "more than %d scans", kMaxJpegScans);
+        std::longjmp(e->jump, 1);
     }
-    return false;
+}
+
+// A libjpeg decompressor with the handlers above; the functions that call libjpeg hold the
+// setjmp and only plain data, so that a longjmp skips no destructor.
+struct JpegReader {
+    jpeg_decompress_struct cinfo;
+    JpegErrors errors;
+    jpeg_progress_mgr progress;
+    bool created = false;
+
+    JpegReader() {
+        cinfo.err = jpeg_std_error(&errors.mgr);
+        errors.mgr.error_exit = jpeg_fail;
+        errors.mgr.emit_message = jpeg_message;
+        progress.progress_monitor = jpeg_progress;
+    }
+    ~JpegReader() {
+        if (created) jpeg_destroy_decompress(&cinfo);
+    }
+    JpegReader(const JpegReader&) = delete;
+    JpegReader& operator=(const JpegReader&) = delete;
+
+    // The header, and the output colour space: RGB (from YCbCr, RGB or grey), or CMYK (from
+    // CMYK or YCCK; converted by read_pixels). False on an error (errors.message).
+    bool read_header(const uint8_t* data, size_t size) {
+        if (setjmp(errors.jump)) return false;
+        jpeg_create_decompress(&cinfo);
+        created = true;
+        cinfo.progress = &progress;
+        jpeg_mem_src(&cinfo, data, static_cast<unsigned long>(size));
+        jpeg_read_header(&cinfo, TRUE);
+        cinfo.out_color_space = cinfo.jpeg_color_space == JCS_CMYK || cinfo.jpeg_color_space == JCS_YCCK ? JCS_CMYK : JCS_RGB;
+        return true;
+    }
+
+    // Decodes into `rgb` (image_width * image_height * 3 bytes). False on an error.
+    bool read_pixels(uint8_t* rgb) {
+        if (setjmp(errors.jump)) return false;
+        jpeg_start_decompress(&cinfo);
+        const size_t w = cinfo.output_width;
+        JSAMPARRAY cmyk = cinfo.out_color_space == JCS_CMYK
+                                  ? (*cinfo.mem->alloc_sarray)(reinterpret_cast<j_common_ptr>(&cinfo), JPOOL_IMAGE,
+                                                               static_cast<JDIMENSION>(w * 4), 1)
+                                  : nullptr;
+        // Adobe's CMYK JPEGs store the inks inverted (0 = full ink).
+        const bool inverted = cinfo.saw_Adobe_marker;
+        while (cinfo.output_scanline < cinfo.output_height) {
+            uint8_t* out = rgb + static_cast<size_t>(cinfo.output_scanline) * w * 3;
+            if (cmyk == nullptr) {
+                JSAMPROW row = out;
+                jpeg_read_scanlines(&cinfo, &row, 1);
+                continue;
+            }
+            jpeg_read_scanlines(&cinfo, cmyk, 1);
+            for (size_t x = 0; x < w; ++x) {
+                const uint8_t* p = cmyk[0] + 4 * x;
+                const uint32_t k = inverted ? p[3] : 255u - p[3];
+                for (int c = 0; c < 3; ++c) {
+                    const uint32_t v = inverted ? p[c] : 255u - p[c];
+                    out[3 * x + c] = static_cast<uint8_t>((v * k + 127) / 255);
+                }
+            }
+        }
+        jpeg_finish_decompress(&cinfo);
+        return true;
+    }
+};
+
+absl::StatusOr<RgbImage> decode_jpeg(absl::string_view b, const std::string& name) {
+    JpegReader reader;
+    if (!reader.read_header(reinterpret_cast<const uint8_t*>(b.data()), b.size()))
+        return bad(name, absl::StrCat("cannot decode JPEG: ", reader.errors.message));
+    const int64_t width = reader.cinfo.image_width, height = reader.cinfo.image_height;
+    if (absl::Status s = check_size(name, "JPEG", width, height); !s.ok()) return s;
+    RgbImage image;
+    image.width = static_cast<int>(width);
+    image.height = static_cast<int>(height);
+    try {
+        image.pixels.resize(static_cast<size_t>(width * height) * 3);
+    } catch (const std::bad_alloc&) {
+        return absl::ResourceExhaustedError(absl::StrCat(name, ": out of memory decoding JPEG"));
+    }
+    if (!reader.read_pixels(image.pixels.data()))
+        return bad(name, absl::StrCat("cannot decode JPEG: ", reader.errors.message));
+    return image;
 }
 
 template <class Loader>
@@ -412,13 +507,7 @@ absl::StatusOr<RgbImage> decode_image(absl::string_view b, const std::string& na
     if (b.empty()) return bad(name, "empty image");
     const auto* u = reinterpret_cast<const unsigned char*>(b.data());
     switch (detect_image_format(b)) {
-        case ImageFormat::kJpeg: {
-            // Height 0 (set later by a DNL marker) is legal: then libjpeg checks.
-            int64_t w = 0, h = 0;
-            if (jpeg_size(b, &w, &h) && w > 0 && h > 0)
-                if (absl::Status s = check_size(name, "JPEG", w, h); !s.ok()) return s;
-            return decode_with_dlib(b, name, "JPEG", [&](DlibImage& m) { dlib::load_jpeg(m, u, b.size()); });
-        }
+        case ImageFormat::kJpeg: return decode_jpeg(b, name);
         case ImageFormat::kPng:
             if (b.size() >= 24 && b.substr(12, 4) == "IHDR")
                 if (absl::Status s = check_size(name, "PNG", be32(b, 16), be32(b, 20)); !s.ok()) return s;

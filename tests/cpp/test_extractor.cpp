@@ -8,7 +8,12 @@
 #include <torch/script.h>
 #include <webp/encode.h>
 
+// jpeglib.h needs FILE and size_t declared first.
+#include <cstdio>
+#include <jpeglib.h>
+
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -22,6 +27,7 @@
 #include "eval/metrics.h"
 #include "extractor/extractor.h"
 #include "extractor/face_align.h"
+#include "extractor/hog_detector.h"
 #include "extractor/image.h"
 #include "extractor/importance_learner.h"
 #include "extractor/json.h"
@@ -404,6 +410,104 @@ TEST(ReducedDetection, ThinLargeImagesAreNotFoundNotCrashes) {
         auto face = (*aligner)->align(img);
         EXPECT_TRUE(absl::IsNotFound(face.status())) << w << "x" << h << ": " << face.status();
     }
+}
+
+TEST(ReducedDetection, RetryFindsFacesThatFillThePhoto) {
+    SKIP_WITHOUT_MODEL();
+    const std::string dir = SharedFaces() + "/faceapi-bbt";
+    SKIP_WITHOUT_DATA(dir);
+    // The middle of a tight crop, phone-sized: the face runs past the photo's edges, so the
+    // first pass misses it (nothing found without the retry), and the retry on a reduced copy
+    // of the framed photo finds the faces that the full-resolution retry finds.
+    ExtractorOptions eo;
+    eo.model_dir = ModelDir();
+    eo.aligned = true;
+    auto net = Extractor::create(eo);
+    ASSERT_TRUE(net.ok()) << net.status();
+    AlignOptions no_retry;
+    no_retry.retry_border = 0;
+    auto first_pass_only = FaceAligner::create(no_retry);
+    auto full = MakeAligner(0), reduced = MakeAligner(AlignOptions().detect_max_side);
+    ASSERT_TRUE(first_pass_only.ok() && full && reduced);
+    int retried = 0;
+    for (const std::string& path : every_nth_image(dir, 3)) {
+        auto im = decode_image_file(path);
+        ASSERT_TRUE(im.ok()) << im.status();
+        const int cw = im->width * 7 / 10, ch = im->height * 7 / 10, x0 = (im->width - cw) / 2, y0 = (im->height - ch) / 2;
+        RgbImage middle{cw, ch, std::vector<uint8_t>(size_t(cw) * ch * 3)};
+        for (int y = 0; y < ch; ++y)
+            std::copy_n(&im->pixels[(size_t(y + y0) * im->width + x0) * 3], size_t(cw) * 3, &middle.pixels[size_t(y) * cw * 3]);
+        const RgbImage photo = PhoneCopy(middle, 1400, 0);
+        if ((*first_pass_only)->align(photo).ok()) continue;  // found without the retry
+        auto a = full->align(photo);
+        auto b = reduced->align(photo);
+        ASSERT_EQ(a.ok(), b.ok()) << path << ": " << a.status() << " / " << b.status();
+        if (!a.ok()) continue;
+        ++retried;
+        EXPECT_EQ(a->num_faces, b->num_faces) << path;
+        EXPECT_GT(BoxIoU(*a, *b), 0.85) << path;
+        auto da = (*net)->embed_chips({a->chip}), db = (*net)->embed_chips({b->chip});
+        ASSERT_TRUE(da.ok() && db.ok());
+        EXPECT_LT(Distance(*da, *db), 0.2) << path;
+    }
+    std::printf("faces found by the retry only: %d\n", retried);
+    EXPECT_GE(retried, 3);
+}
+
+// ---------------------------------------------------------------- the HOG detector's two copies
+
+std::vector<internal::FaceBox> Detect(internal::HogDetector& d, const RgbImage& im) {
+    return d.detect(im.pixels.data(), im.width, im.height, long(im.width) * 3);
+}
+
+double BoxIoU(const internal::FaceBox& a, const internal::FaceBox& b) {
+    const double w = std::min(a.right, b.right) - std::max(a.left, b.left) + 1;
+    const double h = std::min(a.bottom, b.bottom) - std::max(a.top, b.top) + 1;
+    const double inter = w > 0 && h > 0 ? w * h : 0;
+    return inter / (double(a.area()) + double(b.area()) - inter);
+}
+
+TEST(HogDetector, Avx2CopyFindsTheBaselineBoxes) {
+    const std::string dir = SharedFaces() + "/faceapi-bbt";
+    SKIP_WITHOUT_DATA(dir);
+    auto base = internal::make_hog_detector_baseline();
+    auto avx2 = internal::make_hog_detector_avx2();
+    ASSERT_TRUE(base);
+    EXPECT_STREQ(internal::hog_detector_simd_level(), avx2 ? "avx2" : "baseline");
+    if (!avx2) GTEST_SKIP() << "this CPU lacks AVX2 or FMA: only the baseline copy runs";
+    // Real crops doubled (the detector's 80 px window) and phone-sized framed copies, plus a
+    // row stride wider than the pixels (a view into a larger buffer).
+    int boxes = 0;
+    double worst = 1;
+    for (const std::string& path : every_nth_image(dir, 4)) {
+        auto im = decode_image_file(path);
+        ASSERT_TRUE(im.ok()) << im.status();
+        for (const RgbImage& photo : {PhoneCopy(*im, 2 * std::max(im->width, im->height), 0), PhoneCopy(*im, 500, 0.3)}) {
+            const auto a = Detect(*base, photo), b = Detect(*avx2, photo);
+            ASSERT_EQ(a.size(), b.size()) << path;
+            for (size_t i = 0; i < a.size(); ++i) {
+                worst = std::min(worst, BoxIoU(a[i], b[i]));
+                EXPECT_GT(BoxIoU(a[i], b[i]), 0.98) << path;
+            }
+            boxes += int(a.size());
+        }
+    }
+    std::printf("%d boxes, smallest IoU between the copies %.4f\n", boxes, worst);
+    EXPECT_GE(boxes, 18);
+
+    auto im = decode_image_file(dir + "/amy/amy1.png");
+    ASSERT_TRUE(im.ok());
+    const RgbImage photo = PhoneCopy(*im, 300, 0);
+    const long stride = long(photo.width) * 3 + 17;
+    std::vector<uint8_t> wide(size_t(stride) * photo.height, 7);
+    for (int y = 0; y < photo.height; ++y)
+        std::copy_n(&photo.pixels[size_t(y) * photo.width * 3], size_t(photo.width) * 3, &wide[size_t(y) * stride]);
+    const auto packed = Detect(*avx2, photo);
+    const auto strided = avx2->detect(wide.data(), photo.width, photo.height, stride);
+    ASSERT_EQ(packed.size(), 1u);
+    ASSERT_EQ(strided.size(), 1u);
+    EXPECT_EQ(packed[0].left, strided[0].left);
+    EXPECT_EQ(packed[0].bottom, strided[0].bottom);
 }
 
 TEST(ReducedDetection, BadOptionsAreClearErrors) {
@@ -1075,6 +1179,81 @@ TEST(ImageFormats, PngRoundTripAndOtherErrors) {
     EXPECT_TRUE(absl::IsNotFound(decode_image_file(dir.file("missing.png")).status()));
 }
 
+// dlib's JPEG loader (what decode_image used before reading JPEG with libjpeg itself).
+RgbImage DlibJpeg(const std::string& path) {
+    dlib::matrix<dlib::rgb_pixel> m;
+    dlib::load_jpeg(m, path);
+    RgbImage img{int(m.nc()), int(m.nr()), {}};
+    for (long y = 0; y < m.nr(); ++y)
+        for (long x = 0; x < m.nc(); ++x) img.pixels.insert(img.pixels.end(), {m(y, x).red, m(y, x).green, m(y, x).blue});
+    return img;
+}
+
+TEST(ImageFormats, JpegDecodesLikeDlibAndRefusesTruncation) {
+    TempDir dir;
+    // Colour (4:2:0, odd sizes: partial MCUs), grey (one component), and real photos when present.
+    const RgbImage img = Pattern(37, 23);
+    std::vector<std::string> paths = {dir.file("colour.jpg"), dir.file("grey.jpg")};
+    ASSERT_TRUE(write_jpeg(img, paths[0], 85).ok());
+    dlib::matrix<unsigned char> grey(23, 37);
+    for (long y = 0; y < 23; ++y)
+        for (long x = 0; x < 37; ++x) grey(y, x) = static_cast<unsigned char>(x * 7 + y * 3);
+    dlib::save_jpeg(grey, paths[1], 90);
+    for (const std::string& p : every_nth_image(SharedFaces() + "/dlib-johns", 11)) paths.push_back(p);
+    for (const std::string& p : paths) ExpectSamePixels(decode_image_file(p), DlibJpeg(p), p);
+    auto g = decode_image_file(paths[1]);
+    ASSERT_TRUE(g.ok());
+    EXPECT_TRUE(g->pixels == Grey(*g).pixels);  // grey becomes R = G = B
+
+    auto bytes = tfjs::read_file(paths[0]);
+    ASSERT_TRUE(bytes.ok());
+    WriteBytes(dir.file("short.jpg"), bytes->substr(0, bytes->size() * 2 / 3));
+    ExpectError(dir.file("short.jpg"), {"JPEG", "Premature end"});
+    WriteBytes(dir.file("header.jpg"), bytes->substr(0, 40));
+    ExpectError(dir.file("header.jpg"), {"JPEG"});
+}
+
+// A CMYK JPEG (with libjpeg's Adobe marker, so the inks are read as stored inverted) of w x h
+// pixels, the left half `left` and the right half `right` (C, M, Y, K as stored).
+std::string CmykJpeg(int w, int h, std::array<uint8_t, 4> left, std::array<uint8_t, 4> right) {
+    jpeg_compress_struct c;
+    jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err);
+    jpeg_create_compress(&c);
+    unsigned char* buffer = nullptr;
+    unsigned long size = 0;
+    jpeg_mem_dest(&c, &buffer, &size);
+    c.image_width = w;
+    c.image_height = h;
+    c.input_components = 4;
+    c.in_color_space = JCS_CMYK;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, 100, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    std::vector<uint8_t> row(size_t(w) * 4);
+    for (int x = 0; x < w; ++x) std::copy_n((x < w / 2 ? left : right).data(), 4, &row[size_t(x) * 4]);
+    for (int y = 0; y < h; ++y) {
+        JSAMPROW r = row.data();
+        jpeg_write_scanlines(&c, &r, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    std::string bytes(reinterpret_cast<char*>(buffer), size);
+    std::free(buffer);
+    return bytes;
+}
+
+TEST(ImageFormats, CmykJpegBecomesRgb) {
+    // Inverted inks: R = C * K / 255 (stored values), likewise G from M and B from Y.
+    auto img = decode_image(CmykJpeg(32, 16, {255, 0, 0, 255}, {128, 255, 64, 200}), "cmyk.jpg");
+    ASSERT_TRUE(img.ok()) << img.status();
+    ASSERT_EQ(img->width, 32);
+    const auto at = [&](int x, int c) { return int(img->pixels[(size_t(8) * 32 + x) * 3 + c]); };
+    const int want[2][3] = {{255, 0, 0}, {128 * 200 / 255, 200, 64 * 200 / 255}};
+    for (int half = 0; half < 2; ++half)
+        for (int c = 0; c < 3; ++c) EXPECT_NEAR(at(half == 0 ? 4 : 28, c), want[half][c], 3) << "half " << half << " channel " << c;
+}
+
 TEST(ImageFormats, DamagedFilesAreErrorsNotCrashes) {
     // Truncations and byte flips of a valid file of every format, RLE8 BMP included: each either
     // decodes (to at most the pixel cap) or is an error naming the input.
@@ -1088,6 +1267,8 @@ TEST(ImageFormats, DamagedFilesAreErrorsNotCrashes) {
     TempDir dir;
     ASSERT_TRUE(write_png(img, dir.file("a.png")).ok());
     files.push_back({"png", *tfjs::read_file(dir.file("a.png"))});
+    ASSERT_TRUE(write_jpeg(img, dir.file("a.jpg")).ok());
+    files.push_back({"jpeg", *tfjs::read_file(dir.file("a.jpg"))});
     std::mt19937 rng(11);
     int decoded = 0, refused = 0;
     for (const auto& [name, bytes] : files) {
