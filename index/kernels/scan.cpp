@@ -98,7 +98,9 @@ const RatioPasses* avx512_ratio_passes() {
 }
 
 const char* simd_level() {
-    return kernels().name;
+    const KernelTable& chosen = kernels();
+    if (&chosen == &scalar_kernels()) return chosen.name;
+    return batch_kernels() != batch_avx2_kernels() ? "avx2, batches avx512" : chosen.name;
 }
 
 void prepare_query(const Layout& L, const float* xn, const float* t, float* out) {

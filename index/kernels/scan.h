@@ -115,7 +115,8 @@ const KernelTable* batch_avx2_kernels();
 /// per register where the CPU has AVX-512F (batch_avx512.cpp) and PSLERP_SIMD is not "avx2";
 /// nullptr when the CPU lacks AVX2/FMA. score_block() chooses between it and kernels().
 const KernelTable* batch_kernels();
-/// Name of the instruction set in use ("avx2" or "scalar"), for benchmarks and `info`.
+/// Name of the instruction sets in use ("avx2, batches avx512", "avx2" or "scalar"), for
+/// benchmarks and `info`.
 const char* simd_level();
 
 /// Writes one prepared query from a probe's normalised groups xn (G*d) and slerp weights t (G).
