@@ -9,16 +9,12 @@
 // so for a block of entries and a batch of queries, <q,k> and <q,T> of every pair are one sgemm
 // per group (queries x d against d x (keys, templates)); the few dropped coordinates of each
 // entry correct them, and the slerp coefficients, the normalisation and the weighted sum run
-// eight queries per register. ke = <k,M T> and kmk = <k,M k> are recomputed per entry from
+// eight queries per register, or sixteen with AVX-512 (batch_pass.h, batch_avx512.cpp). ke = <k,M T> and kmk = <k,M k> are recomputed per entry from
 // unpack_row() (fp32 whatever the storage), so that scores follow the stored values.
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cstdint>
-#include <cstdlib>
-#include <cstring>
-#include <type_traits>
 #include <vector>
 
 #include "index/kernels/batch_pass.h"
@@ -239,15 +235,15 @@ struct PerLaneCosine {
     }
 };
 
-GroupBlock group_block(const Scratch& w, int g, int d, int lo, int hi, int64_t nqp) {
+GroupBlock group_block(Scratch& w, int g, int d, int lo, int hi, int64_t nqp) {
     return GroupBlock{g, d, lo, hi, w.sub, nqp, w.c.data(), w.qt.data(), w.qsq.data() + size_t(g) * nqp,
                       w.w.data(), w.ke.data(), w.kmk.data(), w.drop_count.data(), w.drop_row.data(),
-                      w.drop_k.data(), w.drop_t.data(), w.filled.data(), const_cast<float*>(w.s.data())};
+                      w.drop_k.data(), w.drop_t.data(), w.filled.data(), w.s.data()};
 }
 
 // Group g's pass: the ratio form of `passes` when the pass has one t_g with a SlerpRatio,
 // else the per-lane closed form (AVX2).
-int64_t group_pass_of(const RatioPasses& passes, const Scratch& w, int g, int d, int lo, int hi, int64_t nqp) {
+int64_t group_pass_of(const RatioPasses& passes, Scratch& w, int g, int d, int lo, int hi, int64_t nqp) {
     const GroupBlock b = group_block(w, g, d, lo, hi, nqp);
     const bool first = g == 0;
     const SlerpRatio& R = w.ratio[g];
@@ -325,8 +321,7 @@ const KernelTable* batch_avx2_kernels() {
 const KernelTable* batch_kernels() {
     static const KernelTable* table = []() -> const KernelTable* {
         const KernelTable* simd = batch_avx2_kernels();
-        const char* force = std::getenv("PSLERP_SIMD");
-        if (!simd || !avx512_ratio_passes() || (force && std::strcmp(force, "avx2") == 0)) return simd;
+        if (!simd || !avx512_ratio_passes() || simd_capped_at("avx2")) return simd;
         static const KernelTable t{"avx512+sgemm", &score_range_avx512, simd->score_list, simd->group_cosines};
         return &t;
     }();

@@ -12,10 +12,14 @@
 
 namespace pslerp::kernels {
 
+bool simd_capped_at(const char* level) {
+    const char* force = std::getenv("PSLERP_SIMD");
+    return force && std::strcmp(force, level) == 0;
+}
+
 const KernelTable& kernels() {
     static const KernelTable& chosen = [&]() -> const KernelTable& {
-        const char* force = std::getenv("PSLERP_SIMD");
-        if (force && std::strcmp(force, "scalar") == 0) return scalar_kernels();
+        if (simd_capped_at("scalar")) return scalar_kernels();
         if (const KernelTable* t = avx2_kernels()) return *t;
         return scalar_kernels();
     }();
@@ -128,7 +132,7 @@ SlerpRatio::SlerpRatio(float t_) : t(t_) {
     constexpr int kMax = 12;
     const double tt = t, a0 = 1.0 - tt;
     if (!(tt >= 0.0 && tt < 1.0)) return;
-    double s[kMax], a[kMax], b[kMax], r[kMax];
+    double s[kMax], a[kMax], b[kMax], series[kMax];
     double fact = 1.0;
     for (int k = 0; k < kMax; ++k) {
         if (k > 0) fact *= double(2 * k) * double(2 * k + 1);
@@ -138,8 +142,8 @@ SlerpRatio::SlerpRatio(float t_) : t(t_) {
     }
     for (int k = 0; k < kMax; ++k) {
         double v = b[k];
-        for (int i = 1; i <= k; ++i) v -= a[i] * r[k - i];
-        r[k] = v / a[0];
+        for (int i = 1; i <= k; ++i) v -= a[i] * series[k - i];
+        series[k] = v / a[0];
     }
     const double u_max = std::pow(std::acos(double(kAntipodalCosF)), 2);
     for (int n = 4; n <= kMax; n += 4) {
@@ -149,11 +153,11 @@ SlerpRatio::SlerpRatio(float t_) : t(t_) {
             const double sa = th > 0 ? std::sin(a0 * th) / th : a0, sb = th > 0 ? std::sin(tt * th) / th : tt;
             const double exact = sb / sa;
             double p = 0.0;
-            for (int k = n - 1; k >= 0; --k) p = p * u + double(float(r[k]));
+            for (int k = n - 1; k >= 0; --k) p = p * u + double(float(series[k]));
             worst = std::max(worst, std::fabs(p - exact) / std::max(std::fabs(exact), 1e-30));
         }
         if (worst <= 1e-6) {
-            for (int k = 0; k < kMax; ++k) this->r[k] = k < n ? float(r[k]) : 0.0f;
+            for (int k = 0; k < kMax; ++k) r[k] = k < n ? float(series[k]) : 0.0f;
             terms = n;
             ok = true;
             return;

@@ -103,6 +103,9 @@ struct KernelTable {
     GroupCosinesFn group_cosines;
 };
 
+/// Whether the environment caps the instruction set at `level` (PSLERP_SIMD=scalar or avx2).
+bool simd_capped_at(const char* level);
+
 /// The table chosen for this CPU (AVX2+FMA when present; PSLERP_SIMD=scalar forces scalar).
 const KernelTable& kernels();
 const KernelTable& scalar_kernels();
