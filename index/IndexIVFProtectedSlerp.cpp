@@ -352,13 +352,34 @@ void IndexIVFProtectedSlerp::scan_lists(const ListPlan& plan, const float* xn, c
 #pragma omp parallel num_threads(plan.threads) reduction(+ : clamped)
     {
         const int tid = omp_get_thread_num();
-        std::vector<float> kq(kQueryChunk * qf), t(params.groups), tile(kQueryChunk * kScanBlock);
+        std::vector<float> kq(kQueryChunk * qf), t(params.groups);
+        // A list's scores as the kernel makes them: query plan.members[m0 + qi] against the
+        // list's entry j0 + jj at s[jj * es + qi * qs].
+        struct Sink final : kernels::ScoreSink {
+            const ListPlan& plan;
+            const faiss::IDSelector* sel;
+            Visit& visit;
+            int tid;
+            const idx_t* ids = nullptr;
+            size_t m0 = 0;
+            Sink(const ListPlan& p, const faiss::IDSelector* s, Visit& v, int t) : plan(p), sel(s), visit(v), tid(t) {}
+            void take(int64_t q0, int64_t nq, int64_t j0, int64_t nj, const float* s, int64_t es, int64_t qs) override {
+                for (int64_t jj = 0; jj < nj; ++jj) {
+                    const idx_t id = ids[j0 + jj];
+                    if (sel && !sel->is_member(id)) continue;
+                    for (int64_t qi = 0; qi < nq; ++qi) {
+                        visit(tid, plan.members[m0 + size_t(q0 + qi)], s[jj * es + qi * qs], id);
+                    }
+                }
+            }
+        } sink(plan, sel, visit, tid);
 #pragma omp for schedule(dynamic)
         for (size_t b = 0; b < plan.busy.size(); ++b) {
             const size_t l = plan.busy[b], size = invlists->list_size(l);
             faiss::InvertedLists::ScopedCodes codes(invlists, l);
             faiss::InvertedLists::ScopedIds ids(invlists, l);
             const kernels::Entries E = kernels::code_entries(layout, codes.get());
+            sink.ids = ids.get();
             for (size_t m0 = plan.start[l]; m0 < plan.start[l + 1]; m0 += kQueryChunk) {
                 const size_t nq = std::min<size_t>(kQueryChunk, plan.start[l + 1] - m0);
                 for (size_t qi = 0; qi < nq; ++qi) {
@@ -366,19 +387,8 @@ void IndexIVFProtectedSlerp::scan_lists(const ListPlan& plan, const float* xn, c
                     probe_t(params, q, t.data());
                     kernels::prepare_query(layout, q, t.data(), kq.data() + qi * qf);
                 }
-                for (size_t j0 = 0; j0 < size; j0 += kScanBlock) {
-                    const size_t j1 = std::min(size, j0 + kScanBlock);
-                    clamped += kernels::score_block(E, kq.data(), int64_t(nq), int64_t(j0), int64_t(j1),
-                                                    tile.data(), int64_t(kScanBlock));
-                    for (size_t qi = 0; qi < nq; ++qi) {
-                        const idx_t query = plan.members[m0 + qi];
-                        const float* s = tile.data() + qi * kScanBlock;
-                        for (size_t j = j0; j < j1; ++j) {
-                            if (sel && !sel->is_member(ids[j])) continue;
-                            visit(tid, query, s[j - j0], ids[j]);
-                        }
-                    }
-                }
+                sink.m0 = m0;
+                clamped += kernels::score_block_into(E, kq.data(), int64_t(nq), 0, int64_t(size), sink);
             }
         }
     }

@@ -1,6 +1,7 @@
 #include "index/IndexProtectedSlerp.h"
 
 #include <omp.h>
+#include <xmmintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -21,8 +22,8 @@ namespace pslerp {
 
 namespace {
 
-constexpr int64_t kRowBlock = 1024;  // entries scored per kernel call
-constexpr int64_t kQueryChunk = 256; // queries per kernel call (kernels::score_block)
+constexpr int64_t kRowBlock = 1024;  // threads split the rows at multiples of this
+constexpr int64_t kQueryChunk = 256; // queries per kernel call (kernels::score_block_into)
 
 // The exhaustive index takes a plain SearchParameters (its IDSelector); IVF parameters would
 // be silently meaningless here, so they are refused.
@@ -39,11 +40,12 @@ int scan_threads(int64_t rows) {
     return std::max(1, std::min<int>(omp_get_max_threads(), int((rows + kRowBlock - 1) / kRowBlock)));
 }
 
-// Scores every stored row against n kernel queries, tile by tile: rows are split across nt
-// threads, each tile (up to kQueryChunk queries x kRowBlock rows) goes to
-// visit(thread, q0, nq, r0, r1, scores) with scores[qi * kRowBlock + (r - r0)].
+// Scores every stored row against n kernel queries, kQueryChunk queries at a time: rows are
+// split across nt threads, and each thread's scores arrive block by block at
+// visit(thread, q0, nq, j0, nj, s, es, qs): query q0 + qi against row j0 + jj is
+// s[jj * es + qi * qs] (kernels::ScoreSink).
 template <typename Visit>
-int64_t scan_tiles(const EntryStorage& store, const float* kq, idx_t n, int nt, Visit&& visit) {
+int64_t scan_rows(const EntryStorage& store, const float* kq, idx_t n, int nt, Visit&& visit) {
     const kernels::Entries E = store.view();
     const size_t qf = store.layout.query_floats();
     const int64_t rows = store.rows();
@@ -51,18 +53,22 @@ int64_t scan_tiles(const EntryStorage& store, const float* kq, idx_t n, int nt, 
 #pragma omp parallel num_threads(nt) reduction(+ : clamped)
     {
         const int tid = omp_get_thread_num();
-        // Thread ranges start at whole row blocks, so that every split scores an entry in the
-        // same kernel block (kernels::score_block: equal answers whatever the thread count).
+        // Thread ranges start at whole row blocks (the batched kernel scores an entry in the same
+        // sgemm block whatever the range: equal answers whatever the thread count).
         const int64_t begin = rows * tid / nt / kRowBlock * kRowBlock;
         const int64_t end = tid + 1 == nt ? rows : rows * (tid + 1) / nt / kRowBlock * kRowBlock;
-        std::vector<float> tile(kQueryChunk * kRowBlock);
-        for (int64_t r0 = begin; r0 < end; r0 += kRowBlock) {
-            const int64_t r1 = std::min(end, r0 + kRowBlock);
-            for (idx_t q0 = 0; q0 < n; q0 += kQueryChunk) {
-                const idx_t nq = std::min<idx_t>(kQueryChunk, n - q0);
-                clamped += kernels::score_block(E, kq + q0 * qf, nq, r0, r1, tile.data(), kRowBlock);
-                visit(tid, q0, nq, r0, r1, tile.data());
+        struct Sink final : kernels::ScoreSink {
+            Visit& visit;
+            int tid;
+            idx_t chunk = 0;
+            Sink(Visit& v, int t) : visit(v), tid(t) {}
+            void take(int64_t q0, int64_t nq, int64_t j0, int64_t nj, const float* s, int64_t es, int64_t qs) override {
+                visit(tid, chunk + q0, nq, j0, nj, s, es, qs);
             }
+        } sink(visit, tid);
+        for (idx_t q0 = 0; q0 < n && begin < end; q0 += kQueryChunk) {
+            sink.chunk = q0;
+            clamped += kernels::score_block_into(E, kq + q0 * qf, std::min<idx_t>(kQueryChunk, n - q0), begin, end, sink);
         }
     }
     return clamped;
@@ -132,17 +138,38 @@ void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float*
                                      const faiss::IDSelector* sel) const {
     const int nt = scan_threads(store.rows());
     ThreadHeaps heaps(nt, n, k);
-    clamped_ += scan_tiles(store, q.kq.data(), n, nt,
-                           [&](int tid, idx_t q0, idx_t nq, int64_t r0, int64_t r1, const float* tile) {
-                               for (idx_t qi = 0; qi < nq; ++qi) {
-                                   TopK h = heaps.at(tid, q0 + qi);
-                                   const float* s = tile + qi * kRowBlock;
-                                   for (int64_t r = r0; r < r1; ++r) {
-                                       if (store.removed[r] || (sel && !sel->is_member(store.ids[r]))) continue;
-                                       h.push(s[r - r0], store.ids[r]);
-                                   }
-                               }
-                           });
+    // Per thread and query, the worst score its heap holds: most scores are below it, and only
+    // those at or above it go further (equal ones are decided by label).
+    std::vector<float> worst(size_t(nt) * n, kNoScore);
+    clamped_ += scan_rows(store, q.kq.data(), n, nt,
+                          [&](int tid, idx_t q0, idx_t nq, int64_t j0, int64_t nj, const float* s, int64_t es,
+                              int64_t qs) {
+                              float* w = worst.data() + size_t(tid) * n + q0;
+                              auto offer = [&](idx_t qi, float v, idx_t id) {
+                                  TopK h = heaps.at(tid, q0 + qi);
+                                  h.push(v, id);
+                                  w[qi] = h.vals[0];
+                              };
+                              for (int64_t jj = 0; jj < nj; ++jj) {
+                                  const int64_t r = j0 + jj;
+                                  if (store.removed[r] || (sel && !sel->is_member(store.ids[r]))) continue;
+                                  const float* row = s + jj * es;
+                                  idx_t qi = 0;
+                                  if (qs == 1) {  // the batched kernel's rows: four queries per compare
+                                      for (; qi + 4 <= nq; qi += 4) {
+                                          int hit = _mm_movemask_ps(_mm_cmpge_ps(_mm_loadu_ps(row + qi), _mm_loadu_ps(w + qi)));
+                                          for (; hit; hit &= hit - 1) {
+                                              const int l = __builtin_ctz(unsigned(hit));
+                                              offer(qi + l, row[qi + l], store.ids[r]);
+                                          }
+                                      }
+                                  }
+                                  for (; qi < nq; ++qi) {
+                                      const float v = row[qi * qs];
+                                      if (v >= w[qi]) offer(qi, v, store.ids[r]);
+                                  }
+                              }
+                          });
 #pragma omp parallel for if (n > 1)
     for (idx_t i = 0; i < n; ++i) {
         heaps.merge(i, distances + i * k, labels + i * k);
@@ -164,17 +191,18 @@ void IndexProtectedSlerp::range_search_locked(idx_t n, const float* x, float rad
     const Prepared q = prepare(n, x, "range_search: x");
     const int nt = scan_threads(store.rows());
     ThreadHits hits(nt, n);
-    clamped_ += scan_tiles(store, q.kq.data(), n, nt,
-                           [&](int tid, idx_t q0, idx_t nq, int64_t r0, int64_t r1, const float* tile) {
-                               for (idx_t qi = 0; qi < nq; ++qi) {
-                                   for (int64_t r = r0; r < r1; ++r) {
-                                       const float s = tile[qi * kRowBlock + (r - r0)];
-                                       if (s < radius || store.removed[r]) continue;
-                                       if (sel && !sel->is_member(store.ids[r])) continue;
-                                       hits.add(tid, q0 + qi, s, store.ids[r]);
-                                   }
-                               }
-                           });
+    clamped_ += scan_rows(store, q.kq.data(), n, nt,
+                          [&](int tid, idx_t q0, idx_t nq, int64_t j0, int64_t nj, const float* s, int64_t es,
+                              int64_t qs) {
+                              for (int64_t jj = 0; jj < nj; ++jj) {
+                                  const int64_t r = j0 + jj;
+                                  if (store.removed[r] || (sel && !sel->is_member(store.ids[r]))) continue;
+                                  for (idx_t qi = 0; qi < nq; ++qi) {
+                                      const float v = s[jj * es + qi * qs];
+                                      if (v >= radius) hits.add(tid, q0 + qi, v, store.ids[r]);
+                                  }
+                              }
+                          });
     hits.write(result);  // best first, equal scores by id, as the IVF orders them
 }
 

@@ -28,7 +28,9 @@ constexpr char kUsage[] =
         "                    [--repeats 5] [--seed 42] [--train auto]   (-n is --n)\n"
         "Times the protected index against FAISS on the same raw vectors in one run, medians of\n"
         "repeats: IndexFlatIP, and for an IVF factory string also FAISS IndexIVFFlat with the same\n"
-        "nlist, quantizer and nprobe (--nprobe, else the index's own), with the ratios. Indexes are\n"
+        "nlist, quantizer and nprobe (--nprobe, else the index's own), with the ratios; the indexes\n"
+        "take turns (single queries in runs of 10, batches by repeat), so that a slow spell of the\n"
+        "machine falls on all alike. Indexes are\n"
         "trained on --train features of other synthetic identities (default 50 per list for an IVF,\n"
         "else 10000). For an IVF, recall@1 and recall@k against the exact search (nprobe = nlist:\n"
         "exhaustive protected search for the protected index, IndexFlatIP for FAISS).\n";
@@ -110,8 +112,24 @@ absl::Status run(Args& args) {
     faiss::IndexFlatIP flat(D);
     flat.add(*n, xb);
 
-    const Latency lp = measure_latency(**index, q, *nq, *k, int(*repeats), sp->params());
-    const Latency lf = measure_latency(flat, q, *nq, *k, int(*repeats));
+    // The same IVF on the raw vectors (IVF factories): the IVF part of the factory string, flat
+    // codes; built before the timing, which then takes the indexes in turns.
+    const std::string ivf_part = factory.substr(0, factory.find(','));  // "IVF1024" or "IVF4096_HNSW32"
+    const std::string raw_str = ivf_part + ",Flat";
+    std::unique_ptr<faiss::Index> raw;
+    double raw_build = 0;
+    if (ivf) {
+        raw.reset(faiss::index_factory(int(D), raw_str.c_str(), faiss::METRIC_INNER_PRODUCT));
+        dynamic_cast<faiss::IndexIVF&>(*raw).nprobe = sp->nprobe > 0 ? size_t(sp->nprobe) : ivf->nprobe;
+        t0 = now_seconds();
+        raw->train(ntrain, train->x.data());
+        raw->add(*n, xb);
+        raw_build = now_seconds() - t0;
+    }
+    std::vector<Timed> timed{{index->get(), sp->params()}, {&flat, nullptr}};
+    if (raw) timed.push_back({raw.get(), nullptr});
+    const std::vector<Latency> lat = measure_latencies(timed, q, *nq, *k, int(*repeats));
+    const Latency &lp = lat[0], &lf = lat[1];
     std::vector<float> Dp(*nq * *k), Df(*nq * *k);
     std::vector<idx_t> Ip(*nq * *k), If(*nq * *k);
     (*index)->search(*nq, q, *k, Dp.data(), Ip.data(), sp->params());
@@ -123,7 +141,6 @@ absl::Status run(Args& args) {
     std::printf("%-36s %12s %14s %10s %8s", "", "single (ms)", "batch (ms/q)", "batch QPS", "rank-1");
     if (ivf) std::printf(" %9s %9s", "recall@1", absl::StrCat("recall@", *k).c_str());
     std::printf("\n");
-    const std::string ivf_part = factory.substr(0, factory.find(','));  // "IVF1024" or "IVF4096_HNSW32"
     const std::string pname = ivf ? absl::StrFormat("protected %s, nprobe %d", ivf_part,
                                                     sp->nprobe > 0 ? size_t(sp->nprobe) : ivf->nprobe)
                                   : std::string("protected exhaustive");
@@ -145,21 +162,13 @@ absl::Status run(Args& args) {
     std::printf("%-36s %12.2f %14.2f\n", "ratio protected / FAISS flat", lp.single_ms / lf.single_ms,
                 lp.batch_ms / lf.batch_ms);
     if (ivf) {
-        // The same IVF on the raw vectors: the IVF part of the factory string, flat codes.
-        const std::string raw_str = ivf_part + ",Flat";
-        std::unique_ptr<faiss::Index> raw(faiss::index_factory(int(D), raw_str.c_str(), faiss::METRIC_INNER_PRODUCT));
-        auto* raw_ivf = dynamic_cast<faiss::IndexIVF*>(raw.get());
-        raw_ivf->nprobe = sp->nprobe > 0 ? size_t(sp->nprobe) : ivf->nprobe;
-        t0 = now_seconds();
-        raw->train(ntrain, train->x.data());
-        raw->add(*n, xb);
-        const double raw_build = now_seconds() - t0;
-        const Latency lr = measure_latency(*raw, q, *nq, *k, int(*repeats));
+        const Latency& lr = lat[2];
         std::vector<float> Dr(*nq * *k);
         std::vector<idx_t> Ir(*nq * *k);
         raw->search(*nq, q, *k, Dr.data(), Ir.data());
         const auto [r1, rk] = recall(Ir, If, *nq, *k);
-        const std::string rname = absl::StrFormat("FAISS %s, nprobe %d", raw_str, raw_ivf->nprobe);
+        const std::string rname =
+                absl::StrFormat("FAISS %s, nprobe %d", raw_str, dynamic_cast<const faiss::IndexIVF&>(*raw).nprobe);
         print_row(rname.c_str(), lr);
         std::printf(" %8.4f %9.4f %9.4f\n", rank1(Ir, labels, *k), r1, rk);
         std::printf("%-36s %12.2f %14.2f\n", "ratio protected / FAISS IVF", lp.single_ms / lr.single_ms,

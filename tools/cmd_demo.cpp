@@ -304,8 +304,14 @@ absl::Status run(Args& args) {
 
     // Speed: single queries and a batch, the same probes for every index.
     const int64_t nb = std::min<int64_t>(NQ, 256);
-    for (Row& r : rows) {
-        if (r.shown) r.latency = measure_latency(*r.index, q, nb, 10, 3, r.params);
+    {
+        std::vector<Timed> timed;
+        std::vector<Row*> shown;
+        for (Row& r : rows) {
+            if (r.shown) timed.push_back({r.index, r.params}), shown.push_back(&r);
+        }
+        const std::vector<Latency> lat = measure_latencies(timed, q, nb, 10, 3);
+        for (size_t i = 0; i < shown.size(); ++i) shown[i]->latency = lat[i];
     }
     std::printf("\nspeed (k=10; single: median of %ld queries; batch: %ld queries, median of 3)\n",
                 long(std::min<int64_t>(nb, 50)), long(nb));

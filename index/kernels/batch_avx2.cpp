@@ -50,9 +50,8 @@ constexpr int64_t kQueryPass = 256;
 
 // Per-thread working memory, grown to the largest shape seen.
 struct Scratch {
-    int sub = 0;              // entries per sgemm call (sub_block())
-    std::vector<float> qn;    // queries, natural layout: nqp x D
-    std::vector<float> qt;    // queries transposed: D x nqp (the sparse corrections)
+    int sub = 32;              // entries per sgemm call (sub_block())
+    std::vector<float> qt;    // queries transposed: D x nqp (sgemm's A, and the sparse corrections)
     std::vector<float> qsq;   // |q_g|^2: G x nqp
     std::vector<float> tq;    // slerp t: G x nqp
     std::vector<float> tmpl, key;           // one unpacked row
@@ -67,11 +66,10 @@ struct Scratch {
     std::vector<SlerpRatio> ratio;          // G: per group, of the pass's t (ok: uniform and defined)
 };
 
-// Queries [0, nq) of the prepared (interleaved) form in the four layouts the pass reads.
+// Queries [0, nq) of the prepared (interleaved) form in the three layouts the pass reads.
 void load_queries(const Layout& L, const float* queries, int64_t nq, int64_t nqp, Scratch& w) {
     const int G = L.groups, d = L.group_dim, D = G * d;
     const size_t V = L.vec_floats(), qf = L.query_floats();
-    w.qn.assign(size_t(nqp) * D, 0.0f);
     w.qt.assign(size_t(D) * nqp, 0.0f);
     w.qsq.assign(size_t(G) * nqp, 0.0f);
     w.tq.assign(size_t(G) * nqp, 0.0f);
@@ -82,7 +80,6 @@ void load_queries(const Layout& L, const float* queries, int64_t nq, int64_t nqp
             float sq = 0.0f;
             for (int i = 0; i < d; ++i) {
                 const size_t o = (size_t(blk) * d + i) * kLanes + l;
-                w.qn[size_t(qi) * D + g * d + i] = q[o];
                 w.qt[size_t(g * d + i) * nqp + qi] = q[o];
                 sq += q[V + o];
             }
@@ -135,13 +132,20 @@ void to_groups(const float* src, int i0, int n, int lanes, Dst&& dst) {
     }
 }
 
+// How many entries ahead load_entries() asks for the rows it reads in place.
+constexpr int kPrefetchAhead = 2;
+inline void prefetch_row(const float* p, size_t floats) {
+    for (size_t i = 0; i < floats; i += 16) _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T0);
+}
+
 // Entries base + [lo, hi) of the block of w.sub entries from `base`, in the pass's layouts: per
 // group the keys and templates as sgemm's right-hand side (the block's other rows zero), ke,
 // kmk, weights, and the dropped coordinates (up to d slots per group and entry).
 void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
     const Layout& L = E.layout;
     const int G = L.groups, d = L.group_dim;
-    const size_t slots = size_t(G) * w.sub;
+    const int nb = w.sub;
+    const size_t slots = size_t(G) * nb;
     w.tmpl.resize(L.vec_floats());
     w.key.resize(L.vec_floats());
     w.b.resize(slots * 2 * d);
@@ -153,27 +157,37 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
     w.drop_row.resize(slots * d);
     w.drop_k.resize(slots * d);
     w.drop_t.resize(slots * d);
+    // Local pointers: the stores below through int32_t and float pointers would otherwise make
+    // the compiler reload w's members after each one.
+    float *const b = w.b.data(), *const ke_out = w.ke.data(), *const kmk_out = w.kmk.data(), *const w_out = w.w.data();
+    float *const drop_k = w.drop_k.data(), *const drop_t = w.drop_t.data();
+    int32_t *const drop_count = w.drop_count.data(), *const drop_row = w.drop_row.data();
+    uint8_t* const filled_out = w.filled.data();
+    float *const tmpl = w.tmpl.data(), *const key = w.key.data();
     const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-    const int nb = w.sub;
     for (int g = 0; g < G; ++g) {  // rows outside [lo, hi): zero keys and templates
-        float* bg = w.b.data() + size_t(g) * 2 * nb * d;
+        float* bg = b + size_t(g) * 2 * nb * d;
         for (int half = 0; half < 2; ++half) {
             std::fill(bg + size_t(half * nb) * d, bg + size_t(half * nb + lo) * d, 0.0f);
             std::fill(bg + size_t(half * nb + hi) * d, bg + size_t(half * nb + nb) * d, 0.0f);
         }
     }
+    // fp32 rows with a key per group are read in place; halves and shared keys unpacked.
+    const bool in_place = !L.half && !L.shared_key;
     for (int jj = lo; jj < hi; ++jj) {
         const int64_t j = base + jj;
-        // fp32 rows with a key per group are read in place; halves and shared keys unpacked.
-        const bool in_place = !L.half && !L.shared_key;
-        if (!in_place) unpack_row(E, j, w.tmpl.data(), w.key.data());
-        const float* row_t = in_place ? E.templates + j * E.template_stride : w.tmpl.data();
-        const float* row_k = in_place ? E.keys + j * E.key_stride : w.key.data();
+        if (in_place && jj + kPrefetchAhead < hi) {  // rows stream from memory once per query pass
+            prefetch_row(E.templates + (j + kPrefetchAhead) * E.template_stride, L.vec_floats());
+            prefetch_row(E.keys + (j + kPrefetchAhead) * E.key_stride, L.key_floats());
+        }
+        if (!in_place) unpack_row(E, j, tmpl, key);
+        const float* row_t = in_place ? E.templates + j * E.template_stride : tmpl;
+        const float* row_k = in_place ? E.keys + j * E.key_stride : key;
         if (L.shared_key) {  // one key for every group: widen it to the interleaved layout
             for (int i = d - 1; i >= 0; --i) {
-                const float v = w.key[i];
+                const float v = key[i];
                 for (int blk = L.blocks() - 1; blk >= 0; --blk) {
-                    for (int l = 0; l < kLanes; ++l) w.key[(size_t(blk) * d + i) * kLanes + l] = v;
+                    for (int l = 0; l < kLanes; ++l) key[(size_t(blk) * d + i) * kLanes + l] = v;
                 }
             }
         }
@@ -183,44 +197,49 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
             const unsigned real = (1u << lanes) - 1u;
             const float* kb = row_k + size_t(blk) * d * kLanes;
             const float* tb = row_t + size_t(blk) * d * kLanes;
-            auto slot = [&](int l) { return size_t(blk * kLanes + l) * w.sub + jj; };
-            for (int l = 0; l < lanes; ++l) w.drop_count[slot(l)] = 0;
+            const size_t slot0 = size_t(blk * kLanes) * nb + jj;  // lane l: slot0 + l * nb
+            int count[kLanes] = {};
+            unsigned filled = 0;  // bit l: lane l has a dropped non-zero template value
             __m256 ke = _mm256_setzero_ps(), kmk = _mm256_setzero_ps();
             for (int i = 0; i < d; ++i) {
                 const uint8_t bits = mask[blk * d + i];
                 const __m256 m = _mm256_castsi256_ps(
                         _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(bits), sel), sel));
-                const __m256 kv = _mm256_loadu_ps(kb + i * kLanes), mk = _mm256_and_ps(m, kv);
-                ke = _mm256_fmadd_ps(mk, _mm256_loadu_ps(tb + i * kLanes), ke);
+                const __m256 kv = _mm256_loadu_ps(kb + i * kLanes), tv = _mm256_loadu_ps(tb + i * kLanes);
+                const __m256 mk = _mm256_and_ps(m, kv);
+                ke = _mm256_fmadd_ps(mk, tv, ke);
                 kmk = _mm256_fmadd_ps(mk, kv, kmk);
-                for (unsigned dropped = ~unsigned(bits) & real; dropped; dropped &= dropped - 1) {
-                    const int l = __builtin_ctz(dropped);
-                    const size_t gj = slot(l), at = gj * d + w.drop_count[gj]++;
-                    w.drop_row[at] = (blk * kLanes + l) * d + i;
-                    w.drop_k[at] = kb[i * kLanes + l];
-                    w.drop_t[at] = tb[i * kLanes + l];
+                const unsigned dropped = ~unsigned(bits) & real;
+                if (!L.zero_fill) {
+                    const unsigned nonzero =
+                            unsigned(_mm256_movemask_ps(_mm256_cmp_ps(tv, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
+                    filled |= dropped & nonzero;
+                }
+                for (unsigned rest = dropped; rest; rest &= rest - 1) {
+                    const int l = __builtin_ctz(rest);
+                    const size_t at = (slot0 + size_t(l) * nb) * d + count[l]++;
+                    drop_row[at] = (blk * kLanes + l) * d + i;
+                    drop_k[at] = kb[i * kLanes + l];
+                    drop_t[at] = tb[i * kLanes + l];
                 }
             }
             alignas(32) float kes[kLanes], kmks[kLanes];
             _mm256_store_ps(kes, ke);
             _mm256_store_ps(kmks, kmk);
+            const float* weights = E.weights + j * E.group_stride + blk * kLanes;
             for (int l = 0; l < lanes; ++l) {
-                const size_t gj = slot(l);
-                w.ke[gj] = kes[l];
-                w.kmk[gj] = kmks[l];
-                w.w[gj] = E.weights[j * E.group_stride + blk * kLanes + l];
-                bool filled = false;
-                for (int r = 0; r < w.drop_count[gj]; ++r) filled |= w.drop_t[gj * d + r] != 0.0f;
-                w.filled[gj] = filled;
+                const size_t gj = slot0 + size_t(l) * nb;
+                ke_out[gj] = kes[l];
+                kmk_out[gj] = kmks[l];
+                w_out[gj] = weights[l];
+                drop_count[gj] = count[l];
+                filled_out[gj] = (filled >> l) & 1u;
             }
             for (int i0 = 0; i0 < d; i0 += kLanes) {
                 const int n = std::min(kLanes, d - i0);
-                to_groups(kb, i0, n, lanes, [&](int l) {
-                    return w.b.data() + (size_t(blk * kLanes + l) * 2 * nb + jj) * d;
-                });
-                to_groups(tb, i0, n, lanes, [&](int l) {
-                    return w.b.data() + (size_t(blk * kLanes + l) * 2 * nb + nb + jj) * d;
-                });
+                to_groups(kb, i0, n, lanes, [&](int l) { return b + (size_t(blk * kLanes + l) * 2 * nb + jj) * d; });
+                to_groups(tb, i0, n, lanes,
+                          [&](int l) { return b + (size_t(blk * kLanes + l) * 2 * nb + nb + jj) * d; });
             }
         }
     }
@@ -252,8 +271,40 @@ int64_t group_pass_of(const RatioPasses& passes, Scratch& w, int g, int d, int l
     return first ? group_pass<Avx2, true>(b, per_lane) : group_pass<Avx2, false>(b, per_lane);
 }
 
+// Where score_range_with() puts a finished block (entries base + [lo, hi) of queries q0 + [0, nq),
+// w.s holding their weighted sums entry-major): out[qi * ld + (j - j0)] with the offsets added
+// (ScoreRangeFn's contract), transposed one output row (query) at a time, so that the strided
+// reads stay in cache.
+struct ToMatrix {
+    float* out;
+    int64_t ld, j0;
+    void operator()(const Entries& E, const Scratch& w, int64_t q0, int64_t nq, int64_t nqp, int64_t base, int lo,
+                    int hi) const {
+        const float* offsets = E.offsets + base * E.offset_stride;
+        for (int64_t qi = 0; qi < nq; ++qi) {
+            float* o = out + (q0 + qi) * ld + (base - j0);
+            for (int jj = lo; jj < hi; ++jj) o[jj] = w.s[size_t(jj) * nqp + qi] + offsets[jj * E.offset_stride];
+        }
+    }
+};
+
+// Or to a ScoreSink, entry-major from w.s itself, the offsets added in place (the same sums).
+struct ToSink {
+    ScoreSink& sink;
+    void operator()(const Entries& E, Scratch& w, int64_t q0, int64_t nq, int64_t nqp, int64_t base, int lo,
+                    int hi) const {
+        for (int jj = lo; jj < hi; ++jj) {
+            const __m256 offset = _mm256_set1_ps(E.offsets[(base + jj) * E.offset_stride]);
+            float* s = w.s.data() + size_t(jj) * nqp;
+            for (int64_t q = 0; q < nq; q += 8) _mm256_storeu_ps(s + q, _mm256_add_ps(_mm256_loadu_ps(s + q), offset));
+        }
+        sink.take(q0, nq, base + lo, hi - lo, w.s.data() + size_t(lo) * nqp, nqp, 1);
+    }
+};
+
+template <class Out>
 int64_t score_range_with(const RatioPasses& passes, const Entries& E, const float* queries, int64_t nq_all,
-                         int64_t j0, int64_t j1, float* out, int64_t ld) {
+                         int64_t j0, int64_t j1, const Out& put) {
     const Layout& L = E.layout;
     const int G = L.groups, d = L.group_dim, D = G * d;
     thread_local Scratch w;
@@ -277,18 +328,13 @@ int64_t score_range_with(const RatioPasses& passes, const Entries& E, const floa
             const int nb = w.sub;
             load_entries(E, base, lo, hi, w);
             for (int g = 0; g < G; ++g) {
-                const int m = int(nqp), n = 2 * nb, k = d, lda = D, ldb = d, ldc = int(nqp);
+                const int m = int(nqp), n = 2 * nb, k = d, lda = int(nqp), ldb = d, ldc = int(nqp);
                 const float one = 1.0f, zero = 0.0f;
-                sgemm_("T", "N", &m, &n, &k, &one, w.qn.data() + g * d, &lda, w.b.data() + size_t(g) * 2 * nb * d,
-                       &ldb, &zero, w.c.data(), &ldc);
+                sgemm_("N", "N", &m, &n, &k, &one, w.qt.data() + size_t(g) * d * nqp, &lda,
+                       w.b.data() + size_t(g) * 2 * nb * d, &ldb, &zero, w.c.data(), &ldc);
                 clamped += group_pass_of(passes, w, g, d, lo, hi, nqp);
             }
-            // Transposed out, one output row (query) at a time: the strided reads stay in cache.
-            const float* offsets = E.offsets + base * E.offset_stride;
-            for (int64_t qi = 0; qi < nq; ++qi) {
-                float* o = out + (q0 + qi) * ld + (base - j0);
-                for (int jj = lo; jj < hi; ++jj) o[jj] = w.s[size_t(jj) * nqp + qi] + offsets[jj * E.offset_stride];
-            }
+            put(E, w, q0, nq, nqp, base, lo, hi);
         }
     }
     return clamped;
@@ -298,12 +344,21 @@ constexpr RatioPasses kAvx2Passes = ratio_passes_for<Avx2>();
 
 int64_t score_range_avx2(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
                          int64_t ld) {
-    return score_range_with(kAvx2Passes, E, queries, nq, j0, j1, out, ld);
+    return score_range_with(kAvx2Passes, E, queries, nq, j0, j1, ToMatrix{out, ld, j0});
+}
+
+int64_t score_into_avx2(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, ScoreSink& sink) {
+    return score_range_with(kAvx2Passes, E, queries, nq, j0, j1, ToSink{sink});
 }
 
 int64_t score_range_avx512(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
                            int64_t ld) {
-    return score_range_with(*avx512_ratio_passes(), E, queries, nq, j0, j1, out, ld);
+    return score_range_with(*avx512_ratio_passes(), E, queries, nq, j0, j1, ToMatrix{out, ld, j0});
+}
+
+int64_t score_into_avx512(const Entries& E, const float* queries, int64_t nq, int64_t j0, int64_t j1,
+                          ScoreSink& sink) {
+    return score_range_with(*avx512_ratio_passes(), E, queries, nq, j0, j1, ToSink{sink});
 }
 
 }  // namespace
@@ -312,7 +367,8 @@ const KernelTable* batch_avx2_kernels() {
     static const KernelTable* table = []() -> const KernelTable* {
         const KernelTable* simd = avx2_kernels();
         if (!simd) return nullptr;
-        static const KernelTable t{"avx2+sgemm", &score_range_avx2, simd->score_list, simd->group_cosines};
+        static const KernelTable t{"avx2+sgemm", &score_range_avx2, simd->score_list, simd->group_cosines,
+                                   &score_into_avx2};
         return &t;
     }();
     return table;
@@ -322,7 +378,8 @@ const KernelTable* batch_kernels() {
     static const KernelTable* table = []() -> const KernelTable* {
         const KernelTable* simd = batch_avx2_kernels();
         if (!simd || !avx512_ratio_passes() || simd_capped_at("avx2")) return simd;
-        static const KernelTable t{"avx512+sgemm", &score_range_avx512, simd->score_list, simd->group_cosines};
+        static const KernelTable t{"avx512+sgemm", &score_range_avx512, simd->score_list, simd->group_cosines,
+                                   &score_into_avx512};
         return &t;
     }();
     return table;

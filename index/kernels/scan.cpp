@@ -92,6 +92,25 @@ int64_t score_block(const Entries& e, const float* queries, int64_t nq, int64_t 
     return chosen.score_range(e, queries, nq, j0, j1, out, ld);
 }
 
+int64_t score_block_into(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1,
+                         ScoreSink& sink) {
+    const KernelTable& chosen = kernels();
+    if (nq >= kBatchMinQueries && &chosen != &scalar_kernels()) {
+        return batch_kernels()->score_into(e, queries, nq, j0, j1, sink);
+    }
+    // The per-entry kernels write a matrix: blocks of kBlock entries through a per-thread tile.
+    constexpr int64_t kBlock = 1024;
+    thread_local std::vector<float> tile;
+    tile.resize(size_t(nq) * kBlock);
+    int64_t clamped = 0;
+    for (int64_t b0 = j0; b0 < j1; b0 += kBlock) {
+        const int64_t b1 = std::min(j1, b0 + kBlock);
+        clamped += chosen.score_range(e, queries, nq, b0, b1, tile.data(), kBlock);
+        sink.take(0, nq, b0, b1 - b0, tile.data(), 1, kBlock);
+    }
+    return clamped;
+}
+
 // AVX-512F with the OS saving its registers (GCC's and clang's __builtin_cpu_supports check
 // XGETBV), in this file compiled for the baseline: the AVX-512 file runs nothing before this.
 static bool cpu_has_avx512f() { return __builtin_cpu_supports("avx512f"); }

@@ -96,11 +96,28 @@ using ScoreListFn = int64_t (*)(const Entries& e, const float* query, const int6
 /// at enrolment): out[qi * group_floats + g], padded lanes 0. Returns the clamped count.
 using GroupCosinesFn = int64_t (*)(const Entries& e, const float* queries, int64_t nq, int64_t j, float* out);
 
+/// Receives scores as a kernel finishes them (score_block_into): query q0 + qi against entry
+/// j0 + jj is s[jj * entry_stride + qi * query_stride], for qi in [0, nq) and jj in [0, n),
+/// offsets included. The batched kernel hands over each sgemm block entry-major (query_stride
+/// 1), straight from its working memory: no score matrix is written or read back.
+class ScoreSink {
+public:
+    virtual void take(int64_t q0, int64_t nq, int64_t j0, int64_t n, const float* s, int64_t entry_stride,
+                      int64_t query_stride) = 0;
+
+protected:
+    ~ScoreSink() = default;
+};
+/// Scores entries [j0, j1) against nq prepared queries into `sink`; returns the clamped count.
+using ScoreIntoFn = int64_t (*)(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1,
+                                ScoreSink& sink);
+
 struct KernelTable {
     const char* name;
     ScoreRangeFn score_range;
     ScoreListFn score_list;
     GroupCosinesFn group_cosines;
+    ScoreIntoFn score_into = nullptr;  ///< the batched tables only
 };
 
 /// Whether the environment caps the instruction set at `level` (PSLERP_SIMD=scalar or avx2).
@@ -139,5 +156,10 @@ inline constexpr int64_t kBatchMinQueries = 32;
 /// kernels().score_range. Every path equals the scalar kernel to within 1e-5 in fp32.
 int64_t score_block(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
                     int64_t ld);
+
+/// score_block()'s choice of kernel, with the scores handed to `sink` block by block instead of
+/// written to a matrix (the searches: each score is looked at once, where it is made).
+int64_t score_block_into(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1,
+                         ScoreSink& sink);
 
 }  // namespace pslerp::kernels

@@ -228,6 +228,37 @@ TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
                     for (int64_t j = 0; j < 85; ++j) ASSERT_EQ(many[i * n + j], want_many[i * n + j]);
                 }
             }
+            // score_block_into hands the sink the same scores as score_block writes, for both choices
+            // (sink blocks entry-major from the batched kernel, query-major from the per-entry one),
+            // and every (query, entry) once.
+            for (const int64_t m : {int64_t(3), nq}) {
+                struct Collect final : kernels::ScoreSink {
+                    std::vector<float> got;
+                    std::vector<int> seen;
+                    int64_t n = 0, j_first = 0;
+                    void take(int64_t q0, int64_t nq_, int64_t j0, int64_t nj, const float* s, int64_t es,
+                              int64_t qs) override {
+                        for (int64_t qi = 0; qi < nq_; ++qi) {
+                            for (int64_t jj = 0; jj < nj; ++jj) {
+                                const size_t at = size_t((q0 + qi) * n + (j0 + jj - j_first));
+                                got[at] = s[jj * es + qi * qs];
+                                ++seen[at];
+                            }
+                        }
+                    }
+                } sink;
+                sink.n = n, sink.j_first = 5;
+                sink.got.assign(size_t(m * n), 0.0f);
+                sink.seen.assign(size_t(m * n), 0);
+                kernels::score_block_into(E, kq.data(), m, 5, 90, sink);
+                const std::vector<float>& want = m == 3 ? few : many;
+                for (int64_t i = 0; i < m; ++i) {
+                    for (int64_t j = 0; j < n; ++j) {
+                        ASSERT_EQ(sink.seen[i * n + j], j < 85 ? 1 : 0) << m << " " << i << " " << j;
+                        if (j < 85) ASSERT_EQ(sink.got[i * n + j], want[i * n + j]) << m << " " << i << " " << j;
+                    }
+                }
+            }
             // An entry's score does not depend on the range it was scored in (the index splits its rows
             // between threads): [0, n) in one call equals [0, 37) and [37, n) in two, bit for bit.
             std::vector<float> split(nq * n);
