@@ -61,7 +61,7 @@ struct Scratch {
     std::vector<int32_t> drop_row;          // G x sub x d slots: row of qt (g * d + i)
     std::vector<float> drop_k, drop_t;      // key and template at that coordinate
     std::vector<uint8_t> filled;            // G x sub: some dropped template value is non-zero
-    std::vector<float> c;                   // sgemm output: 2 * sub x nqp
+    std::vector<float> c;                   // sgemm output: 2 * sub x nqp, zero between calls
     std::vector<float> s;                   // scores: sub x nqp
     std::vector<SlerpRatio> ratio;          // G: per group, of the pass's t (ok: uniform and defined)
 };
@@ -138,6 +138,13 @@ inline void prefetch_row(const float* p, size_t floats) {
     for (size_t i = 0; i < floats; i += 16) _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T0);
 }
 
+// n halves (a multiple of 8: whole blocks of the interleaved layout) to floats.
+inline void halves_to_floats(const uint16_t* h, size_t n, float* out) {
+    for (size_t i = 0; i < n; i += kLanes) {
+        _mm256_storeu_ps(out + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + i))));
+    }
+}
+
 // Entries base + [lo, hi) of the block of w.sub entries from `base`, in the pass's layouts: per
 // group the keys and templates as sgemm's right-hand side (the block's other rows zero), ke,
 // kmk, weights, and the dropped coordinates (up to d slots per group and entry).
@@ -180,7 +187,12 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
             prefetch_row(E.templates + (j + kPrefetchAhead) * E.template_stride, L.vec_floats());
             prefetch_row(E.keys + (j + kPrefetchAhead) * E.key_stride, L.key_floats());
         }
-        if (!in_place) unpack_row(E, j, tmpl, key);
+        if (L.half && !L.shared_key) {  // F16C, eight at a time (the same floats as unpack_row)
+            halves_to_floats(E.templates_h + j * E.template_stride, L.vec_floats(), tmpl);
+            halves_to_floats(E.keys_h + j * E.key_stride, L.key_floats(), key);
+        } else if (!in_place) {
+            unpack_row(E, j, tmpl, key);
+        }
         const float* row_t = in_place ? E.templates + j * E.template_stride : tmpl;
         const float* row_k = in_place ? E.keys + j * E.key_stride : key;
         if (L.shared_key) {  // one key for every group: widen it to the interleaved layout
@@ -314,7 +326,9 @@ int64_t score_range_with(const RatioPasses& passes, const Entries& E, const floa
         const int64_t nqp = (nq + kBatchQueryAlign - 1) / kBatchQueryAlign * kBatchQueryAlign;
         load_queries(L, queries + q0 * L.query_floats(), nq, nqp, w);
         w.sub = sub_block(nqp, d);
-        w.c.resize(size_t(2) * w.sub * nqp);
+        // sgemm adds to c (beta 1: OpenBLAS then skips a pass that zeroes it before every call), and
+        // group_pass() zeroes what it reads: rows of entries outside [lo, hi) stay zero.
+        w.c.assign(size_t(2) * w.sub * nqp, 0.0f);
         w.s.resize(size_t(w.sub) * nqp);
         // Per group: one t for every query of the pass (t does not follow the probe's
         // importance) takes the ratio form; otherwise the per-lane closed form.
@@ -329,9 +343,9 @@ int64_t score_range_with(const RatioPasses& passes, const Entries& E, const floa
             load_entries(E, base, lo, hi, w);
             for (int g = 0; g < G; ++g) {
                 const int m = int(nqp), n = 2 * nb, k = d, lda = int(nqp), ldb = d, ldc = int(nqp);
-                const float one = 1.0f, zero = 0.0f;
+                const float one = 1.0f;
                 sgemm_("N", "N", &m, &n, &k, &one, w.qt.data() + size_t(g) * d * nqp, &lda,
-                       w.b.data() + size_t(g) * 2 * nb * d, &ldb, &zero, w.c.data(), &ldc);
+                       w.b.data() + size_t(g) * 2 * nb * d, &ldb, &one, w.c.data(), &ldc);
                 clamped += group_pass_of(passes, w, g, d, lo, hi, nqp);
             }
             put(E, w, q0, nq, nqp, base, lo, hi);

@@ -27,7 +27,7 @@ inline constexpr int64_t kBatchQueryAlign = 16;
 struct GroupBlock {
     int g, d, lo, hi, sub;
     int64_t nqp;
-    const float* c;      ///< sgemm output: rows jj (<q,k>) and sub + jj (<q,T>), nqp each
+    float* c;            ///< sgemm output: rows jj (<q,k>) and sub + jj (<q,T>), nqp each; zeroed as read
     const float* qt;     ///< queries transposed: D x nqp
     const float* qsq;    ///< |q_g|^2 of this group, nqp
     const float* weight; ///< per slot
@@ -78,17 +78,19 @@ int64_t group_pass(const GroupBlock& b, const Cosine& cosine) {
         const int64_t gj = int64_t(b.g) * b.sub + jj;
         float* s = b.s + int64_t(jj) * b.nqp;
         const float weight = b.weight[gj];
+        float* ck = b.c + int64_t(jj) * b.nqp;
+        float* ct = b.c + int64_t(b.sub + jj) * b.nqp;
+        const V zero = S::set1(0.0f);
         if (weight == 0.0f) {  // padded or weightless group: neither scored nor counted
-            if (kFirst) {
-                for (int64_t q = 0; q < b.nqp; q += W) S::store(s + q, S::set1(0.0f));
+            for (int64_t q = 0; q < b.nqp; q += W) {
+                if (kFirst) S::store(s + q, zero);
+                S::store(ck + q, zero), S::store(ct + q, zero);
             }
             continue;
         }
         const V wv = S::set1(weight), ke = S::set1(b.ke[gj]), kmk = S::set1(b.kmk[gj]);
         const int32_t r0 = int32_t(gj) * b.d, r1 = r0 + b.drop_count[gj];
         const bool filled = b.filled[gj];
-        const float* ck = b.c + int64_t(jj) * b.nqp;
-        const float* ct = b.c + int64_t(b.sub + jj) * b.nqp;
         // kU vectors of W queries from q on.
         auto step = [&](int64_t q, auto unroll) {
             constexpr int kU = decltype(unroll)::value;
@@ -96,6 +98,7 @@ int64_t group_pass(const GroupBlock& b, const Cosine& cosine) {
             for (int u = 0; u < kU; ++u) {
                 c[u] = S::load(ck + q + u * W);
                 qe[u] = S::load(ct + q + u * W);
+                S::store(ck + q + u * W, zero), S::store(ct + q + u * W, zero);
                 qmk[u] = c[u];
                 qqm[u] = S::load(b.qsq + q + u * W);
             }
