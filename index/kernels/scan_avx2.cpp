@@ -169,9 +169,11 @@ struct ByRatio {
 // kPerGroup outs[n][0 .. group_floats) the unweighted cosines (padded lanes 0).
 // kD: the group dimension when known at compile time (the innermost loop then unrolls), else 0.
 // Cos: PerLaneT, or ByRatio for a single query whose groups share one t.
+// Inlined into its loops: as a call per entry it cost a tenth more (8x16, one query, in cache:
+// fp32 37.3 against 33.3 ns, fp16 34.5 against 31.0; bench_kernels).
 template <int NQ, bool kPerGroup = false, int kD = 0, class Src, class Cos = PerLaneT>
-int64_t score_entry(const Entries& E, int64_t j, const Src& src, const float* const* qs, float* const* outs,
-                    const Cos& cosine = Cos()) {
+[[gnu::always_inline]] inline int64_t score_entry(const Entries& E, int64_t j, const Src& src, const float* const* qs,
+                                                  float* const* outs, const Cos& cosine = Cos()) {
     const Layout& L = E.layout;
     const int d = kD ? kD : L.group_dim;
     const size_t V = L.vec_floats();
