@@ -40,26 +40,21 @@ inline __m256 mask8(uint8_t bits) {
 }
 
 // An entry as score_entry reads it, straight from storage (floats or halves): at(bi, i) gives
-// the key k, M*e, M*k and M at mask byte bi (coordinate i of block bi / d). ke and kmk of
-// block b: constants(b) in fp32; with half storage (kSumsConstants) the reader sums them from
-// the rounded values as it goes (in registers: kept in this struct they would go through
-// memory at every coordinate). One query reads an entry this way; several share an Expanded
-// copy.
+// the key k, M*e, M*k and M at mask byte bi (coordinate i of block bi / d). The reader sums ke
+// and kmk from these values as it goes (kSumsConstants; in registers: kept in this struct they
+// would go through memory at every coordinate), with half storage because they are not stored,
+// with fp32 because a single query's scan is bound by memory and two multiply-adds per
+// coordinate cost less than reading the 64 stored bytes per entry. One query reads an entry
+// this way; several share an Expanded copy.
 template <bool kShared, class T, bool kZeroFill>
 struct Direct {
-    static constexpr bool kSumsConstants = std::is_same_v<T, uint16_t>;
+    static constexpr bool kSumsConstants = true;
     const T* tm;
     const T* ky;
     const uint8_t* mb;
-    const float* ke_stored;   // fp32 only
-    const float* kmk_stored;  // fp32 only
 
     Direct(const Entries& E, const T* templates, const T* keys, int64_t j)
-            : tm(templates + j * E.template_stride),
-              ky(keys + j * E.key_stride),
-              mb(E.masks + j * E.mask_stride),
-              ke_stored(kSumsConstants ? nullptr : E.ke + j * E.group_stride),
-              kmk_stored(kSumsConstants ? nullptr : E.kmk + j * E.group_stride) {}
+            : tm(templates + j * E.template_stride), ky(keys + j * E.key_stride), mb(E.masks + j * E.mask_stride) {}
 
     void at(size_t bi, int i, __m256& k, __m256& me, __m256& mk, __m256& mf) const {
         const __m256 m = mask8(mb[bi]);
@@ -68,13 +63,9 @@ struct Direct {
         mk = _mm256_and_ps(m, k);
         mf = _mm256_and_ps(m, _mm256_set1_ps(1.0f));
     }
-    void constants(int b, __m256& ke, __m256& kmk) const {
-        ke = _mm256_loadu_ps(ke_stored + b * kLanes);
-        kmk = _mm256_loadu_ps(kmk_stored + b * kLanes);
-    }
 };
 
-// ke and kmk summed coordinate by coordinate (half storage), or nothing.
+// ke and kmk summed coordinate by coordinate, or nothing.
 template <bool kSum>
 struct ConstantSums {
     __m256 ke = _mm256_setzero_ps(), kmk = _mm256_setzero_ps();
@@ -86,16 +77,15 @@ struct ConstantSums {
     }
 };
 
-// One entry with its mask applied once (M*e, M*k and M as floats), reused by every query; for
-// half storage also the key as floats and ke and kmk.
+// One entry with its mask applied once (M*e, M*k and M as floats), and ke and kmk summed as
+// Direct sums them (the same bits), reused by every query; for half storage also the key as
+// floats.
 struct Expanded {
     std::vector<float> me, mk, mf, k, ke, kmk;
     const float* key = nullptr;  // the key as floats: stored (fp32) or k
-    const float* ke_row = nullptr;
-    const float* kmk_row = nullptr;
     explicit Expanded(const Layout& L)
             : me(L.vec_floats()), mk(L.vec_floats()), mf(L.vec_floats()), k(L.half ? L.key_floats() : 0),
-              ke(L.half ? L.group_floats() : 0), kmk(L.half ? L.group_floats() : 0) {}
+              ke(L.group_floats()), kmk(L.group_floats()) {}
 };
 
 template <bool kShared, class T>
@@ -104,7 +94,7 @@ void expand(const Entries& E, const T* templates, const T* keys, int64_t j, Expa
     const int d = E.layout.group_dim;
     const Direct<kShared, T, false> src(E, templates, keys, j);
     for (int b = 0; b < E.layout.blocks(); ++b) {
-        ConstantSums<kHalf> sums;
+        ConstantSums<true> sums;
         for (int i = 0; i < d; ++i) {
             const size_t bi = static_cast<size_t>(b) * d + i, o = bi * kLanes;
             __m256 k, me, mk, mf;
@@ -115,18 +105,16 @@ void expand(const Entries& E, const T* templates, const T* keys, int64_t j, Expa
             _mm256_storeu_ps(x.mf.data() + o, mf);
             if constexpr (kHalf && !kShared) _mm256_storeu_ps(x.k.data() + o, k);
         }
-        if constexpr (kHalf) {
-            _mm256_storeu_ps(x.ke.data() + b * kLanes, sums.ke);
-            _mm256_storeu_ps(x.kmk.data() + b * kLanes, sums.kmk);
-        }
+        _mm256_storeu_ps(x.ke.data() + b * kLanes, sums.ke);
+        _mm256_storeu_ps(x.kmk.data() + b * kLanes, sums.kmk);
     }
     if constexpr (kHalf) {
         if constexpr (kShared) {
             for (int i = 0; i < d; ++i) x.k[i] = load1(src.ky + i);
         }
-        x.key = x.k.data(), x.ke_row = x.ke.data(), x.kmk_row = x.kmk.data();
+        x.key = x.k.data();
     } else {
-        x.key = src.ky, x.ke_row = src.ke_stored, x.kmk_row = src.kmk_stored;
+        x.key = src.ky;
     }
 }
 
@@ -143,8 +131,8 @@ struct FromExpanded {
         mf = _mm256_loadu_ps(x.mf.data() + o);
     }
     void constants(int b, __m256& ke, __m256& kmk) const {
-        ke = _mm256_loadu_ps(x.ke_row + b * kLanes);
-        kmk = _mm256_loadu_ps(x.kmk_row + b * kLanes);
+        ke = _mm256_loadu_ps(x.ke.data() + b * kLanes);
+        kmk = _mm256_loadu_ps(x.kmk.data() + b * kLanes);
     }
 };
 
