@@ -165,6 +165,21 @@ mutation batch_ratio_den index/kernels/batch_pass.h \
     'V den = S::fmadd(r, kmk, S::add(qmk, qmk));' \
     'V den = S::fmadd(r, kmk, qmk);' gtest:test_index
 
+# -- the score sink (issue 12, fourth pass): the output zeroed as read (sgemm adds to it), the
+# offsets added in place, the search's four-at-a-time comparison and the IVF's ids
+mutation batch_output_not_zeroed index/kernels/batch_pass.h \
+    'S::store(ck + q + u * W, zero), S::store(ct + q + u * W, zero);' \
+    'S::store(ct + q + u * W, zero);' gtest:test_index
+mutation batch_sink_no_offset index/kernels/batch_avx2.cpp \
+    '_mm256_storeu_ps(s + q, _mm256_add_ps(_mm256_loadu_ps(s + q), offset));' \
+    '_mm256_storeu_ps(s + q, _mm256_loadu_ps(s + q));' gtest:test_index gtest:test_cohort
+mutation search_sink_lane index/IndexProtectedSlerp.cpp \
+    'offer(qi + l, row[qi + l], store.ids[r]);' \
+    'offer(qi + l, row[qi], store.ids[r]);' gtest:test_index
+mutation ivf_sink_ids index/IndexIVFProtectedSlerp.cpp \
+    'const idx_t id = ids[j0 + jj];' \
+    'const idx_t id = ids[jj];' gtest:test_ivf
+
 # -- half-precision storage (issue 12): conversion, and the per-group constants the kernels
 # recompute from the rounded entry
 mutation half_round_ties_up index/kernels/half.h \

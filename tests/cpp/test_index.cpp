@@ -1,6 +1,7 @@
 // IndexProtectedSlerp with exhaustive search: kernels against the double-precision
 // reference, FAISS conventions, ids, removal and compaction, range search and bad inputs.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -304,6 +305,64 @@ TEST(Index, SearchEqualsReferenceRanking) {
             }
         }
     }
+}
+
+// A batch of queries (the batched kernel, its scores handed to the search block by block) gives
+// exactly the top k of the score matrix that score_block writes for the same queries: the same
+// scores bit for bit, ties to the smaller id, removed entries and those outside a selector
+// skipped; over three row blocks and both thread counts.
+TEST(Index, BatchedSearchIsTheTopOfItsScores) {
+    if (!kernels::batch_kernels()) GTEST_SKIP() << "this CPU lacks AVX2/FMA: no batched kernel here";
+    const Params p = Params::defaults(8, 16);
+    IndexProtectedSlerp index(p);
+    index.set_seed(12);
+    const int64_t n = 2500, nq = 40, k = 7;
+    const auto x = random_features(n, index.d, 13);
+    index.add(n, x.data());
+    std::vector<idx_t> gone;
+    for (idx_t id = 0; id < n; id += 7) gone.push_back(id);
+    faiss::IDSelectorBatch removed(gone.size(), gone.data());
+    ASSERT_EQ(index.remove_ids(removed), gone.size());
+    const auto q = random_features(nq, index.d, 14);
+    auto probe = prepare_probes(p, q.data(), nq);
+    ASSERT_TRUE(probe.ok());
+    const size_t qf = index.store.layout.query_floats();
+    std::vector<float> kq(nq * qf);
+    for (int64_t i = 0; i < nq; ++i) {
+        kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d, probe->t.data() + i * p.groups,
+                               kq.data() + i * qf);
+    }
+    std::vector<float> S(nq * n);
+    kernels::score_block(index.store.view(), kq.data(), nq, 0, n, S.data(), n);
+    faiss::IDSelectorRange upper(n / 3, n);
+    const int threads_before = omp_get_max_threads();
+    for (const faiss::IDSelector* sel : {static_cast<const faiss::IDSelector*>(nullptr),
+                                         static_cast<const faiss::IDSelector*>(&upper)}) {
+        for (const int threads : {1, 2}) {
+            SCOPED_TRACE(testing::Message() << "threads " << threads << (sel ? ", selector" : ""));
+            omp_set_num_threads(threads);
+            std::vector<float> D(nq * k);
+            std::vector<idx_t> I(nq * k);
+            faiss::SearchParameters sp;
+            sp.sel = const_cast<faiss::IDSelector*>(sel);
+            index.search(nq, q.data(), k, D.data(), I.data(), &sp);
+            for (int64_t i = 0; i < nq; ++i) {
+                std::vector<int64_t> order;
+                for (int64_t r = 0; r < n; ++r) {
+                    if (r % 7 != 0 && (!sel || sel->is_member(r))) order.push_back(r);
+                }
+                std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int64_t a, int64_t b) {
+                    const float sa = S[i * n + a], sb = S[i * n + b];
+                    return sa != sb ? sa > sb : a < b;
+                });
+                for (int64_t j = 0; j < k; ++j) {
+                    ASSERT_EQ(I[i * k + j], order[j]) << i << " " << j;
+                    ASSERT_EQ(D[i * k + j], S[i * n + order[j]]) << i << " " << j;
+                }
+            }
+        }
+    }
+    omp_set_num_threads(threads_before);
 }
 
 TEST(Index, MatedAboveNonMatedOnSynthetic) {
