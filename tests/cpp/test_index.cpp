@@ -33,6 +33,21 @@ using testing_util::random_features;
 using testing_util::reference_scores;
 using testing_util::score_gain;
 
+// nq raw probes q prepared for the kernels as the untrained index prepares them (no centring):
+// nq * query_floats() floats, empty (with a test failure) when a probe is refused.
+std::vector<float> kernel_queries(const IndexProtectedSlerp& index, const float* q, int64_t nq) {
+    auto probe = prepare_probes(index.params, q, nq);
+    EXPECT_TRUE(probe.ok()) << probe.status();
+    if (!probe.ok()) return {};
+    const size_t qf = index.store.layout.query_floats();
+    std::vector<float> kq(nq * qf);
+    for (int64_t i = 0; i < nq; ++i) {
+        kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
+                               probe->t.data() + i * index.params.groups, kq.data() + i * qf);
+    }
+    return kq;
+}
+
 class KernelTest : public ::testing::TestWithParam<const kernels::KernelTable*> {};
 
 TEST_P(KernelTest, MatchesReferenceScoresAndRanking) {
@@ -47,15 +62,8 @@ TEST_P(KernelTest, MatchesReferenceScoresAndRanking) {
         auto q = random_features(nq, index.d, 2);
         index.add(n, x.data());
         std::vector<float> scores(nq * n);
-        // Probes prepared as the index does (no centring: untrained).
-        auto probe = prepare_probes(index.params, q.data(), nq);
-        ASSERT_TRUE(probe.ok());
-        std::vector<float> kq(nq * index.store.layout.query_floats());
-        for (int64_t i = 0; i < nq; ++i) {
-            kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
-                                   probe->t.data() + i * index.params.groups,
-                                   kq.data() + i * index.store.layout.query_floats());
-        }
+        const std::vector<float> kq = kernel_queries(index, q.data(), nq);
+        ASSERT_FALSE(kq.empty());
         K->score_range(index.store.view(), kq.data(), nq, 0, n, scores.data(), n);
         const auto ref = reference_scores(index, q, nq);
         const auto gain = score_gain(index.store);
@@ -200,14 +208,8 @@ TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
             const auto x = random_features(n, index.d, 9);
             index.add(n, x.data());
             const auto q = random_features(nq, index.d, 10);
-            auto probe = prepare_probes(p, q.data(), nq);
-            ASSERT_TRUE(probe.ok());
-            const size_t qf = index.store.layout.query_floats();
-            std::vector<float> kq(nq * qf);
-            for (int64_t i = 0; i < nq; ++i) {
-                kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d,
-                                       probe->t.data() + i * p.groups, kq.data() + i * qf);
-            }
+            const std::vector<float> kq = kernel_queries(index, q.data(), nq);
+            ASSERT_FALSE(kq.empty());
             const kernels::Entries E = index.store.view();
             std::vector<float> batched(nq * n), single(nq * n);
             const int64_t cb = B->score_range(E, kq.data(), nq, 0, n, batched.data(), n);
@@ -324,14 +326,8 @@ TEST(Index, BatchedSearchIsTheTopOfItsScores) {
     faiss::IDSelectorBatch removed(gone.size(), gone.data());
     ASSERT_EQ(index.remove_ids(removed), gone.size());
     const auto q = random_features(nq, index.d, 14);
-    auto probe = prepare_probes(p, q.data(), nq);
-    ASSERT_TRUE(probe.ok());
-    const size_t qf = index.store.layout.query_floats();
-    std::vector<float> kq(nq * qf);
-    for (int64_t i = 0; i < nq; ++i) {
-        kernels::prepare_query(index.store.layout, probe->xn.data() + i * index.d, probe->t.data() + i * p.groups,
-                               kq.data() + i * qf);
-    }
+    const std::vector<float> kq = kernel_queries(index, q.data(), nq);
+    ASSERT_FALSE(kq.empty());
     std::vector<float> S(nq * n);
     kernels::score_block(index.store.view(), kq.data(), nq, 0, n, S.data(), n);
     faiss::IDSelectorRange upper(n / 3, n);
