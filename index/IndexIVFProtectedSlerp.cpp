@@ -4,6 +4,7 @@
 #include <cmath>
 #include <mutex>
 #include <numeric>
+#include <type_traits>
 #include <typeinfo>
 
 #include <omp.h>
@@ -23,7 +24,7 @@ namespace pslerp {
 namespace {
 
 constexpr size_t kScanBlock = 256;   // codes scored per kernel call
-constexpr size_t kQueryChunk = 256;  // queries per kernel call (batched search; kernels::score_block)
+constexpr size_t kQueryChunk = 256;  // queries per kernel call (batched search; kernels::score_block_into)
 
 size_t code_size_of(const Params& p) {
     return kernels::code_layout(layout_of(p)).code_size;
@@ -131,6 +132,26 @@ faiss::Index* checked_quantizer(faiss::Index* q, size_t nlist, const Params& p) 
                            nlist);
     return q;
 }
+
+// One thread's scores of one list to visit(thread, query, score, id): the list's entry j0 + jj
+// against query queries[q0 + qi] at s[jj * es + qi * qs], entries outside the selector skipped
+// (at namespace scope: clang 14 does not compile a local class inside an OpenMP region).
+template <typename Visit>
+struct ListSink final : kernels::ScoreSink {
+    Visit& visit;
+    const faiss::IDSelector* sel;
+    int tid;
+    const idx_t* ids = nullptr;      ///< the list's ids
+    const idx_t* queries = nullptr;  ///< the chunk's query numbers
+    ListSink(Visit& v, const faiss::IDSelector* s, int t) : visit(v), sel(s), tid(t) {}
+    void take(int64_t q0, int64_t nq, int64_t j0, int64_t nj, const float* s, int64_t es, int64_t qs) override {
+        for (int64_t jj = 0; jj < nj; ++jj) {
+            const idx_t id = ids[j0 + jj];
+            if (sel && !sel->is_member(id)) continue;
+            for (int64_t qi = 0; qi < nq; ++qi) visit(tid, queries[q0 + qi], s[jj * es + qi * qs], id);
+        }
+    }
+};
 
 }  // namespace
 
@@ -353,26 +374,7 @@ void IndexIVFProtectedSlerp::scan_lists(const ListPlan& plan, const float* xn, c
     {
         const int tid = omp_get_thread_num();
         std::vector<float> kq(kQueryChunk * qf), t(params.groups);
-        // A list's scores as the kernel makes them: query plan.members[m0 + qi] against the
-        // list's entry j0 + jj at s[jj * es + qi * qs].
-        struct Sink final : kernels::ScoreSink {
-            const ListPlan& plan;
-            const faiss::IDSelector* sel;
-            Visit& visit;
-            int tid;
-            const idx_t* ids = nullptr;
-            size_t m0 = 0;
-            Sink(const ListPlan& p, const faiss::IDSelector* s, Visit& v, int t) : plan(p), sel(s), visit(v), tid(t) {}
-            void take(int64_t q0, int64_t nq, int64_t j0, int64_t nj, const float* s, int64_t es, int64_t qs) override {
-                for (int64_t jj = 0; jj < nj; ++jj) {
-                    const idx_t id = ids[j0 + jj];
-                    if (sel && !sel->is_member(id)) continue;
-                    for (int64_t qi = 0; qi < nq; ++qi) {
-                        visit(tid, plan.members[m0 + size_t(q0 + qi)], s[jj * es + qi * qs], id);
-                    }
-                }
-            }
-        } sink(plan, sel, visit, tid);
+        ListSink<std::remove_reference_t<Visit>> sink(visit, sel, tid);
 #pragma omp for schedule(dynamic)
         for (size_t b = 0; b < plan.busy.size(); ++b) {
             const size_t l = plan.busy[b], size = invlists->list_size(l);
@@ -387,7 +389,7 @@ void IndexIVFProtectedSlerp::scan_lists(const ListPlan& plan, const float* xn, c
                     probe_t(params, q, t.data());
                     kernels::prepare_query(layout, q, t.data(), kq.data() + qi * qf);
                 }
-                sink.m0 = m0;
+                sink.queries = plan.members.data() + m0;
                 clamped += kernels::score_block_into(E, kq.data(), int64_t(nq), 0, int64_t(size), sink);
             }
         }

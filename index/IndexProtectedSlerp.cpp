@@ -8,6 +8,7 @@
 #include <limits>
 #include <numeric>
 
+#include <type_traits>
 #include <typeinfo>
 
 #include <faiss/impl/AuxIndexStructures.h>
@@ -40,6 +41,19 @@ int scan_threads(int64_t rows) {
     return std::max(1, std::min<int>(omp_get_max_threads(), int((rows + kRowBlock - 1) / kRowBlock)));
 }
 
+// One thread's scores to visit(thread, q0, nq, j0, nj, s, es, qs), queries counted from `chunk`
+// (at namespace scope: clang 14 does not compile a local class inside an OpenMP region).
+template <typename Visit>
+struct RowSink final : kernels::ScoreSink {
+    Visit& visit;
+    int tid;
+    idx_t chunk = 0;
+    RowSink(Visit& v, int t) : visit(v), tid(t) {}
+    void take(int64_t q0, int64_t nq, int64_t j0, int64_t nj, const float* s, int64_t es, int64_t qs) override {
+        visit(tid, chunk + q0, nq, j0, nj, s, es, qs);
+    }
+};
+
 // Scores every stored row against n kernel queries, kQueryChunk queries at a time: rows are
 // split across nt threads, and each thread's scores arrive block by block at
 // visit(thread, q0, nq, j0, nj, s, es, qs): query q0 + qi against row j0 + jj is
@@ -57,15 +71,7 @@ int64_t scan_rows(const EntryStorage& store, const float* kq, idx_t n, int nt, V
         // sgemm block whatever the range: equal answers whatever the thread count).
         const int64_t begin = rows * tid / nt / kRowBlock * kRowBlock;
         const int64_t end = tid + 1 == nt ? rows : rows * (tid + 1) / nt / kRowBlock * kRowBlock;
-        struct Sink final : kernels::ScoreSink {
-            Visit& visit;
-            int tid;
-            idx_t chunk = 0;
-            Sink(Visit& v, int t) : visit(v), tid(t) {}
-            void take(int64_t q0, int64_t nq, int64_t j0, int64_t nj, const float* s, int64_t es, int64_t qs) override {
-                visit(tid, chunk + q0, nq, j0, nj, s, es, qs);
-            }
-        } sink(visit, tid);
+        RowSink<std::remove_reference_t<Visit>> sink(visit, tid);
         for (idx_t q0 = 0; q0 < n && begin < end; q0 += kQueryChunk) {
             sink.chunk = q0;
             clamped += kernels::score_block_into(E, kq + q0 * qf, std::min<idx_t>(kQueryChunk, n - q0), begin, end, sink);
