@@ -7,7 +7,6 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
-
 #include <type_traits>
 #include <typeinfo>
 
@@ -39,6 +38,11 @@ const faiss::IDSelector* selector_of(const faiss::SearchParameters* p, const cha
 // Threads for a scan of `rows` entries: no more than there are row blocks.
 int scan_threads(int64_t rows) {
     return std::max(1, std::min<int>(omp_get_max_threads(), int((rows + kRowBlock - 1) / kRowBlock)));
+}
+
+// Row r is not a candidate: removed, or outside the search's selector.
+bool excluded(const EntryStorage& store, const faiss::IDSelector* sel, int64_t r) {
+    return store.removed[r] || (sel && !sel->is_member(store.ids[r]));
 }
 
 // One thread's scores to visit(thread, q0, nq, j0, nj, s, es, qs), queries counted from `chunk`
@@ -158,7 +162,7 @@ void IndexProtectedSlerp::exhaustive(idx_t n, const Prepared& q, idx_t k, float*
                               };
                               for (int64_t jj = 0; jj < nj; ++jj) {
                                   const int64_t r = j0 + jj;
-                                  if (store.removed[r] || (sel && !sel->is_member(store.ids[r]))) continue;
+                                  if (excluded(store, sel, r)) continue;
                                   const float* row = s + jj * es;
                                   idx_t qi = 0;
                                   if (qs == 1) {  // the batched kernel's rows: four queries per compare
@@ -202,7 +206,7 @@ void IndexProtectedSlerp::range_search_locked(idx_t n, const float* x, float rad
                               int64_t qs) {
                               for (int64_t jj = 0; jj < nj; ++jj) {
                                   const int64_t r = j0 + jj;
-                                  if (store.removed[r] || (sel && !sel->is_member(store.ids[r]))) continue;
+                                  if (excluded(store, sel, r)) continue;
                                   for (idx_t qi = 0; qi < nq; ++qi) {
                                       const float v = s[jj * es + qi * qs];
                                       if (v >= radius) hits.add(tid, q0 + qi, v, store.ids[r]);

@@ -9,8 +9,9 @@
 // so for a block of entries and a batch of queries, <q,k> and <q,T> of every pair are one sgemm
 // per group (queries x d against d x (keys, templates)); the few dropped coordinates of each
 // entry correct them, and the slerp coefficients, the normalisation and the weighted sum run
-// eight queries per register, or sixteen with AVX-512 (batch_pass.h, batch_avx512.cpp). ke = <k,M T> and kmk = <k,M k> are recomputed per entry from
-// unpack_row() (fp32 whatever the storage), so that scores follow the stored values.
+// eight queries per register, or sixteen with AVX-512 (batch_pass.h, batch_avx512.cpp).
+// ke = <k,M T> and kmk = <k,M k> are recomputed per entry from the stored values (fp32 rows read
+// in place, halves converted), so that scores follow what is stored.
 #include <immintrin.h>
 
 #include <algorithm>

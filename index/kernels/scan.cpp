@@ -83,21 +83,22 @@ void unpack_row(const Entries& e, int64_t j, float* templ, float* key) {
     std::memcpy(key, e.keys + j * e.key_stride, L.key_floats() * sizeof(float));
 }
 
+// score_block()'s and score_block_into()'s choice: the batched table for kBatchMinQueries or
+// more queries (unless PSLERP_SIMD=scalar), else kernels().
+static const KernelTable& block_kernels(int64_t nq) {
+    const KernelTable& chosen = kernels();
+    return nq >= kBatchMinQueries && &chosen != &scalar_kernels() ? *batch_kernels() : chosen;
+}
+
 int64_t score_block(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1, float* out,
                     int64_t ld) {
-    const KernelTable& chosen = kernels();
-    if (nq >= kBatchMinQueries && &chosen != &scalar_kernels()) {
-        return batch_kernels()->score_range(e, queries, nq, j0, j1, out, ld);
-    }
-    return chosen.score_range(e, queries, nq, j0, j1, out, ld);
+    return block_kernels(nq).score_range(e, queries, nq, j0, j1, out, ld);
 }
 
 int64_t score_block_into(const Entries& e, const float* queries, int64_t nq, int64_t j0, int64_t j1,
                          ScoreSink& sink) {
-    const KernelTable& chosen = kernels();
-    if (nq >= kBatchMinQueries && &chosen != &scalar_kernels()) {
-        return batch_kernels()->score_into(e, queries, nq, j0, j1, sink);
-    }
+    const KernelTable& chosen = block_kernels(nq);
+    if (chosen.score_into) return chosen.score_into(e, queries, nq, j0, j1, sink);
     // The per-entry kernels write a matrix: blocks of kBlock entries through a per-thread tile.
     constexpr int64_t kBlock = 1024;
     thread_local std::vector<float> tile;
