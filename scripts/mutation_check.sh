@@ -154,10 +154,11 @@ mutation batch_qqm_correction index/kernels/batch_pass.h \
 mutation batch_fill_correction index/kernels/batch_pass.h \
     'if (filled) qe[u] = S::fnmadd(qv, tv, qe[u]);' \
     'if (!filled) qe[u] = S::fnmadd(qv, tv, qe[u]);' gtest:test_index
-# -- the ratio form: its series, the choice of its length, and its denominator
+# -- the ratio form: the ratio it fits (a slip the fit's own check cannot see), the choice of its
+# length, and its denominator
 mutation batch_ratio_series index/kernels/scan.cpp \
-    'b[k] = s[k] * std::pow(tt, 2 * k + 1);' \
-    'b[k] = s[k] * std::pow(tt, 2 * k + 2);' gtest:test_index
+    'return th > 0.0 ? std::sin(t * th) / std::sin((1.0 - t) * th) : t / (1.0 - t);' \
+    'return th > 0.0 ? std::sin(t * th * 1.0001) / std::sin((1.0 - t) * th) : t / (1.0 - t);' gtest:test_index
 mutation batch_ratio_terms index/kernels/scan.cpp \
     'if (worst <= 1e-6) {' \
     'if (worst <= 1e-2) {' gtest:test_index

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <vector>
 
 #include "index/kernels/batch_pass.h"
@@ -211,7 +212,6 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
             const float* kb = row_k + size_t(blk) * d * kLanes;
             const float* tb = row_t + size_t(blk) * d * kLanes;
             const size_t slot0 = size_t(blk * kLanes) * nb + jj;  // lane l: slot0 + l * nb
-            int count[kLanes] = {};
             unsigned filled = 0;  // bit l: lane l has a dropped non-zero template value
             __m256 ke = _mm256_setzero_ps(), kmk = _mm256_setzero_ps();
             for (int i = 0; i < d; ++i) {
@@ -222,18 +222,33 @@ void load_entries(const Entries& E, int64_t base, int lo, int hi, Scratch& w) {
                 const __m256 mk = _mm256_and_ps(m, kv);
                 ke = _mm256_fmadd_ps(mk, tv, ke);
                 kmk = _mm256_fmadd_ps(mk, kv, kmk);
-                const unsigned dropped = ~unsigned(bits) & real;
                 if (!L.zero_fill) {
                     const unsigned nonzero =
                             unsigned(_mm256_movemask_ps(_mm256_cmp_ps(tv, _mm256_setzero_ps(), _CMP_NEQ_UQ)));
-                    filled |= dropped & nonzero;
+                    filled |= ~unsigned(bits) & real & nonzero;
                 }
-                for (unsigned rest = dropped; rest; rest &= rest - 1) {
-                    const int l = __builtin_ctz(rest);
-                    const size_t at = (slot0 + size_t(l) * nb) * d + count[l]++;
-                    drop_row[at] = (blk * kLanes + l) * d + i;
-                    drop_k[at] = kb[i * kLanes + l];
-                    drop_t[at] = tb[i * kLanes + l];
+            }
+            // The dropped coordinates, lane by lane: bit l of 16 mask bytes at a time (shifted to
+            // each byte's top bit, where movemask takes it).
+            int count[kLanes] = {};
+            for (int i0 = 0; i0 < d; i0 += 16) {
+                const int n = std::min(16, d - i0);
+                alignas(16) uint8_t part[16];  // fewer than 16 left: the rest marked kept
+                if (n < 16) {
+                    std::memset(part, 0xff, sizeof(part));
+                    std::memcpy(part, mask + blk * d + i0, size_t(n));
+                }
+                const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(n < 16 ? part : mask + blk * d + i0));
+                for (int l = 0; l < lanes; ++l) {
+                    const unsigned kept = unsigned(_mm_movemask_epi8(_mm_sll_epi16(bytes, _mm_cvtsi32_si128(7 - l))));
+                    const size_t at0 = (slot0 + size_t(l) * nb) * d;
+                    for (unsigned rest = ~kept & 0xffffu; rest; rest &= rest - 1) {
+                        const int i = i0 + __builtin_ctz(rest);
+                        const size_t at = at0 + count[l]++;
+                        drop_row[at] = (blk * kLanes + l) * d + i;
+                        drop_k[at] = kb[i * kLanes + l];
+                        drop_t[at] = tb[i * kLanes + l];
+                    }
                 }
             }
             alignas(32) float kes[kLanes], kmks[kLanes];

@@ -6,7 +6,7 @@
 //
 // When every query of a pass has the same t_g, the slerp coefficients enter only through their
 // ratio r = b'/a' = sin(t theta) / sin((1-t) theta) (the group cosine does not change when a'
-// and b' are scaled together), a power series in u = theta^2 (SlerpRatio). Then
+// and b' are scaled together), a polynomial in s = sqrt(1 + c) (SlerpRatio). Then
 //   cos_g = (<q,M T> + r <k,M T>) / sqrt(<q^2,M> + 2 r <q,M k> + r^2 <k,M k>).
 #pragma once
 
@@ -41,7 +41,7 @@ struct GroupBlock {
     float* s;  ///< scores: sub x nqp (written by the first group, added to by later ones)
 };
 
-/// The group cosine by the ratio form, kN series terms of a SlerpRatio (every query of the
+/// The group cosine by the ratio form, kN coefficients of a SlerpRatio (every query of the
 /// pass has the same t_g).
 template <class S, int kN>
 struct RatioCosine {
@@ -52,10 +52,9 @@ struct RatioCosine {
     }
     /// c clamped to [kAntipodalCosF, 1]; q: the first query of the vector (unused here).
     V operator()(V c, int64_t /*q*/, V qe, V qmk, V qqm, V ke, V kmk) const {
-        const V theta = poly_acos_v<S>(c);
-        const V u = S::mul(theta, theta);
+        const V s = S::sqrt(S::add(c, S::set1(1.0f)));
         V r = coef[kN - 1];
-        for (int k = kN - 2; k >= 0; --k) r = S::fmadd(r, u, coef[k]);
+        for (int k = kN - 2; k >= 0; --k) r = S::fmadd(r, s, coef[k]);
         const V num = S::fmadd(r, ke, qe);
         V den = S::fmadd(r, kmk, S::add(qmk, qmk));
         den = S::max(S::fmadd(r, den, qqm), S::set1(1e-30f));
@@ -69,9 +68,9 @@ struct RatioCosine {
 template <class S, bool kFirst, class Cosine>
 int64_t group_pass(const GroupBlock& b, const Cosine& cosine) {
     using V = typename S::V;
-    // Vectors in flight per step: two with AVX-512's 32 registers; one with AVX2's 16 (two spill:
-    // 19.5 against 15.9 ns per pair at 8x16, bench_kernels).
-    constexpr int W = S::kW, kUnroll = S::kW == 8 ? 1 : 2;
+    // Vectors in flight per step: four with AVX-512's 32 registers (two: 1.5% slower at 32x16);
+    // one with AVX2's 16 (two spill: 19.5 against 15.9 ns per pair at 8x16, bench_kernels).
+    constexpr int W = S::kW, kUnroll = S::kW == 8 ? 1 : 4;
     const V antipodal = S::set1(kAntipodalCosF), one = S::set1(1.0f);
     int64_t clamped = 0;
     for (int jj = b.lo; jj < b.hi; ++jj) {

@@ -114,11 +114,15 @@ inline float group_cosine(float c, float t, float qe, float qmk, float qqm, floa
     return (a * qe + b * ke) / std::sqrt(std::max(den2, 1e-30f));
 }
 
-/// The ratio r(u) = b'(u) / a'(u) of one t as a power series in u = theta^2, cut to `terms`
-/// terms (4, 8 or 12: the kernels' unrolled Horner loops), or `ok` false when 12 terms do not
-/// reach a relative error of 1e-6 on theta in [0, acos(kAntipodalCosF)] (t below about 0.5,
-/// or t = 1); then the kernels take the per-lane closed form. The group cosine depends on a' and
-/// b' only through r (they scale together):
+/// The ratio r = b' / a' = sin(t theta) / sin((1-t) theta) of one t as a polynomial in
+/// s = sqrt(1 + c) (c = cos theta, clamped), cut to `terms` coefficients (4, 8 or 12: the
+/// kernels' unrolled Horner loops), or `ok` false when 12 do not reach a relative error of 1e-6
+/// over c in [kAntipodalCosF, 1] (t below about 0.35, or t = 1); then the kernels take the
+/// per-lane closed form. In s, r has no singularity on that range (acos's branch point at
+/// c = -1 is s = 0, where r is analytic in s), so one square root and a short polynomial
+/// replace acos and the sines: 8 terms for most t, 4 at t = 0.5 (r = 1) and t = 0.75
+/// (r = 1 + sqrt(2) s). The group cosine depends on a' and b' only through r (they scale
+/// together):
 ///   cos_g = (<q,M T> + r <k,M T>) / sqrt(<q^2,M> + 2 r <q,M k> + r^2 <k,M k>).
 /// Defined in scan.cpp.
 struct SlerpRatio {

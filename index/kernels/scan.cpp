@@ -144,40 +144,67 @@ void prepare_query(const Layout& L, const float* xn, const float* t, float* out)
     }
 }
 
+namespace {
+
+// The exact ratio sin(t theta) / sin((1-t) theta) at theta = acos(c), in double.
+double exact_ratio(double t, double c) {
+    const double th = std::acos(std::min(std::max(c, -1.0), 1.0));
+    return th > 0.0 ? std::sin(t * th) / std::sin((1.0 - t) * th) : t / (1.0 - t);
+}
+
+}  // namespace
+
 SlerpRatio::SlerpRatio(float t_) : t(t_) {
-    // r = b'/a' by power-series division, a'_k = s_k (1-t)^(2k+1), b'_k = s_k t^(2k+1), s_k the
-    // Taylor coefficients of sinc in x^2; then the fewest of 4, 8, 12 terms whose relative error
-    // on a grid of u in [0, acos(kAntipodalCosF)^2] stays within 1e-6 (float coefficients,
-    // evaluated in double; the closed form then moves by about as much).
+    // r(c) = b'/a' as a polynomial in s = sqrt(1 + c). In s, r has no singularity on the clamped
+    // range s in [sqrt(1 + kAntipodalCosF), sqrt(2)] (the branch point of acos at c = -1 is s = 0,
+    // where r is analytic in s; the nearest singularity is at s = -sqrt(2)), so a short
+    // polynomial fits it. Per number of terms n (4, 8, 12): interpolate at n Chebyshev nodes of
+    // that range (near-minimax), expand to powers of s in double, round to float, and keep the
+    // fewest terms whose relative error, evaluated in float as the kernels do, stays within
+    // 1e-6 on a grid of c in [kAntipodalCosF, 1].
     constexpr int kMax = 12;
-    const double tt = t, a0 = 1.0 - tt;
+    const double tt = t;
     if (!(tt >= 0.0 && tt < 1.0)) return;
-    double s[kMax], a[kMax], b[kMax], series[kMax];
-    double fact = 1.0;
-    for (int k = 0; k < kMax; ++k) {
-        if (k > 0) fact *= double(2 * k) * double(2 * k + 1);
-        s[k] = (k % 2 ? -1.0 : 1.0) / fact;
-        a[k] = s[k] * std::pow(a0, 2 * k + 1);
-        b[k] = s[k] * std::pow(tt, 2 * k + 1);
-    }
-    for (int k = 0; k < kMax; ++k) {
-        double v = b[k];
-        for (int i = 1; i <= k; ++i) v -= a[i] * series[k - i];
-        series[k] = v / a[0];
-    }
-    const double u_max = std::pow(std::acos(double(kAntipodalCosF)), 2);
+    const double s0 = std::sqrt(1.0 + double(kAntipodalCosF)), s1 = std::sqrt(2.0);
+    const double mid = 0.5 * (s1 + s0), half = 0.5 * (s1 - s0);
     for (int n = 4; n <= kMax; n += 4) {
+        // Chebyshev coefficients in x = (s - mid) / half.
+        double ch[kMax] = {};
+        for (int k = 0; k < n; ++k) {
+            const double a = std::acos(-1.0) * (k + 0.5) / n, x = std::cos(a), s = mid + half * x;
+            const double f = exact_ratio(tt, s * s - 1.0);
+            for (int j = 0; j < n; ++j) ch[j] += 2.0 / n * f * std::cos(j * a);
+        }
+        ch[0] *= 0.5;
+        // Clenshaw over polynomials in s: b_j = ch_j + 2 x(s) b_{j+1} - b_{j+2}, x(s) = (s - mid) / half;
+        // the sum is ch_0 + x b_1 - b_2.
+        double b1[kMax + 1] = {}, b2[kMax + 1] = {};
+        auto times_x = [&](const double* p, double* out) {  // out = x(s) * p (degrees < kMax)
+            for (int i = kMax; i >= 0; --i) out[i] = ((i > 0 ? p[i - 1] : 0.0) - mid * p[i]) / half;
+        };
+        for (int j = n - 1; j >= 1; --j) {
+            double xb[kMax + 1], bj[kMax + 1];
+            times_x(b1, xb);
+            for (int i = 0; i <= kMax; ++i) bj[i] = 2.0 * xb[i] - b2[i] + (i == 0 ? ch[j] : 0.0);
+            std::copy(b1, b1 + kMax + 1, b2);
+            std::copy(bj, bj + kMax + 1, b1);
+        }
+        double xb[kMax + 1], poly[kMax + 1];
+        times_x(b1, xb);
+        for (int i = 0; i <= kMax; ++i) poly[i] = xb[i] - b2[i] + (i == 0 ? ch[0] : 0.0);
+        float coef[kMax] = {};
+        for (int i = 0; i < n; ++i) coef[i] = float(poly[i]);
         double worst = 0.0;
-        for (int i = 0; i <= 512; ++i) {
-            const double u = u_max * i / 512, th = std::sqrt(u);
-            const double sa = th > 0 ? std::sin(a0 * th) / th : a0, sb = th > 0 ? std::sin(tt * th) / th : tt;
-            const double exact = sb / sa;
-            double p = 0.0;
-            for (int k = n - 1; k >= 0; --k) p = p * u + double(float(series[k]));
-            worst = std::max(worst, std::fabs(p - exact) / std::max(std::fabs(exact), 1e-30));
+        for (int i = 0; i <= 4096; ++i) {
+            const float c = kAntipodalCosF + (1.0f - kAntipodalCosF) * float(i) / 4096.0f;
+            const float s = std::sqrt(1.0f + c);
+            float p = coef[n - 1];
+            for (int k = n - 2; k >= 0; --k) p = std::fma(p, s, coef[k]);
+            const double exact = exact_ratio(tt, double(c));
+            worst = std::max(worst, std::fabs(double(p) - exact) / std::max(std::fabs(exact), 1e-30));
         }
         if (worst <= 1e-6) {
-            for (int k = 0; k < kMax; ++k) r[k] = k < n ? float(series[k]) : 0.0f;
+            std::copy(coef, coef + kMax, r);
             terms = n;
             ok = true;
             return;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -168,36 +169,39 @@ INSTANTIATE_TEST_SUITE_P(Kernels, KernelTest,
                                            kernels::batch_avx2_kernels(), kernels::batch_kernels()),
                          [](const auto& info) { return std::string(kKernelNames[info.index]); });
 
-// The ratio of the slerp coefficients as a power series (batch_pass.h SlerpRatio): defined for t
-// in [0.5, 1) at least (below about 0.5 and at 1 the kernel takes the per-lane closed form),
-// and where defined within 1e-6 of sin(t theta) / sin((1-t) theta), relative, over the clamped
-// range of theta.
+// The ratio of the slerp coefficients as a polynomial in s = sqrt(1 + c) (coeffs.h SlerpRatio):
+// defined for t in [0.5, 1) at least (below about 0.4 and at 1 the kernel takes the per-lane
+// closed form), and where defined within 1e-6 of sin(t theta) / sin((1-t) theta), relative,
+// over the clamped range of c, evaluated in float as the kernels do.
 TEST(BatchKernel, SlerpRatioSeries) {
-    const double theta_max = std::acos(double(kernels::kAntipodalCosF));
     for (float t : {0.0f, 0.1f, 0.3f, 0.5f, 0.6f, 0.7f, 0.8f, 0.85f, 0.9f, 0.95f, 0.99f, 1.0f}) {
         SCOPED_TRACE(t);
         const kernels::SlerpRatio R(t);
         if (t >= 0.5f && t < 1.0f) EXPECT_TRUE(R.ok);
-        if (t == 1.0f || t == 0.3f) EXPECT_FALSE(R.ok);
+        if (t == 1.0f || t == 0.1f) EXPECT_FALSE(R.ok);
         if (!R.ok) continue;
         EXPECT_TRUE(R.terms == 4 || R.terms == 8 || R.terms == 12);
         for (int i = 0; i <= 1000; ++i) {
-            const double th = theta_max * i / 1000, u = th * th;
+            const float c = kernels::kAntipodalCosF + (1.0f - kernels::kAntipodalCosF) * float(i) / 1000.0f;
+            const double th = std::acos(double(c));
             const double want = th > 0 ? std::sin(t * th) / std::sin((1.0 - t) * th) : t / (1.0 - t);
-            double got = 0;
-            for (int k = R.terms - 1; k >= 0; --k) got = got * u + R.r[k];
-            ASSERT_LE(std::abs(got - want), 1.5e-6 * std::max(std::abs(want), 1e-12)) << th;
+            const float s = std::sqrt(1.0f + c);
+            float got = R.r[R.terms - 1];
+            for (int k = R.terms - 2; k >= 0; --k) got = std::fma(got, s, R.r[k]);
+            ASSERT_LE(std::abs(got - want), 1.5e-6 * std::max(std::abs(want), 1e-12)) << c;
         }
     }
 }
 
 // The batched kernels (AVX2, and AVX-512 where the CPU has it: the same bits) beyond one pass of queries
-// (300 > 256), at t whose ratio series takes 4, 8 and 12 terms or none (t = 0.3: the per-lane
-// closed form), on a block that is not a whole number of sgemm blocks; and score_block's choice:
+// (300 > 256), at t whose ratio polynomial takes 4 (0.5, 0.75), 8 (0.7, 0.97) and 12 (0.35) terms
+// or none (t = 0.3: the per-lane closed form), on a block that is not a whole number of sgemm blocks; and score_block's choice:
 // fewer than kBatchMinQueries go to the per-entry kernel, more to the batched one.
 TEST(BatchKernel, ManyQueriesOtherTAndTheDispatch) {
     if (!kernels::batch_kernels()) GTEST_SKIP() << "this CPU lacks AVX2/FMA: the batched kernel is not testable here";
-    for (const float t : {0.3f, 0.5f, 0.7f, 0.97f}) {
+    const std::map<float, int> terms = {{0.3f, 0}, {0.35f, 12}, {0.5f, 4}, {0.7f, 8}, {0.75f, 4}, {0.97f, 8}};
+    for (const auto& [t, n_terms] : terms) {
+        EXPECT_EQ(kernels::SlerpRatio(t).terms, n_terms) << t;
         for (const kernels::KernelTable* B : {kernels::batch_avx2_kernels(), kernels::batch_kernels()}) {
             SCOPED_TRACE(testing::Message() << "t " << t << " " << B->name);
             Params p = Params::defaults(8, 16);
