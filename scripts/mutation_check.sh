@@ -166,6 +166,11 @@ mutation batch_ratio_den index/kernels/batch_pass.h \
     'V den = S::fmadd(r, kmk, S::add(qmk, qmk));' \
     'V den = S::fmadd(r, kmk, qmk);' gtest:test_index
 
+# -- the block loads: each group's dropped coordinates come from its bit of the mask bytes
+mutation batch_drop_lane index/kernels/batch_avx2.cpp \
+    '_mm_movemask_epi8(_mm_sll_epi16(bytes, _mm_cvtsi32_si128(7 - l)))' \
+    '_mm_movemask_epi8(_mm_sll_epi16(bytes, _mm_cvtsi32_si128(7 - (l ^ 1))))' gtest:test_index
+
 # -- the score sink (issue 12, fourth pass): the output zeroed as read (sgemm adds to it), the
 # offsets added in place, the search's four-at-a-time comparison and the IVF's ids
 mutation batch_output_not_zeroed index/kernels/batch_pass.h \
