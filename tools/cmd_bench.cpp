@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <memory>
 
@@ -101,10 +102,11 @@ absl::Status run(Args& args) {
     const int64_t D = split->gallery.dim;
     const float* xb = split->gallery.x.data();
     const float* q = split->probes.x.data();
-    std::printf("pslerp bench: %s, N=%ld, D=%ld, %ld queries, k=%ld, %d threads, kernel %s, data seed %ld, "
-                "trained on %ld features of other identities\n",
+    const char* wait = std::getenv("OMP_WAIT_POLICY");  // set to PASSIVE by main() unless given
+    std::printf("pslerp bench: %s, N=%ld, D=%ld, %ld queries, k=%ld, %d threads (OMP_WAIT_POLICY %s), kernel %s, "
+                "data seed %ld, trained on %ld features of other identities\n",
                 describe_index(**index).c_str(), long(*n), long(D), long(*nq), long(*k), omp_get_max_threads(),
-                kernels::simd_level(), long(*seed), long(ntrain));
+                wait ? wait : "unset", kernels::simd_level(), long(*seed), long(ntrain));
     double t0 = now_seconds();
     if (auto s = train_index(**index, ntrain, train->x.data()); !s.ok()) return s;
     if (auto s = enroll_in_batches(**index, *n, xb, split->gallery.labels.data()); !s.ok()) return s;

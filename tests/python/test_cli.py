@@ -621,6 +621,21 @@ def test_bench_and_demo(results):
     assert "1:1 verification" in results["demo"].stdout and "protected IVF8" in results["demo"].stdout
 
 
+def test_openmp_waits_passively_unless_told():
+    """The CLI runs itself again with OMP_WAIT_POLICY=PASSIVE when the caller set no policy
+    (tools/main.cpp: spinning OpenMP and OpenBLAS threads slowed FAISS's batched search 5x at
+    --threads 2), and leaves a policy the caller chose alone."""
+    args = [str(CLI), "bench", "-n", "200", "--queries", "4", "--repeats", "1", "--train", "300", "-t", "2"]
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    base["PSLERP_PROGRESS"] = "0"
+    unset = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=base)
+    assert unset.returncode == 0, unset.stderr
+    assert "(OMP_WAIT_POLICY PASSIVE)" in unset.stdout
+    chosen = subprocess.run(args, capture_output=True, text=True, timeout=TIMEOUT, env=dict(base, OMP_WAIT_POLICY="active"))
+    assert chosen.returncode == 0, chosen.stderr
+    assert "(OMP_WAIT_POLICY active)" in chosen.stdout
+
+
 def test_failed_runs_write_nothing(ctx, results):
     """Usage errors write nothing (pslerp --help promises it), nor do the runs failing here: every
     case that failed named its outputs never*, keep* (existing files) or the index it read."""
