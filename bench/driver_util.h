@@ -27,6 +27,7 @@
 #include "index/kernels/scan.h"
 #include "plugin/synth.h"
 #include "util/args.h"
+#include "util/threads.h"
 #include "util/timing.h"
 
 namespace pslerp::bench {
@@ -36,8 +37,11 @@ namespace pslerp::bench {
 /// unknown flag prints the error and exits with 2.
 class Flags {
   public:
+    /// Runs the driver again with OMP_WAIT_POLICY=PASSIVE first unless a policy is set
+    /// (util/threads.h wait_passively: with spinning threads FAISS's batched search is unfairly slow).
     Flags(int argc, char** argv, std::string usage)
-            : args_(std::vector<std::string>(argv + 1, argv + argc), {"help"}), usage_(std::move(usage)) {
+            : args_((wait_passively(argv), std::vector<std::string>(argv + 1, argv + argc)), {"help"}),
+              usage_(std::move(usage)) {
         for (int i = 0; i < argc; ++i) command_ += (i ? " " : "") + std::string(argv[i]);
         help_ = args_.flag("help");
         check(args_.parsed());
@@ -233,7 +237,7 @@ inline std::string json_escape(const std::string& s) {
 
 /// The provenance block printed at the start of each driver and stored in its JSON.
 struct Provenance {
-    std::string command, commit, simd, cpu, load_start;
+    std::string command, commit, simd, cpu, load_start, wait_policy;
     uint64_t seed = 0;
     int max_threads = 0;
 
@@ -243,13 +247,14 @@ struct Provenance {
               simd(kernels::simd_level()),
               cpu(cpu_model()),
               load_start(load_average()),
+              wait_policy(std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "unset"),
               seed(s),
               max_threads(omp_get_max_threads()) {}
 
     void print() const {
-        std::printf("# command:     %s\n# git commit:  %s\n# simd level:  %s\n# cpu:         %s (%d OpenMP threads max)\n"
-                    "# data seed:   %llu\n# load avg:    %s (at start; the machine is shared)\n",
-                    command.c_str(), commit.c_str(), simd.c_str(), cpu.c_str(), max_threads,
+        std::printf("# command:     %s\n# git commit:  %s\n# simd level:  %s\n# cpu:         %s (%d OpenMP threads max, "
+                    "OMP_WAIT_POLICY %s)\n# data seed:   %llu\n# load avg:    %s (at start; the machine is shared)\n",
+                    command.c_str(), commit.c_str(), simd.c_str(), cpu.c_str(), max_threads, wait_policy.c_str(),
                     static_cast<unsigned long long>(seed), load_start.c_str());
         std::fflush(stdout);
     }
@@ -258,7 +263,8 @@ struct Provenance {
         std::ostringstream o;
         o << "{\"command\": \"" << json_escape(command) << "\", \"git_commit\": \"" << commit
           << "\", \"simd_level\": \"" << simd << "\", \"cpu\": \"" << json_escape(cpu)
-          << "\", \"max_threads\": " << max_threads << ", \"seed\": " << seed << ", \"load_avg_start\": \""
+          << "\", \"max_threads\": " << max_threads << ", \"omp_wait_policy\": \"" << json_escape(wait_policy)
+          << "\", \"seed\": " << seed << ", \"load_avg_start\": \""
           << load_start << "\", \"load_avg_end\": \"" << load_average() << "\"}";
         return o.str();
     }

@@ -1,8 +1,5 @@
 // `pslerp`: protected face-template search from the command line.
-#include <unistd.h>
-
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <new>
 #include <string>
@@ -10,6 +7,7 @@
 
 #include "tools/cli.h"
 #include "tools/common.h"
+#include "util/threads.h"
 
 namespace {
 
@@ -49,23 +47,11 @@ void usage(std::FILE* out) {
     std::fputs(pslerp::cli::kExitCodesHelp, out);
 }
 
-// OpenMP's worker threads spin while they wait (libgomp's default policy), and so do OpenBLAS's:
-// with both pools on the same cores each steals the other's time. FAISS's batched flat search
-// alternates sgemm calls (OpenBLAS's threads) with heap updates (OpenMP's) and took 5x longer at
-// --threads 2 on a 2-core machine (1.23 against 0.22 ms per query, bench/RESULTS.md 1.1, fourth
-// pass); the protected search was a little slower too. libgomp reads OMP_WAIT_POLICY once, as it
-// loads, so unless the caller chose a policy the CLI sets PASSIVE and runs itself again.
-void wait_passively(char** argv) {
-    if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
-    execv("/proc/self/exe", argv);  // returns only when it fails: go on with the default policy
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
     using namespace pslerp::cli;
-    wait_passively(argv);
+    pslerp::wait_passively(argv);  // util/threads.h: before any OpenMP region
     if (argc < 2) {
         usage(stderr);
         return pslerp::kExitUsage;

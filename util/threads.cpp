@@ -2,6 +2,9 @@
 
 #include <dlfcn.h>
 #include <omp.h>
+#include <unistd.h>
+
+#include <cstdlib>
 
 namespace pslerp {
 
@@ -10,6 +13,12 @@ void set_threads(int n) {
     // OpenBLAS's own pool (its pthreads build ignores OpenMP's setting); absent from other BLAS.
     using SetFn = void (*)(int);
     if (auto set_blas = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set_blas(n);
+}
+
+void wait_passively(char** argv) {
+    if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;
+    execv("/proc/self/exe", argv);  // returns only when it fails
 }
 
 }  // namespace pslerp
