@@ -40,8 +40,8 @@ class Flags {
     /// Runs the driver again with OMP_WAIT_POLICY=PASSIVE first unless a policy is set
     /// (util/threads.h wait_passively: with spinning threads FAISS's batched search is unfairly slow).
     Flags(int argc, char** argv, std::string usage)
-            : args_((wait_passively(argv), std::vector<std::string>(argv + 1, argv + argc)), {"help"}),
-              usage_(std::move(usage)) {
+            : args_(std::vector<std::string>(argv + 1, argv + argc), {"help"}), usage_(std::move(usage)) {
+        wait_passively(argv);
         for (int i = 0; i < argc; ++i) command_ += (i ? " " : "") + std::string(argv[i]);
         help_ = args_.flag("help");
         check(args_.parsed());
@@ -247,7 +247,7 @@ struct Provenance {
               simd(kernels::simd_level()),
               cpu(cpu_model()),
               load_start(load_average()),
-              wait_policy(std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "unset"),
+              wait_policy(omp_wait_policy()),
               seed(s),
               max_threads(omp_get_max_threads()) {}
 

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <limits>
 #include <memory>
 
@@ -19,6 +18,7 @@
 #include "plugin/synth.h"
 #include "tools/common.h"
 #include "tools/measure.h"
+#include "util/threads.h"
 
 namespace pslerp::cli {
 namespace {
@@ -102,11 +102,10 @@ absl::Status run(Args& args) {
     const int64_t D = split->gallery.dim;
     const float* xb = split->gallery.x.data();
     const float* q = split->probes.x.data();
-    const char* wait = std::getenv("OMP_WAIT_POLICY");  // set to PASSIVE by main() unless given
     std::printf("pslerp bench: %s, N=%ld, D=%ld, %ld queries, k=%ld, %d threads (OMP_WAIT_POLICY %s), kernel %s, "
                 "data seed %ld, trained on %ld features of other identities\n",
                 describe_index(**index).c_str(), long(*n), long(D), long(*nq), long(*k), omp_get_max_threads(),
-                wait ? wait : "unset", kernels::simd_level(), long(*seed), long(ntrain));
+                omp_wait_policy(), kernels::simd_level(), long(*seed), long(ntrain));
     double t0 = now_seconds();
     if (auto s = train_index(**index, ntrain, train->x.data()); !s.ok()) return s;
     if (auto s = enroll_in_batches(**index, *n, xb, split->gallery.labels.data()); !s.ok()) return s;

@@ -15,6 +15,11 @@ void set_threads(int n) {
     if (auto set_blas = reinterpret_cast<SetFn>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set_blas(n);
 }
 
+const char* omp_wait_policy() {
+    const char* policy = std::getenv("OMP_WAIT_POLICY");
+    return policy ? policy : "unset";
+}
+
 void wait_passively(char** argv) {
     if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
     if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0) return;

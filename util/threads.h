@@ -18,4 +18,7 @@ void set_threads(int n);
 /// policy was already set or the new run could not start (then the default policy stays).
 void wait_passively(char** argv);
 
+/// OMP_WAIT_POLICY as the process sees it, or "unset" (for the benchmarks' provenance).
+const char* omp_wait_policy();
+
 }  // namespace pslerp

@@ -623,8 +623,8 @@ def test_bench_and_demo(results):
 
 def test_openmp_waits_passively_unless_told():
     """The CLI runs itself again with OMP_WAIT_POLICY=PASSIVE when the caller set no policy
-    (tools/main.cpp: spinning OpenMP and OpenBLAS threads slowed FAISS's batched search 5x at
-    --threads 2), and leaves a policy the caller chose alone."""
+    (util/threads.h wait_passively: spinning OpenMP and OpenBLAS threads slowed FAISS's batched
+    search 5x at --threads 2), and leaves a policy the caller chose alone."""
     args = [str(CLI), "bench", "-n", "200", "--queries", "4", "--repeats", "1", "--train", "300", "-t", "2"]
     base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     base["PSLERP_PROGRESS"] = "0"
